@@ -1,0 +1,517 @@
+//! Frame pools and packet buffer handles.
+
+use std::alloc::{Layout, alloc_zeroed, dealloc};
+use std::ptr::NonNull;
+
+/// Size of one frame. A power of two, so a frame can be an AF_XDP UMEM chunk.
+pub const FRAME_SIZE: usize = 2048;
+/// Free bytes in front of a freshly received packet (room for encapsulation).
+/// Equal to the kernel's `XDP_PACKET_HEADROOM`.
+pub const HEADROOM: usize = 256;
+/// Largest packet a frame holds when it starts at [`HEADROOM`].
+pub const MAX_PACKET: usize = FRAME_SIZE - HEADROOM;
+
+const PAGE: usize = 4096;
+
+/// Errors of buffer operations. None of them leaves a buffer modified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BufError {
+    /// A frame pool of this many frames could not be allocated.
+    #[error("cannot allocate a frame pool of {0} frames")]
+    Alloc(u32),
+    /// A prepend asked for more bytes than the headroom holds.
+    #[error("not enough headroom: need {need} bytes, have {have}")]
+    NoHeadroom { need: usize, have: usize },
+    /// An append asked for more bytes than the tailroom holds.
+    #[error("not enough tailroom: need {need} bytes, have {have}")]
+    NoTailroom { need: usize, have: usize },
+    /// A strip or window asked for bytes the packet or frame does not have.
+    #[error("window {off}+{len} does not fit in the frame or packet")]
+    BadWindow { off: usize, len: usize },
+    /// An address handed back (by a kernel ring) is not a lent frame of this pool.
+    #[error("address {0:#x} is not a lent frame of this pool")]
+    BadAddress(u64),
+    /// A buffer was returned to a pool it does not belong to.
+    #[error("buffer does not belong to this pool")]
+    ForeignBuffer,
+}
+
+/// An owned handle to one frame and the packet window in it.
+///
+/// Not `Clone`: a frame has exactly one owner, which is what makes the data
+/// accessors sound. Dropping a `PacketBuf` without returning it to its pool
+/// leaks the frame (the pool then never frees its memory); ports and the
+/// pipeline always return buffers with [`FramePool::free`].
+pub struct PacketBuf {
+    frame: NonNull<u8>,
+    index: u32,
+    off: u16,
+    len: u16,
+}
+
+// SAFETY: a PacketBuf is the unique owner of its frame's bytes (see the pool
+// invariants below); moving it to another thread moves that ownership. The pool
+// memory is never freed while a buffer is outstanding.
+unsafe impl Send for PacketBuf {}
+
+impl std::fmt::Debug for PacketBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PacketBuf")
+            .field("frame", &self.index)
+            .field("off", &self.off)
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+impl PacketBuf {
+    /// The packet bytes.
+    #[inline(always)]
+    pub fn data(&self) -> &[u8] {
+        // SAFETY: `frame` points to FRAME_SIZE bytes owned by this handle alone
+        // (pool invariant 1), and every mutator keeps off + len <= FRAME_SIZE
+        // (invariant 2), so the range is in bounds and not aliased mutably.
+        unsafe {
+            std::slice::from_raw_parts(
+                self.frame.as_ptr().add(self.off as usize),
+                self.len as usize,
+            )
+        }
+    }
+
+    /// The packet bytes, writable.
+    #[inline(always)]
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `data`; `&mut self` guarantees exclusive access.
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.frame.as_ptr().add(self.off as usize),
+                self.len as usize,
+            )
+        }
+    }
+
+    /// Packet length in bytes.
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// True for a zero-length packet.
+    #[inline(always)]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Index of the frame in its pool.
+    #[inline(always)]
+    pub fn frame_index(&self) -> u32 {
+        self.index
+    }
+
+    /// Offset of the first packet byte from the start of the frame.
+    #[inline(always)]
+    pub fn offset(&self) -> usize {
+        self.off as usize
+    }
+
+    /// Free bytes in front of the packet.
+    #[inline(always)]
+    pub fn headroom(&self) -> usize {
+        self.off as usize
+    }
+
+    /// Free bytes after the packet.
+    #[inline(always)]
+    pub fn tailroom(&self) -> usize {
+        FRAME_SIZE - self.off as usize - self.len as usize
+    }
+
+    /// Grows the packet at the front by `n` bytes (taken from the headroom) and
+    /// returns the new leading bytes. Their content is unspecified.
+    #[inline]
+    pub fn prepend(&mut self, n: usize) -> Result<&mut [u8], BufError> {
+        if n > self.off as usize {
+            return Err(BufError::NoHeadroom {
+                need: n,
+                have: self.off as usize,
+            });
+        }
+        // off >= n and len + n <= FRAME_SIZE, both fit u16 (FRAME_SIZE < 65536).
+        self.off -= n as u16;
+        self.len += n as u16;
+        Ok(&mut self.data_mut()[..n])
+    }
+
+    /// Removes `n` bytes from the front of the packet (they become headroom).
+    #[inline]
+    pub fn advance(&mut self, n: usize) -> Result<(), BufError> {
+        if n > self.len as usize {
+            return Err(BufError::BadWindow {
+                off: self.off as usize + n,
+                len: 0,
+            });
+        }
+        self.off += n as u16;
+        self.len -= n as u16;
+        Ok(())
+    }
+
+    /// Grows the packet at the end by `n` bytes (taken from the tailroom) and
+    /// returns the new trailing bytes. Their content is unspecified.
+    #[inline]
+    pub fn append(&mut self, n: usize) -> Result<&mut [u8], BufError> {
+        let have = self.tailroom();
+        if n > have {
+            return Err(BufError::NoTailroom { need: n, have });
+        }
+        let old = self.len as usize;
+        self.len += n as u16;
+        Ok(&mut self.data_mut()[old..])
+    }
+
+    /// Shortens the packet to `len` bytes; a longer `len` is ignored.
+    #[inline]
+    pub fn truncate(&mut self, len: usize) {
+        if len < self.len as usize {
+            self.len = len as u16;
+        }
+    }
+
+    /// Places the packet window at `off..off + len` of the frame. The bytes
+    /// there are whatever the frame held (a port's DMA or ring copy).
+    #[inline]
+    pub fn set_window(&mut self, off: usize, len: usize) -> Result<(), BufError> {
+        if off.checked_add(len).is_none_or(|end| end > FRAME_SIZE) {
+            return Err(BufError::BadWindow { off, len });
+        }
+        self.off = off as u16;
+        self.len = len as u16;
+        Ok(())
+    }
+
+    /// Replaces the packet with a copy of `bytes`, starting at [`HEADROOM`].
+    #[inline]
+    pub fn write(&mut self, bytes: &[u8]) -> Result<(), BufError> {
+        self.set_window(HEADROOM, bytes.len())?;
+        self.data_mut().copy_from_slice(bytes);
+        Ok(())
+    }
+}
+
+const FREE: u8 = 0;
+const OWNED: u8 = 1;
+const LENT: u8 = 2;
+
+/// A region of `frames` frames of [`FRAME_SIZE`] bytes and the list of free ones.
+///
+/// Invariants that make [`PacketBuf`] sound:
+/// 1. A frame is in exactly one state: free (on the free list), owned (by
+///    exactly one `PacketBuf`), or lent (its address handed to a kernel ring
+///    with [`FramePool::lend`] / [`FramePool::lend_free`]). Only owned frames are
+///    reachable from safe code.
+/// 2. A `PacketBuf` window always lies inside its frame.
+/// 3. The region is freed only when every frame is free again; a pool dropped
+///    with frames outstanding leaks its region rather than free memory that a
+///    buffer or a kernel ring may still use.
+pub struct FramePool {
+    base: NonNull<u8>,
+    frames: u32,
+    layout: Layout,
+    free: Vec<u32>,
+    state: Vec<u8>,
+}
+
+// SAFETY: the pool owns its region; the raw base pointer is only a handle to
+// that allocation. Buffers handed out are tracked by state, not by pointer
+// sharing, so moving the pool between threads is sound.
+unsafe impl Send for FramePool {}
+
+impl std::fmt::Debug for FramePool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FramePool")
+            .field("frames", &self.frames)
+            .field("free", &self.free.len())
+            .finish()
+    }
+}
+
+impl FramePool {
+    /// Allocates a zeroed, page-aligned pool of `frames` frames.
+    pub fn new(frames: u32) -> Result<Self, BufError> {
+        let size = (frames as usize)
+            .checked_mul(FRAME_SIZE)
+            .filter(|&s| s > 0)
+            .ok_or(BufError::Alloc(frames))?;
+        let layout = Layout::from_size_align(size, PAGE).map_err(|_| BufError::Alloc(frames))?;
+        // SAFETY: `layout` has a non-zero size (checked above).
+        let ptr = unsafe { alloc_zeroed(layout) };
+        let base = NonNull::new(ptr).ok_or(BufError::Alloc(frames))?;
+        Ok(FramePool {
+            base,
+            frames,
+            layout,
+            // Pop order: frame 0 first, which keeps tests readable.
+            free: (0..frames).rev().collect(),
+            state: vec![FREE; frames as usize],
+        })
+    }
+
+    /// Number of frames in the pool.
+    pub fn frames(&self) -> u32 {
+        self.frames
+    }
+
+    /// Number of free frames.
+    #[inline]
+    pub fn available(&self) -> usize {
+        self.free.len()
+    }
+
+    /// Frames owned by buffers or lent to rings.
+    pub fn outstanding(&self) -> usize {
+        self.frames as usize - self.free.len()
+    }
+
+    /// Start and length of the region, for registering it as an AF_XDP UMEM.
+    /// The caller must only hand lent frames' addresses to the kernel.
+    pub fn region(&self) -> (*mut u8, usize) {
+        (self.base.as_ptr(), self.layout.size())
+    }
+
+    #[inline(always)]
+    fn make(&mut self, index: u32, off: usize, len: usize) -> PacketBuf {
+        self.state[index as usize] = OWNED;
+        // SAFETY: index < frames, so the frame lies inside the region.
+        let frame = unsafe { self.base.add(index as usize * FRAME_SIZE) };
+        PacketBuf {
+            frame,
+            index,
+            off: off as u16,
+            len: len as u16,
+        }
+    }
+
+    /// Takes a free frame; the packet window is empty at [`HEADROOM`].
+    #[inline]
+    pub fn alloc(&mut self) -> Option<PacketBuf> {
+        let index = self.free.pop()?;
+        Some(self.make(index, HEADROOM, 0))
+    }
+
+    /// Returns a buffer's frame to the free list.
+    #[inline]
+    pub fn free(&mut self, buf: PacketBuf) {
+        if self.owns(&buf) {
+            self.state[buf.index as usize] = FREE;
+            self.free.push(buf.index);
+        } else {
+            // A foreign buffer: not ours to recycle. Leaking it is safe; a
+            // debug build stops here because it is a bug in the caller.
+            debug_assert!(false, "buffer returned to a foreign pool");
+            std::mem::forget(buf);
+        }
+    }
+
+    /// True if `buf` is a frame of this pool.
+    #[inline]
+    pub fn owns(&self, buf: &PacketBuf) -> bool {
+        buf.index < self.frames
+            && std::ptr::eq(
+                buf.frame.as_ptr(),
+                self.base
+                    .as_ptr()
+                    .wrapping_add(buf.index as usize * FRAME_SIZE),
+            )
+    }
+
+    /// Copies `buf` into a new frame at the same offset (for flooding).
+    #[inline]
+    pub fn copy(&mut self, buf: &PacketBuf) -> Option<PacketBuf> {
+        let mut c = self.alloc()?;
+        c.off = buf.off;
+        c.len = buf.len;
+        c.data_mut().copy_from_slice(buf.data());
+        Some(c)
+    }
+
+    /// Address (offset in the region) of the packet's first byte.
+    #[inline]
+    pub fn addr_of(buf: &PacketBuf) -> u64 {
+        buf.index as u64 * FRAME_SIZE as u64 + buf.off as u64
+    }
+
+    /// Gives a buffer's frame to a kernel ring (AF_XDP TX) and returns the
+    /// packet's address in the region. The frame comes back with
+    /// [`FramePool::reclaim`] (completion ring) or [`FramePool::adopt`].
+    #[inline]
+    pub fn lend(&mut self, buf: PacketBuf) -> Result<u64, BufError> {
+        if !self.owns(&buf) {
+            std::mem::forget(buf);
+            return Err(BufError::ForeignBuffer);
+        }
+        let addr = Self::addr_of(&buf);
+        self.state[buf.index as usize] = LENT;
+        std::mem::forget(buf);
+        Ok(addr)
+    }
+
+    /// Takes a free frame and lends it (AF_XDP fill ring); returns the
+    /// address of the frame's start.
+    #[inline]
+    pub fn lend_free(&mut self) -> Option<u64> {
+        let index = self.free.pop()?;
+        self.state[index as usize] = LENT;
+        Some(index as u64 * FRAME_SIZE as u64)
+    }
+
+    #[inline]
+    fn lent_index(&self, addr: u64) -> Result<u32, BufError> {
+        let index = addr / FRAME_SIZE as u64;
+        if index >= self.frames as u64 || self.state[index as usize] != LENT {
+            return Err(BufError::BadAddress(addr));
+        }
+        Ok(index as u32)
+    }
+
+    /// Takes back a lent frame holding a packet of `len` bytes at `addr`
+    /// (AF_XDP RX descriptor) as an owned buffer.
+    #[inline]
+    pub fn adopt(&mut self, addr: u64, len: usize) -> Result<PacketBuf, BufError> {
+        let index = self.lent_index(addr)?;
+        let off = (addr % FRAME_SIZE as u64) as usize;
+        if off + len > FRAME_SIZE {
+            return Err(BufError::BadWindow { off, len });
+        }
+        Ok(self.make(index, off, len))
+    }
+
+    /// Returns a lent frame to the free list (AF_XDP completion ring).
+    #[inline]
+    pub fn reclaim(&mut self, addr: u64) -> Result<(), BufError> {
+        let index = self.lent_index(addr)?;
+        self.state[index as usize] = FREE;
+        self.free.push(index);
+        Ok(())
+    }
+}
+
+impl Drop for FramePool {
+    fn drop(&mut self) {
+        if self.free.len() == self.frames as usize {
+            // SAFETY: allocated in `new` with this layout; every frame is free,
+            // so no PacketBuf or kernel ring refers to the region any more.
+            unsafe { dealloc(self.base.as_ptr(), self.layout) };
+        }
+        // Otherwise leak: see invariant 3.
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alloc_write_free() {
+        let mut p = FramePool::new(4).unwrap();
+        let mut b = p.alloc().unwrap();
+        assert_eq!(b.headroom(), HEADROOM);
+        b.write(&[1, 2, 3]).unwrap();
+        assert_eq!(b.data(), &[1, 2, 3]);
+        assert_eq!(p.available(), 3);
+        p.free(b);
+        assert_eq!(p.available(), 4);
+    }
+
+    #[test]
+    fn exhaustion_returns_none() {
+        let mut p = FramePool::new(2).unwrap();
+        let a = p.alloc().unwrap();
+        let b = p.alloc().unwrap();
+        assert!(p.alloc().is_none());
+        p.free(a);
+        p.free(b);
+    }
+
+    #[test]
+    fn prepend_and_advance_keep_window_in_frame() {
+        let mut p = FramePool::new(1).unwrap();
+        let mut b = p.alloc().unwrap();
+        b.write(&[9; 64]).unwrap();
+        b.prepend(50).unwrap().copy_from_slice(&[7; 50]);
+        assert_eq!(b.len(), 114);
+        assert_eq!(&b.data()[..50], &[7; 50]);
+        assert_eq!(&b.data()[50..], &[9; 64]);
+        assert!(matches!(
+            b.prepend(HEADROOM),
+            Err(BufError::NoHeadroom {
+                need: HEADROOM,
+                have: 206
+            })
+        ));
+        b.advance(50).unwrap();
+        assert_eq!(b.data(), &[9; 64]);
+        assert!(b.advance(65).is_err());
+        assert_eq!(b.len(), 64);
+        p.free(b);
+    }
+
+    #[test]
+    fn append_respects_tailroom() {
+        let mut p = FramePool::new(1).unwrap();
+        let mut b = p.alloc().unwrap();
+        assert_eq!(b.tailroom(), MAX_PACKET);
+        b.append(MAX_PACKET).unwrap();
+        assert!(b.append(1).is_err());
+        b.truncate(10);
+        assert_eq!(b.len(), 10);
+        assert!(b.write(&vec![0; MAX_PACKET + 1]).is_err());
+        p.free(b);
+    }
+
+    #[test]
+    fn copy_is_independent() {
+        let mut p = FramePool::new(2).unwrap();
+        let mut a = p.alloc().unwrap();
+        a.write(&[1, 2, 3, 4]).unwrap();
+        let mut c = p.copy(&a).unwrap();
+        c.data_mut()[0] = 42;
+        assert_eq!(a.data(), &[1, 2, 3, 4]);
+        assert_eq!(c.data(), &[42, 2, 3, 4]);
+        assert_ne!(a.frame_index(), c.frame_index());
+        p.free(a);
+        p.free(c);
+    }
+
+    #[test]
+    fn lend_adopt_reclaim_cycle() {
+        let mut p = FramePool::new(2).unwrap();
+        let fill = p.lend_free().unwrap();
+        // Kernel wrote a packet at the headroom offset of that frame.
+        let mut b = p.adopt(fill + HEADROOM as u64, 60).unwrap();
+        assert_eq!(b.len(), 60);
+        b.data_mut()[0] = 1;
+        // Adopting the same frame twice is refused: it is owned now.
+        assert_eq!(
+            p.adopt(fill + HEADROOM as u64, 60).unwrap_err(),
+            BufError::BadAddress(fill + 256)
+        );
+        let tx = p.lend(b).unwrap();
+        assert_eq!(tx, fill + HEADROOM as u64);
+        p.reclaim(tx).unwrap();
+        assert_eq!(p.available(), 2);
+        assert!(p.reclaim(tx).is_err(), "double completion is refused");
+        assert!(p.adopt(1 << 40, 10).is_err());
+    }
+
+    #[test]
+    fn foreign_buffer_is_refused_by_lend() {
+        let mut a = FramePool::new(1).unwrap();
+        let mut b = FramePool::new(1).unwrap();
+        let buf = a.alloc().unwrap();
+        assert!(!b.owns(&buf));
+        assert_eq!(b.lend(buf), Err(BufError::ForeignBuffer));
+        // `buf` was leaked by the refusal; pool `a` now leaks its region on drop.
+        assert_eq!(a.outstanding(), 1);
+    }
+}
