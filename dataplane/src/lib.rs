@@ -1,1 +1,32 @@
-//! placeholder
+//! The vRouter engine: a vector packet pipeline (VPP-style graph of nodes)
+//! with MAC-learning bridge domains, IPv4/IPv6 routing per VRF, ARP/ND and
+//! ICMP, driven by a control thread through read-copy-update tables.
+//!
+//! Map of the crate (a packet's path is described in docs/ARCHITECTURE.md):
+//!
+//! | module | owns |
+//! |---|---|
+//! | `pkt` | the per-packet record (`Pkt`: buffer + metadata, one cache line) |
+//! | `graph` | node ids, vectors, the dispatcher, counters and drop reasons |
+//! | `pipeline` | one worker's graph, node state and dispatch |
+//! | `ethernet`, `l2`, `ip`, `output` | the nodes, one folder per feature |
+//! | `tables` | the snapshot workers read |
+//! | `control` | the authoritative state, publication, events |
+//! | `config` | the TOML file and its validation |
+//! | `port` | ports (memory, pcap) |
+//! | `worker` | the poll loop |
+//! | `report` | human-readable counters |
+
+pub mod config;
+pub mod control;
+pub mod ethernet;
+pub mod graph;
+pub mod ip;
+pub mod l2;
+pub mod output;
+pub mod pipeline;
+pub mod pkt;
+pub mod port;
+pub mod report;
+pub mod tables;
+pub mod worker;

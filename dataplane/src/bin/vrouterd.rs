@@ -1,1 +1,164 @@
-fn main() {}
+//! vrouterd: the vRouter data-plane daemon.
+//!
+//! Reads a TOML configuration, opens the ports, starts the workers and runs
+//! the control loop (neighbour learning, MAC aging) until SIGINT or SIGTERM,
+//! or — when every port replays a capture — until the input is exhausted.
+//! Prints its counters on exit and on SIGUSR1.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use vrouter_dataplane::config::{Config, Driver};
+use vrouter_dataplane::control::Router;
+use vrouter_dataplane::port::memory::MemoryPort;
+use vrouter_dataplane::port::pcap::PcapPort;
+use vrouter_dataplane::port::{Port, PortStats, default_mac};
+use vrouter_dataplane::report;
+use vrouter_dataplane::worker::Worker;
+
+/// The vRouter data-plane daemon.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about = "The vRouter data-plane daemon: bridges, routes and \
+answers ARP/ND/ICMP in userspace, polling its ports.\n\n\
+Configuration: a TOML file (examples in conf/; keys documented in docs/CONFIG.md).\n\
+Signals: SIGINT/SIGTERM stop cleanly and print counters; SIGUSR1 prints counters.\n\
+Offline mode: when every port is a pcap port, vrouterd stops by itself once all \
+input has been processed.")]
+struct Args {
+    /// Configuration file.
+    #[arg(short, long, default_value = "/etc/vrouter/vrouter.toml")]
+    config: PathBuf,
+    /// Validate the configuration and exit (status 0 if valid).
+    #[arg(long)]
+    check: bool,
+    /// Stop after this many seconds (0 = run until signalled or input ends).
+    #[arg(long, default_value_t = 0)]
+    run_for: u64,
+    /// Log filter (tracing syntax, e.g. `info`, `vrouter_dataplane=debug`).
+    #[arg(long, default_value = "info", env = "VROUTER_LOG")]
+    log: String,
+}
+
+fn open_ports(cfg: &Config) -> Result<Vec<Box<dyn Port>>> {
+    let mut ports: Vec<Box<dyn Port>> = Vec::new();
+    for (k, p) in cfg.ports.iter().enumerate() {
+        let idx = k as u16;
+        let mac = p
+            .mac
+            .as_deref()
+            .and_then(|m| vrouter_dataplane::config::parse_mac(m, true).ok())
+            .unwrap_or_else(|| default_mac(idx));
+        let port: Box<dyn Port> = match p.driver {
+            Driver::Pcap => Box::new(PcapPort::open(
+                idx,
+                &p.name,
+                mac,
+                p.rx_pcap.as_deref().and_then(|x| x.to_str()),
+                p.tx_pcap.as_deref().and_then(|x| x.to_str()),
+            )?),
+            Driver::Memory => Box::new(MemoryPort::replay(idx, &p.name, mac, Vec::new())),
+        };
+        ports.push(port);
+    }
+    Ok(ports)
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log).unwrap_or_default())
+        .with_writer(std::io::stderr)
+        .init();
+
+    let file = args.config.display().to_string();
+    let cfg = Config::load(&args.config).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+    let ports = open_ports(&cfg).context("opening ports")?;
+    let macs: Vec<_> = ports.iter().map(|p| Some(p.mac())).collect();
+    let mut router = Router::from_config(&cfg, &macs, &file).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+    if args.check {
+        println!("{file}: configuration is valid");
+        return Ok(());
+    }
+    let shared = router.shared().clone();
+    let offline = !ports.is_empty() && cfg.ports.iter().all(|p| p.driver == Driver::Pcap);
+    let port_stats: Vec<(String, Arc<PortStats>)> =
+        ports.iter().map(|p| (p.name().to_string(), p.stats().clone())).collect();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let usr1 = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGUSR1, usr1.clone()).context("installing signal handlers")?;
+
+    // Ports are spread over workers round-robin; real-port queues come later.
+    let nworkers = cfg.dataplane.workers.min(ports.len().max(1));
+    let mut per_worker: Vec<Vec<Box<dyn Port>>> = (0..nworkers).map(|_| Vec::new()).collect();
+    for (k, p) in ports.into_iter().enumerate() {
+        per_worker[k % nworkers].push(p);
+    }
+    let mut handles = Vec::new();
+    for (w, ports) in per_worker.into_iter().enumerate() {
+        let mut worker = Worker::new(
+            shared.clone(),
+            ports,
+            cfg.dataplane.frames,
+            cfg.dataplane.poll,
+            Duration::from_micros(cfg.dataplane.idle_sleep_us),
+        )
+        .context("creating worker")?;
+        let core = cfg.dataplane.cores.get(w).copied();
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("vrouter-w{w}"))
+                .spawn(move || {
+                    if let Some(c) = core
+                        && !core_affinity::set_for_current(core_affinity::CoreId { id: c })
+                    {
+                        tracing::warn!(worker = w, core = c, "could not pin worker");
+                    }
+                    worker.run(offline);
+                })
+                .context("spawning worker")?,
+        );
+    }
+    tracing::info!(workers = nworkers, ports = port_stats.len(), offline, "vrouterd running");
+
+    let started = std::time::Instant::now();
+    let print = |router: &Router| {
+        let pc: Vec<_> = port_stats.iter().map(|(n, s)| (n.clone(), s.snapshot())).collect();
+        print!("{}", report::render(router.tables(), &pc, &shared.worker_links()));
+    };
+    let mut last_tick = std::time::Instant::now();
+    loop {
+        let busy = router.process_events() > 0;
+        if last_tick.elapsed() >= Duration::from_secs(1) {
+            router.tick((shared.now() / 1_000_000_000) as u32);
+            last_tick = std::time::Instant::now();
+        }
+        if usr1.swap(false, Ordering::Relaxed) {
+            print(&router);
+        }
+        if stop.load(Ordering::Relaxed) || (args.run_for > 0 && started.elapsed().as_secs() >= args.run_for) {
+            shared.stop.store(true, Ordering::SeqCst);
+        }
+        if handles.iter().all(|h| h.is_finished()) {
+            break;
+        }
+        if !busy {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+    for h in handles {
+        if h.join().is_err() {
+            tracing::error!("a worker panicked");
+        }
+    }
+    router.process_events();
+    print(&router);
+    Ok(())
+}

@@ -1,0 +1,608 @@
+//! vrouterd's TOML configuration: the file format, and validation that
+//! refuses a bad file with the file, the key and the reason.
+//!
+//! Parsing (serde) rejects unknown keys and wrong types; `validate` then
+//! checks references and values and returns every problem it finds, each as
+//! `file: key: reason`. Nothing here touches the data path: `control::Router`
+//! turns a valid `Config` into tables.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use vrouter_wire::MacAddr;
+
+/// One configuration problem.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}: {key}: {reason}")]
+pub struct ConfigError {
+    pub file: String,
+    pub key: String,
+    pub reason: String,
+}
+
+/// All problems found in one file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Config {
+    #[serde(default)]
+    pub dataplane: DataplaneCfg,
+    #[serde(default, rename = "port")]
+    pub ports: Vec<PortCfg>,
+    #[serde(default, rename = "bridge")]
+    pub bridges: Vec<BridgeCfg>,
+    #[serde(default, rename = "vrf")]
+    pub vrfs: Vec<VrfCfg>,
+    #[serde(default, rename = "interface")]
+    pub interfaces: Vec<IfaceCfg>,
+    #[serde(default, rename = "route")]
+    pub routes: Vec<RouteCfg>,
+    #[serde(default, rename = "neighbor")]
+    pub neighbors: Vec<NeighborCfg>,
+    #[serde(default, rename = "static-mac")]
+    pub static_macs: Vec<StaticMacCfg>,
+}
+
+/// How idle workers poll.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PollMode {
+    /// Spin on the ports (lowest latency, one core at 100%).
+    #[default]
+    Busy,
+    /// Back off with short sleeps when idle (up to `idle-sleep-us`).
+    Adaptive,
+}
+
+/// `[dataplane]`: workers and data-path parameters.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DataplaneCfg {
+    /// Worker threads (one per core).
+    pub workers: usize,
+    /// CPU cores to pin workers to (one per worker); none = unpinned.
+    pub cores: Vec<usize>,
+    /// Frames in each worker's buffer pool.
+    pub frames: u32,
+    pub poll: PollMode,
+    pub idle_sleep_us: u64,
+    /// ICMP errors per second per worker, and burst.
+    pub icmp_rate: u32,
+    pub icmp_burst: u32,
+    /// Packets a worker holds while resolving neighbours.
+    pub glean_hold: u16,
+    pub glean_timeout_ms: u64,
+    pub glean_retry_ms: u64,
+    /// Dynamic neighbours per interface.
+    pub max_neighbors: usize,
+}
+
+impl Default for DataplaneCfg {
+    fn default() -> Self {
+        DataplaneCfg {
+            workers: 1,
+            cores: Vec::new(),
+            frames: 16384,
+            poll: PollMode::Busy,
+            idle_sleep_us: 100,
+            icmp_rate: 1000,
+            icmp_burst: 100,
+            glean_hold: 256,
+            glean_timeout_ms: 1000,
+            glean_retry_ms: 250,
+            max_neighbors: 4096,
+        }
+    }
+}
+
+/// Port drivers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Driver {
+    /// Capture files (offline).
+    Pcap,
+    /// In-memory test port (no I/O).
+    Memory,
+}
+
+/// `[[port]]`: an I/O port.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PortCfg {
+    pub name: String,
+    pub driver: Driver,
+    /// pcap: file to read frames from.
+    pub rx_pcap: Option<PathBuf>,
+    /// pcap: file to write transmitted frames to.
+    pub tx_pcap: Option<PathBuf>,
+    pub mac: Option<String>,
+    #[serde(default = "default_mtu")]
+    pub mtu: u16,
+}
+
+fn default_mtu() -> u16 {
+    1500
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `[[bridge]]`: a bridge domain.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BridgeCfg {
+    pub name: String,
+    #[serde(default = "yes")]
+    pub learning: bool,
+    #[serde(default = "default_mac_limit")]
+    pub mac_limit: u32,
+    /// Seconds; 0 = learned MACs never age.
+    #[serde(default = "default_mac_age")]
+    pub mac_age: u32,
+    #[serde(default = "yes")]
+    pub flood_unknown: bool,
+    /// The routed interface (BVI) of this domain.
+    pub gateway: Option<GatewayCfg>,
+}
+
+fn default_mac_limit() -> u32 {
+    8192
+}
+
+fn default_mac_age() -> u32 {
+    300
+}
+
+/// `gateway = { … }` of a bridge: its BVI.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct GatewayCfg {
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    pub mac: Option<String>,
+    pub vrf: Option<String>,
+    #[serde(default = "default_mtu")]
+    pub mtu: u16,
+}
+
+/// `[[vrf]]`: a routing table besides `default`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct VrfCfg {
+    pub name: String,
+}
+
+/// `[[interface]]`: a port, or one VLAN of it, bridged or routed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct IfaceCfg {
+    pub name: String,
+    /// The port; defaults to the interface's name.
+    pub port: Option<String>,
+    pub vlan: Option<u16>,
+    /// Bridge domain this interface is a member of.
+    pub bridge: Option<String>,
+    #[serde(default)]
+    pub split_horizon_group: u8,
+    /// VRF of a routed interface (default `default`).
+    pub vrf: Option<String>,
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    pub mac: Option<String>,
+    pub mtu: Option<u16>,
+}
+
+/// What a route does when it has no gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RouteAction {
+    /// Drop silently.
+    Drop,
+    /// Drop and send ICMP unreachable.
+    Unreachable,
+}
+
+/// `[[route]]`: a static route.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RouteCfg {
+    pub vrf: Option<String>,
+    pub prefix: String,
+    /// Gateways; more than one makes an ECMP group.
+    #[serde(default)]
+    pub via: Vec<String>,
+    /// Output interface (required for link-local gateways).
+    pub interface: Option<String>,
+    pub action: Option<RouteAction>,
+}
+
+/// `[[neighbor]]`: a static ARP/ND entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct NeighborCfg {
+    pub interface: String,
+    pub ip: String,
+    pub mac: String,
+}
+
+/// `[[static-mac]]`: a static MAC entry of a bridge domain.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StaticMacCfg {
+    pub bridge: String,
+    pub mac: String,
+    pub interface: String,
+}
+
+/// Parses `a.b.c.d/len` or `x::y/len`. Host bits are allowed when
+/// `host_bits_ok` (interface addresses), refused otherwise (route prefixes).
+pub fn parse_prefix(s: &str, host_bits_ok: bool) -> Result<(IpAddr, u8), String> {
+    let (a, l) = s.split_once('/').ok_or_else(|| format!("`{s}` has no /prefix-length"))?;
+    let addr: IpAddr = a.parse().map_err(|_| format!("`{a}` is not an IP address"))?;
+    let len: u8 = l.parse().map_err(|_| format!("`{l}` is not a prefix length"))?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    if len > max {
+        return Err(format!("prefix length /{len} is longer than /{max}"));
+    }
+    if !host_bits_ok {
+        let host = match addr {
+            IpAddr::V4(v) => u128::from(u32::from(v)) & (u128::from(u32::MAX) >> len.min(31) >> (len / 32)),
+            IpAddr::V6(v) => u128::from(v) & (u128::MAX >> len.min(127) >> (len / 128)),
+        };
+        if host != 0 {
+            return Err(format!("`{s}` has host bits set"));
+        }
+    }
+    Ok((addr, len))
+}
+
+/// Parses a MAC address, refusing multicast and zero where a unicast
+/// station address is required.
+pub fn parse_mac(s: &str, unicast: bool) -> Result<MacAddr, String> {
+    let m: MacAddr = s.parse().map_err(|_| format!("`{s}` is not a MAC address"))?;
+    if unicast && (!m.is_unicast() || m.is_zero()) {
+        return Err(format!("`{s}` is not a unicast MAC address"));
+    }
+    Ok(m)
+}
+
+impl Config {
+    /// Reads, parses and validates a file.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError { file: file.clone(), key: "-".into(), reason: e.to_string() }])
+        })?;
+        Self::parse(&file, &text)
+    }
+
+    /// Parses and validates `text`, naming `file` in errors.
+    pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
+        let cfg: Config = toml::from_str(text).map_err(|e| {
+            let key = e.span().map_or("-".to_string(), |s| {
+                let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
+                format!("line {line}")
+            });
+            ConfigErrors(vec![ConfigError {
+                file: file.to_string(),
+                key,
+                reason: e.message().to_string(),
+            }])
+        })?;
+        let errs = cfg.validate(file);
+        if errs.is_empty() { Ok(cfg) } else { Err(ConfigErrors(errs)) }
+    }
+
+    /// The port an interface uses.
+    pub fn iface_port<'a>(i: &'a IfaceCfg) -> &'a str {
+        i.port.as_deref().unwrap_or(&i.name)
+    }
+
+    /// Every problem in the configuration (empty if valid).
+    pub fn validate(&self, file: &str) -> Vec<ConfigError> {
+        let mut errs = Vec::new();
+        let mut err = |key: String, reason: String| {
+            errs.push(ConfigError { file: file.to_string(), key, reason });
+        };
+        let d = &self.dataplane;
+        if d.workers == 0 || d.workers > 64 {
+            err("dataplane.workers".into(), format!("{} is out of range 1..=64", d.workers));
+        }
+        if !d.cores.is_empty() && d.cores.len() != d.workers {
+            err("dataplane.cores".into(), format!("{} cores listed for {} workers", d.cores.len(), d.workers));
+        }
+        if d.frames < 1024 || d.frames > 1 << 22 {
+            err("dataplane.frames".into(), format!("{} is out of range 1024..=4194304", d.frames));
+        }
+        if d.icmp_rate == 0 && d.icmp_burst != 0 {
+            err("dataplane.icmp-burst".into(), "must be 0 when icmp-rate is 0".into());
+        }
+        if d.glean_hold as usize > crate::ip::glean::MAX_HELD {
+            err("dataplane.glean-hold".into(), format!("at most {}", crate::ip::glean::MAX_HELD));
+        }
+        if d.max_neighbors == 0 {
+            err("dataplane.max-neighbors".into(), "must be at least 1".into());
+        }
+
+        let mut ports = HashSet::new();
+        for (k, p) in self.ports.iter().enumerate() {
+            let key = format!("port[{k}]");
+            if p.name.is_empty() || !ports.insert(p.name.as_str()) {
+                err(format!("{key}.name"), format!("`{}` is empty or used twice", p.name));
+            }
+            if let Some(m) = &p.mac
+                && let Err(e) = parse_mac(m, true)
+            {
+                err(format!("{key}.mac"), e);
+            }
+            if !(68..=9000).contains(&p.mtu) {
+                err(format!("{key}.mtu"), format!("{} is out of range 68..=9000", p.mtu));
+            }
+            match p.driver {
+                Driver::Pcap if p.rx_pcap.is_none() && p.tx_pcap.is_none() => {
+                    err(key.clone(), "a pcap port needs rx-pcap or tx-pcap".into())
+                }
+                Driver::Memory | Driver::Pcap => {}
+            }
+            if p.driver != Driver::Pcap && (p.rx_pcap.is_some() || p.tx_pcap.is_some()) {
+                err(key, "rx-pcap and tx-pcap are for driver = \"pcap\"".into());
+            }
+        }
+
+        let mut vrfs: HashSet<&str> = HashSet::from(["default"]);
+        for (k, v) in self.vrfs.iter().enumerate() {
+            if v.name.is_empty() || !vrfs.insert(v.name.as_str()) {
+                err(format!("vrf[{k}].name"), format!("`{}` is empty or used twice", v.name));
+            }
+        }
+        let vrf_ok = |v: &Option<String>| v.as_deref().is_none_or(|v| vrfs.contains(v));
+
+        let mut bridges = HashSet::new();
+        let mut names: HashSet<String> = HashSet::new();
+        for (k, b) in self.bridges.iter().enumerate() {
+            let key = format!("bridge[{k}]");
+            if b.name.is_empty() || !bridges.insert(b.name.as_str()) {
+                err(format!("{key}.name"), format!("`{}` is empty or used twice", b.name));
+            }
+            if b.mac_limit == 0 || b.mac_limit > 1 << 22 {
+                err(format!("{key}.mac-limit"), format!("{} is out of range 1..=4194304", b.mac_limit));
+            }
+            if let Some(g) = &b.gateway {
+                names.insert(format!("bvi-{}", b.name));
+                if !vrf_ok(&g.vrf) {
+                    err(format!("{key}.gateway.vrf"), format!("no VRF `{}`", g.vrf.as_deref().unwrap_or("")));
+                }
+                for (j, a) in g.addresses.iter().enumerate() {
+                    if let Err(e) = parse_prefix(a, true) {
+                        err(format!("{key}.gateway.addresses[{j}]"), e);
+                    }
+                }
+                if let Some(m) = &g.mac
+                    && let Err(e) = parse_mac(m, true)
+                {
+                    err(format!("{key}.gateway.mac"), e);
+                }
+                if !(68..=9000).contains(&g.mtu) {
+                    err(format!("{key}.gateway.mtu"), format!("{} is out of range 68..=9000", g.mtu));
+                }
+            }
+        }
+
+        let mut port_vlans = HashSet::new();
+        for (k, i) in self.interfaces.iter().enumerate() {
+            let key = format!("interface[{k}]");
+            if i.name.is_empty() || !names.insert(i.name.clone()) {
+                err(format!("{key}.name"), format!("`{}` is empty or used twice", i.name));
+            }
+            let port = Self::iface_port(i);
+            if !ports.contains(port) {
+                err(format!("{key}.port"), format!("no port `{port}`"));
+            }
+            let vid = i.vlan.unwrap_or(0);
+            if i.vlan.is_some() && !(1..=4094).contains(&vid) {
+                err(format!("{key}.vlan"), format!("{vid} is out of range 1..=4094"));
+            }
+            if !port_vlans.insert((port, vid)) {
+                err(key.clone(), format!("port `{port}` VLAN {vid} already has an interface"));
+            }
+            match &i.bridge {
+                Some(b) => {
+                    if !bridges.contains(b.as_str()) {
+                        err(format!("{key}.bridge"), format!("no bridge `{b}`"));
+                    }
+                    if !i.addresses.is_empty() || i.vrf.is_some() {
+                        err(key.clone(), "a bridged interface has no addresses or VRF (put them on the bridge's gateway)".into());
+                    }
+                }
+                None => {
+                    if i.split_horizon_group != 0 {
+                        err(format!("{key}.split-horizon-group"), "only bridged interfaces have one".into());
+                    }
+                    if !vrf_ok(&i.vrf) {
+                        err(format!("{key}.vrf"), format!("no VRF `{}`", i.vrf.as_deref().unwrap_or("")));
+                    }
+                }
+            }
+            for (j, a) in i.addresses.iter().enumerate() {
+                if let Err(e) = parse_prefix(a, true) {
+                    err(format!("{key}.addresses[{j}]"), e);
+                }
+            }
+            if let Some(m) = &i.mac
+                && let Err(e) = parse_mac(m, true)
+            {
+                err(format!("{key}.mac"), e);
+            }
+            if let Some(m) = i.mtu
+                && !(68..=9000).contains(&m)
+            {
+                err(format!("{key}.mtu"), format!("{m} is out of range 68..=9000"));
+            }
+        }
+        let routed = |name: &str| {
+            self.interfaces.iter().any(|i| i.name == name && i.bridge.is_none())
+                || self
+                    .bridges
+                    .iter()
+                    .any(|b| b.gateway.is_some() && format!("bvi-{}", b.name) == name)
+        };
+
+        for (k, r) in self.routes.iter().enumerate() {
+            let key = format!("route[{k}]");
+            let family = match parse_prefix(&r.prefix, false) {
+                Ok((a, _)) => Some(a.is_ipv4()),
+                Err(e) => {
+                    err(format!("{key}.prefix"), e);
+                    None
+                }
+            };
+            if !vrf_ok(&r.vrf) {
+                err(format!("{key}.vrf"), format!("no VRF `{}`", r.vrf.as_deref().unwrap_or("")));
+            }
+            match (r.action, r.via.is_empty(), &r.interface) {
+                (Some(_), false, _) => err(key.clone(), "a route has either `via` or `action`, not both".into()),
+                (None, true, None) => err(key.clone(), "a route needs `via`, `interface` or `action`".into()),
+                _ => {}
+            }
+            for (j, v) in r.via.iter().enumerate() {
+                match v.parse::<IpAddr>() {
+                    Ok(a) if Some(a.is_ipv4()) != family && family.is_some() => {
+                        err(format!("{key}.via[{j}]"), format!("`{v}` is not of the prefix's address family"))
+                    }
+                    Ok(_) => {}
+                    Err(_) => err(format!("{key}.via[{j}]"), format!("`{v}` is not an IP address")),
+                }
+            }
+            if let Some(ifn) = &r.interface
+                && !routed(ifn)
+            {
+                err(format!("{key}.interface"), format!("no routed interface `{ifn}`"));
+            }
+        }
+
+        for (k, n) in self.neighbors.iter().enumerate() {
+            let key = format!("neighbor[{k}]");
+            if !routed(&n.interface) {
+                err(format!("{key}.interface"), format!("no routed interface `{}`", n.interface));
+            }
+            if n.ip.parse::<IpAddr>().is_err() {
+                err(format!("{key}.ip"), format!("`{}` is not an IP address", n.ip));
+            }
+            if let Err(e) = parse_mac(&n.mac, true) {
+                err(format!("{key}.mac"), e);
+            }
+        }
+
+        for (k, s) in self.static_macs.iter().enumerate() {
+            let key = format!("static-mac[{k}]");
+            if !bridges.contains(s.bridge.as_str()) {
+                err(format!("{key}.bridge"), format!("no bridge `{}`", s.bridge));
+            }
+            if !self.interfaces.iter().any(|i| i.name == s.interface && i.bridge.as_deref() == Some(&s.bridge)) {
+                err(format!("{key}.interface"), format!("`{}` is not a member of bridge `{}`", s.interface, s.bridge));
+            }
+            if let Err(e) = parse_mac(&s.mac, true) {
+                err(format!("{key}.mac"), e);
+            }
+        }
+        errs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(text: &str) -> Vec<String> {
+        match Config::parse("t.toml", text) {
+            Ok(_) => vec![],
+            Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn examples_in_conf_are_valid() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../conf");
+        let mut n = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                Config::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                n += 1;
+            }
+        }
+        assert!(n >= 2, "conf/ has the bridge and routed examples");
+    }
+
+    #[test]
+    fn unknown_key_is_refused_with_its_line() {
+        let e = errors("[[port]]\nname = \"a\"\ndriver = \"memory\"\nspeed = 10\n");
+        assert_eq!(e.len(), 1);
+        assert!(e[0].starts_with("t.toml: line 4: unknown field `speed`"), "{}", e[0]);
+    }
+
+    #[test]
+    fn wrong_type_is_refused() {
+        let e = errors("[dataplane]\nworkers = \"two\"\n");
+        assert!(e[0].contains("invalid type"), "{}", e[0]);
+    }
+
+    #[test]
+    fn references_and_values_are_checked() {
+        let e = errors(
+            r#"
+[[port]]
+name = "p0"
+driver = "memory"
+[[interface]]
+name = "p0"
+addresses = ["198.18.0.1/33"]
+[[interface]]
+name = "x"
+port = "nope"
+bridge = "b"
+[[route]]
+prefix = "198.18.1.1/24"
+via = ["2001:db8::1"]
+[[route]]
+prefix = "198.19.0.0/16"
+[[neighbor]]
+interface = "p0"
+ip = "198.18.0.2"
+mac = "01:00:5e:00:00:01"
+"#,
+        );
+        let want = [
+            "t.toml: interface[0].addresses[0]: prefix length /33 is longer than /32",
+            "t.toml: interface[1].port: no port `nope`",
+            "t.toml: interface[1].bridge: no bridge `b`",
+            "t.toml: route[0].prefix: `198.18.1.1/24` has host bits set",
+            "t.toml: route[1]: a route needs `via`, `interface` or `action`",
+            "t.toml: neighbor[0].mac: `01:00:5e:00:00:01` is not a unicast MAC address",
+        ];
+        for w in want {
+            assert!(e.iter().any(|x| x == w), "missing {w:?} in {e:#?}");
+        }
+    }
+
+    #[test]
+    fn prefix_parsing() {
+        assert_eq!(parse_prefix("0.0.0.0/0", false).unwrap().1, 0);
+        assert!(parse_prefix("198.18.0.0/15", false).is_ok());
+        assert!(parse_prefix("198.19.0.0/15", false).is_err());
+        assert!(parse_prefix("198.18.0.1/32", false).is_ok());
+        assert!(parse_prefix("2001:db8::/32", false).is_ok());
+        assert!(parse_prefix("2001:db8::1/128", false).is_ok());
+        assert!(parse_prefix("2001:db8::1/64", false).is_err());
+        assert!(parse_prefix("2001:db8::1/64", true).is_ok());
+        assert!(parse_prefix("::/0", false).is_ok());
+        assert!(parse_prefix("x/1", true).is_err());
+    }
+}

@@ -1,0 +1,825 @@
+//! The control thread's authoritative state and how it reaches the workers.
+//!
+//! [`Router`] owns everything the workers read: it keeps the interfaces,
+//! bridge domains, VRFs (with their FIB writers), routes, next hops and
+//! neighbours, and publishes [`Tables`] snapshots through [`Shared`]. Workers
+//! report the generation they run with (`WorkerLink::seen`); the router waits
+//! for every running worker to pass a generation (`synchronize`) before a FIB
+//! entry may point at a next hop that generation introduced, and before FIB
+//! groups retired by a change are reused. Workers report learned neighbours
+//! and MACs as [`Event`]s, which `Router::process_events` applies.
+//!
+//! Route sources, by priority for the same prefix: local (our addresses),
+//! connected (our subnets), static, neighbour host routes (a /32 or /128 per
+//! resolved neighbour in a connected subnet, so resolved traffic never takes
+//! the glean path).
+//!
+//! Must never: be called from a worker; hold a lock a worker takes (workers
+//! take none).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use vrouter_wire::MacAddr;
+
+use crate::config::{self, Config, ConfigError, Driver, RouteAction};
+use crate::graph::WorkerStats;
+use crate::ip::fib::{Fib4, Fib4Config, Fib6, Fib6Config, FibError};
+use crate::l2::mactable::{MAX_DST, MacTable};
+use crate::pipeline::{Event, Events};
+use crate::pkt::NO_IFACE;
+use crate::port::default_mac;
+use crate::tables::{
+    BridgeDomain, Iface, IfaceMode, Ip4Net, Ip6Net, NH_NO_ROUTE, NextHop, Params, PortMap, Tables, Vrf,
+};
+
+/// Capacity of the worker → control event queue.
+pub const EVENT_QUEUE: usize = 65536;
+
+/// What a worker shares with the control thread.
+#[derive(Debug)]
+pub struct WorkerLink {
+    pub id: usize,
+    /// Generation of the tables the worker's current loop uses.
+    pub seen: AtomicU64,
+    /// False once the worker has stopped (it no longer holds tables).
+    pub running: AtomicBool,
+    pub stats: WorkerStats,
+}
+
+impl WorkerLink {
+    /// A link for worker `id`.
+    pub fn new(id: usize) -> Self {
+        WorkerLink { id, seen: AtomicU64::new(0), running: AtomicBool::new(true), stats: WorkerStats::new() }
+    }
+}
+
+/// State shared by the control thread and the workers.
+pub struct Shared {
+    pub tables: ArcSwap<Tables>,
+    pub events: Events,
+    pub workers: std::sync::Mutex<Vec<Arc<WorkerLink>>>,
+    /// Time zero of the data path's clock (`now` in nodes).
+    pub epoch: Instant,
+    pub stop: AtomicBool,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("generation", &self.tables.load().generation).finish()
+    }
+}
+
+impl Shared {
+    /// Shared state holding `tables`.
+    pub fn new(tables: Tables) -> Arc<Self> {
+        Arc::new(Shared {
+            tables: ArcSwap::from_pointee(tables),
+            events: Events::new(EVENT_QUEUE),
+            workers: std::sync::Mutex::new(Vec::new()),
+            epoch: Instant::now(),
+            stop: AtomicBool::new(false),
+        })
+    }
+
+    /// Registers a worker and returns its link.
+    pub fn add_worker(&self) -> Arc<WorkerLink> {
+        let mut w = self.workers.lock().unwrap_or_else(|e| e.into_inner());
+        let link = Arc::new(WorkerLink::new(w.len()));
+        link.seen.store(self.tables.load().generation, Ordering::SeqCst);
+        w.push(link.clone());
+        link
+    }
+
+    /// All worker links.
+    pub fn worker_links(&self) -> Vec<Arc<WorkerLink>> {
+        self.workers.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Nanoseconds since the epoch.
+    pub fn now(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+}
+
+/// Errors of control operations: the object and the reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ControlError {
+    #[error("{object}: {reason}")]
+    Invalid { object: String, reason: String },
+    #[error("route {prefix}/{len}: {source}")]
+    Fib { prefix: IpAddr, len: u8, source: FibError },
+}
+
+fn invalid(object: impl Into<String>, reason: impl Into<String>) -> ControlError {
+    ControlError::Invalid { object: object.into(), reason: reason.into() }
+}
+
+/// Where a route came from; a lower value wins for the same prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Source {
+    Local,
+    Connected,
+    Static,
+    Neighbor,
+}
+
+/// A route as the control plane keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RouteKey {
+    pub vrf: u16,
+    pub prefix: IpAddr,
+    pub len: u8,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Route {
+    source: Source,
+    nh: u32,
+}
+
+/// A neighbour entry.
+#[derive(Debug, Clone, Copy)]
+pub struct Neighbor {
+    pub mac: MacAddr,
+    pub is_static: bool,
+    nh: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum NhKey {
+    Drop,
+    Unreachable,
+    Local(u16),
+    Glean(u16),
+    Neighbor(u16, IpAddr),
+    Ecmp(Vec<u32>),
+}
+
+struct VrfState {
+    fib4: Fib4,
+    fib6: Fib6,
+}
+
+/// Counters of the control plane.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ControlStats {
+    pub neighbors_learned: u64,
+    pub neighbors_refused: u64,
+    pub macs_aged: u64,
+    pub publishes: u64,
+}
+
+/// See the module doc.
+pub struct Router {
+    shared: Arc<Shared>,
+    t: Tables,
+    vrfs: Vec<VrfState>,
+    nh_list: Vec<NextHop>,
+    nh_keys: Vec<Option<NhKey>>,
+    nh_refs: Vec<u32>,
+    nh_free: Vec<u32>,
+    nh_index: HashMap<NhKey, u32>,
+    nh_dirty: bool,
+    ecmp: Vec<u32>,
+    routes: HashMap<RouteKey, Route>,
+    neighbors: HashMap<(u16, IpAddr), Neighbor>,
+    max_neighbors: usize,
+    pub stats: ControlStats,
+}
+
+fn ll6_of(mac: MacAddr) -> Ipv6Addr {
+    let m = mac.octets();
+    Ipv6Addr::from([
+        0xfe, 0x80, 0, 0, 0, 0, 0, 0, m[0] ^ 2, m[1], m[2], 0xff, 0xfe, m[3], m[4], m[5],
+    ])
+}
+
+fn net_key(vrf: u16, a: IpAddr, len: u8) -> RouteKey {
+    let prefix = match a {
+        IpAddr::V4(v) => {
+            let m = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+            IpAddr::V4(Ipv4Addr::from(u32::from(v) & m))
+        }
+        IpAddr::V6(v) => {
+            let m = if len == 0 { 0 } else { u128::MAX << (128 - len) };
+            IpAddr::V6(Ipv6Addr::from(u128::from(v) & m))
+        }
+    };
+    RouteKey { vrf, prefix, len }
+}
+
+impl Router {
+    /// Builds the router from a validated configuration. `port_macs` gives
+    /// each port's MAC (from the port itself, e.g. a NIC); `None` entries use
+    /// the configured or derived MAC.
+    pub fn from_config(cfg: &Config, port_macs: &[Option<MacAddr>], file: &str) -> Result<Router, ConfigError> {
+        let cerr = |key: String, reason: String| ConfigError { file: file.to_string(), key, reason };
+        let d = &cfg.dataplane;
+        let mut t = Tables::empty();
+        t.params = Params {
+            icmp_rate: d.icmp_rate,
+            icmp_burst: d.icmp_burst,
+            glean_hold: d.glean_hold,
+            glean_timeout_ns: d.glean_timeout_ms * 1_000_000,
+            glean_retry_ns: d.glean_retry_ms * 1_000_000,
+        };
+        let mut r = Router {
+            shared: Shared::new(Tables::empty()),
+            t,
+            vrfs: Vec::new(),
+            nh_list: vec![NextHop::Unreachable],
+            nh_keys: vec![None],
+            nh_refs: vec![u32::MAX],
+            nh_free: Vec::new(),
+            nh_index: HashMap::new(),
+            nh_dirty: true,
+            ecmp: Vec::new(),
+            routes: HashMap::new(),
+            neighbors: HashMap::new(),
+            max_neighbors: d.max_neighbors,
+            stats: ControlStats::default(),
+        };
+        let vrf_names: Vec<String> =
+            std::iter::once("default".to_string()).chain(cfg.vrfs.iter().map(|v| v.name.clone())).collect();
+        for name in &vrf_names {
+            r.add_vrf(name).map_err(|e| cerr("vrf".into(), e.to_string()))?;
+        }
+        let vrf_id = |v: &Option<String>| {
+            let n = v.as_deref().unwrap_or("default");
+            vrf_names.iter().position(|x| x == n).unwrap_or(0) as u16
+        };
+
+        let port_mac: Vec<MacAddr> = cfg
+            .ports
+            .iter()
+            .enumerate()
+            .map(|(k, p)| {
+                port_macs
+                    .get(k)
+                    .copied()
+                    .flatten()
+                    .or_else(|| p.mac.as_deref().and_then(|m| config::parse_mac(m, true).ok()))
+                    .unwrap_or_else(|| default_mac(k as u16))
+            })
+            .collect();
+        r.t.ports = cfg
+            .ports
+            .iter()
+            .map(|p| PortMap { name: p.name.clone(), untagged: NO_IFACE, vlans: Vec::new() })
+            .collect();
+
+        // Bridge domains.
+        for b in &cfg.bridges {
+            r.t.bds.push(BridgeDomain {
+                name: b.name.clone(),
+                members: Vec::new(),
+                bvi: None,
+                macs: Arc::new(MacTable::new(b.mac_limit)),
+                learning: b.learning,
+                flood_unknown: b.flood_unknown,
+                mac_age: b.mac_age,
+            });
+        }
+        let bd_id = |n: &str| cfg.bridges.iter().position(|b| b.name == n).map(|x| x as u16);
+
+        // Interfaces: configured ones first (their index is their order), then BVIs.
+        for (k, ic) in cfg.interfaces.iter().enumerate() {
+            let key = format!("interface[{k}]");
+            let port_name = Config::iface_port(ic);
+            let port = cfg.ports.iter().position(|p| p.name == port_name).unwrap_or(0);
+            let pc = &cfg.ports[port];
+            let mac = ic
+                .mac
+                .as_deref()
+                .and_then(|m| config::parse_mac(m, true).ok())
+                .unwrap_or(port_mac[port]);
+            let mode = match ic.bridge.as_deref().and_then(bd_id) {
+                Some(bd) => IfaceMode::Bridged { bd },
+                None => IfaceMode::Routed { vrf: vrf_id(&ic.vrf) },
+            };
+            let idx = r.t.ifaces.len() as u16;
+            if idx > MAX_DST {
+                return Err(cerr(key, format!("more than {MAX_DST} interfaces")));
+            }
+            let mut f = Iface {
+                name: ic.name.clone(),
+                port: port as u16,
+                vlan: ic.vlan.unwrap_or(0),
+                mode,
+                mac,
+                mtu: ic.mtu.unwrap_or(pc.mtu),
+                shg: ic.split_horizon_group,
+                ip4: Vec::new(),
+                ip6: Vec::new(),
+                ll6: None,
+            };
+            if matches!(mode, IfaceMode::Routed { .. }) {
+                f.ll6 = Some(ll6_of(mac));
+            }
+            let pm = &mut r.t.ports[port];
+            if f.vlan == 0 {
+                pm.untagged = idx;
+            } else {
+                pm.vlans.push((f.vlan, idx));
+            }
+            if let IfaceMode::Bridged { bd } = mode {
+                r.t.bds[bd as usize].members.push(idx);
+            }
+            r.t.ifaces.push(f);
+            for (j, a) in ic.addresses.iter().enumerate() {
+                let (addr, len) = config::parse_prefix(a, true).map_err(|e| cerr(format!("{key}.addresses[{j}]"), e))?;
+                r.add_address(idx, addr, len).map_err(|e| cerr(format!("{key}.addresses[{j}]"), e.to_string()))?;
+            }
+        }
+        for (k, b) in cfg.bridges.iter().enumerate() {
+            let Some(g) = &b.gateway else { continue };
+            let key = format!("bridge[{k}].gateway");
+            let idx = r.t.ifaces.len() as u16;
+            let mac = g
+                .mac
+                .as_deref()
+                .and_then(|m| config::parse_mac(m, true).ok())
+                .unwrap_or(MacAddr([0x02, 0x76, 0x72, 0x01, (k >> 8) as u8, k as u8]));
+            r.t.ifaces.push(Iface {
+                name: format!("bvi-{}", b.name),
+                port: u16::MAX,
+                vlan: 0,
+                mode: IfaceMode::Bvi { bd: k as u16, vrf: vrf_id(&g.vrf) },
+                mac,
+                mtu: g.mtu,
+                shg: 0,
+                ip4: Vec::new(),
+                ip6: Vec::new(),
+                ll6: Some(ll6_of(mac)),
+            });
+            let bd = &mut r.t.bds[k];
+            bd.bvi = Some(idx);
+            bd.members.push(idx);
+            bd.macs
+                .set_static(mac.to_u64(), idx)
+                .map_err(|e| cerr(key.clone(), format!("cannot install the gateway MAC: {e:?}")))?;
+            for (j, a) in g.addresses.iter().enumerate() {
+                let (addr, len) = config::parse_prefix(a, true).map_err(|e| cerr(format!("{key}.addresses[{j}]"), e))?;
+                r.add_address(idx, addr, len).map_err(|e| cerr(format!("{key}.addresses[{j}]"), e.to_string()))?;
+            }
+        }
+        for (k, s) in cfg.static_macs.iter().enumerate() {
+            let key = format!("static-mac[{k}]");
+            let mac = config::parse_mac(&s.mac, true).map_err(|e| cerr(format!("{key}.mac"), e))?;
+            let iface = r.iface_id(&s.interface).ok_or_else(|| cerr(format!("{key}.interface"), "unknown".into()))?;
+            r.static_mac(&s.bridge, mac, iface).map_err(|e| cerr(key, e.to_string()))?;
+        }
+        for (k, n) in cfg.neighbors.iter().enumerate() {
+            let key = format!("neighbor[{k}]");
+            let ip: IpAddr = n.ip.parse().map_err(|_| cerr(format!("{key}.ip"), "not an IP address".into()))?;
+            let mac = config::parse_mac(&n.mac, true).map_err(|e| cerr(format!("{key}.mac"), e))?;
+            let iface = r.iface_id(&n.interface).ok_or_else(|| cerr(format!("{key}.interface"), "unknown".into()))?;
+            r.set_neighbor(iface, ip, mac, true).map_err(|e| cerr(key, e.to_string()))?;
+        }
+        for (k, rc) in cfg.routes.iter().enumerate() {
+            let key = format!("route[{k}]");
+            let (prefix, len) = config::parse_prefix(&rc.prefix, false).map_err(|e| cerr(format!("{key}.prefix"), e))?;
+            let vrf = vrf_id(&rc.vrf);
+            let via: Vec<IpAddr> = rc.via.iter().filter_map(|v| v.parse().ok()).collect();
+            let iface = match &rc.interface {
+                Some(n) => Some(r.iface_id(n).ok_or_else(|| cerr(format!("{key}.interface"), "unknown".into()))?),
+                None => None,
+            };
+            r.add_static_route(vrf, prefix, len, &via, iface, rc.action).map_err(|e| cerr(key, e.to_string()))?;
+        }
+        let _ = Driver::Memory;
+        r.publish();
+        Ok(r)
+    }
+
+    /// The shared state workers attach to.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// The tables as last built (not necessarily published yet).
+    pub fn tables(&self) -> &Tables {
+        &self.t
+    }
+
+    /// An interface index by name.
+    pub fn iface_id(&self, name: &str) -> Option<u16> {
+        self.t.ifaces.iter().position(|f| f.name == name).map(|x| x as u16)
+    }
+
+    fn add_vrf(&mut self, name: &str) -> Result<(), FibError> {
+        let fib4 = Fib4::new(Fib4Config::default())?;
+        let fib6 = Fib6::new(Fib6Config::default())?;
+        self.t.vrfs.push(Vrf { name: name.to_string(), fib4: fib4.table().clone(), fib6: fib6.table().clone() });
+        self.vrfs.push(VrfState { fib4, fib6 });
+        Ok(())
+    }
+
+    // ---- next hops ----
+
+    fn nh_get(&mut self, key: NhKey, make: impl FnOnce(&mut Self) -> NextHop) -> u32 {
+        if let Some(&id) = self.nh_index.get(&key) {
+            self.nh_refs[id as usize] += 1;
+            return id;
+        }
+        let nh = make(self);
+        let id = match self.nh_free.pop() {
+            Some(id) => {
+                self.nh_list[id as usize] = nh;
+                self.nh_keys[id as usize] = Some(key.clone());
+                self.nh_refs[id as usize] = 1;
+                id
+            }
+            None => {
+                self.nh_list.push(nh);
+                self.nh_keys.push(Some(key.clone()));
+                self.nh_refs.push(1);
+                (self.nh_list.len() - 1) as u32
+            }
+        };
+        self.nh_index.insert(key, id);
+        self.nh_dirty = true;
+        id
+    }
+
+    fn nh_put(&mut self, id: u32) {
+        let Some(refs) = self.nh_refs.get_mut(id as usize) else { return };
+        if *refs == u32::MAX || *refs == 0 {
+            return;
+        }
+        *refs -= 1;
+        if *refs > 0 {
+            return;
+        }
+        if let Some(key) = self.nh_keys[id as usize].take() {
+            self.nh_index.remove(&key);
+            if let NhKey::Ecmp(members) = key {
+                for m in members {
+                    self.nh_put(m);
+                }
+            }
+        }
+        // No FIB entry points here any more (callers remove or replace the
+        // FIB entry first), so the id may be reused by the next publish.
+        self.nh_free.push(id);
+    }
+
+    fn neighbor_nh(&mut self, iface: u16, ip: IpAddr) -> u32 {
+        let known = self.neighbors.get(&(iface, ip)).map(|n| n.mac);
+        self.nh_get(NhKey::Neighbor(iface, ip), |_| match known {
+            Some(mac) => NextHop::Rewrite { iface, mac },
+            None => NextHop::Resolve { iface, addr: ip },
+        })
+    }
+
+    // ---- publishing ----
+
+    /// Publishes the current tables as a new generation and returns it.
+    pub fn publish(&mut self) -> u64 {
+        self.t.generation += 1;
+        if self.nh_dirty {
+            self.t.nexthops = Arc::new(self.nh_list.clone());
+            self.t.ecmp = Arc::new(self.ecmp.clone());
+            self.nh_dirty = false;
+        }
+        self.shared.tables.store(Arc::new(self.t.clone()));
+        self.stats.publishes += 1;
+        self.t.generation
+    }
+
+    /// Waits until every running worker uses generation `gen` or later.
+    pub fn synchronize(&self, generation: u64) {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        for w in self.shared.worker_links() {
+            while w.running.load(Ordering::SeqCst) && w.seen.load(Ordering::SeqCst) < generation {
+                if Instant::now() > deadline {
+                    tracing::warn!(worker = w.id, generation, "worker did not pick up a table change within 1 s");
+                    break;
+                }
+                std::thread::sleep(Duration::from_micros(20));
+            }
+        }
+    }
+
+    /// Makes next hops created since the last publish visible to every worker.
+    fn ensure_published(&mut self) {
+        if self.nh_dirty {
+            let g = self.publish();
+            self.synchronize(g);
+        }
+    }
+
+    /// Ends a batch of changes: publishes, waits for the workers, and lets
+    /// the FIBs reuse the groups the batch retired.
+    pub fn commit(&mut self) {
+        let tokens: Vec<_> =
+            self.vrfs.iter_mut().map(|v| (v.fib4.retire_barrier(), v.fib6.retire_barrier())).collect();
+        let g = self.publish();
+        self.synchronize(g);
+        for (v, (t4, t6)) in self.vrfs.iter_mut().zip(tokens) {
+            v.fib4.reclaim(t4);
+            v.fib6.reclaim(t6);
+        }
+    }
+
+    // ---- routes ----
+
+    fn fib_write(&mut self, key: RouteKey, nh: Option<u32>) -> Result<(), ControlError> {
+        let v = &mut self.vrfs[key.vrf as usize];
+        let res = match (key.prefix, nh) {
+            (IpAddr::V4(a), Some(nh)) => v.fib4.insert(a, key.len, nh).map(|_| ()),
+            (IpAddr::V4(a), None) => v.fib4.remove(a, key.len).map(|_| ()),
+            (IpAddr::V6(a), Some(nh)) => v.fib6.insert(a, key.len, nh).map(|_| ()),
+            (IpAddr::V6(a), None) => v.fib6.remove(a, key.len).map(|_| ()),
+        };
+        res.map_err(|source| ControlError::Fib { prefix: key.prefix, len: key.len, source })
+    }
+
+    /// Installs `nh` (a reference the caller already took) for `key`.
+    fn route_set(&mut self, key: RouteKey, source: Source, nh: u32) -> Result<(), ControlError> {
+        if let Some(old) = self.routes.get(&key).copied()
+            && old.source < source
+        {
+            self.nh_put(nh);
+            return Err(invalid(
+                format!("route {}/{}", key.prefix, key.len),
+                format!("a {:?} route for this prefix exists", old.source),
+            ));
+        }
+        self.ensure_published();
+        if let Err(e) = self.fib_write(key, Some(nh)) {
+            self.nh_put(nh);
+            return Err(e);
+        }
+        if let Some(old) = self.routes.insert(key, Route { source, nh }) {
+            self.nh_put(old.nh);
+        }
+        Ok(())
+    }
+
+    fn route_unset(&mut self, key: RouteKey) -> Result<(), ControlError> {
+        let Some(old) = self.routes.get(&key).copied() else {
+            return Err(invalid(format!("route {}/{}", key.prefix, key.len), "no such route"));
+        };
+        self.fib_write(key, None)?;
+        self.routes.remove(&key);
+        self.nh_put(old.nh);
+        Ok(())
+    }
+
+    /// Adds an address to a routed interface or BVI: its connected and local routes.
+    pub fn add_address(&mut self, iface: u16, addr: IpAddr, len: u8) -> Result<(), ControlError> {
+        let f = self.t.iface(iface).ok_or_else(|| invalid("interface", "no such interface"))?;
+        let Some(vrf) = f.vrf() else {
+            return Err(invalid(f.name.clone(), "a bridged interface has no addresses"));
+        };
+        let name = f.name.clone();
+        let (host_len, exists) = match addr {
+            IpAddr::V4(a) => (32, f.ip4.iter().any(|n| n.addr == a)),
+            IpAddr::V6(a) => (128, f.ip6.iter().any(|n| n.addr == a)),
+        };
+        if exists {
+            return Err(invalid(name, format!("already has {addr}")));
+        }
+        if len < host_len {
+            let nh = self.nh_get(NhKey::Glean(iface), |_| NextHop::Glean { iface });
+            self.route_set(net_key(vrf, addr, len), Source::Connected, nh)?;
+        }
+        let nh = self.nh_get(NhKey::Local(iface), |_| NextHop::Local { iface });
+        self.route_set(RouteKey { vrf, prefix: addr, len: host_len }, Source::Local, nh)?;
+        let f = &mut self.t.ifaces[iface as usize];
+        match addr {
+            IpAddr::V4(a) => f.ip4.push(Ip4Net { addr: a, len }),
+            IpAddr::V6(a) => f.ip6.push(Ip6Net { addr: a, len }),
+        }
+        Ok(())
+    }
+
+    /// The interface whose connected subnet holds `gw` in `vrf`.
+    fn iface_for_gateway(&self, vrf: u16, gw: IpAddr) -> Option<u16> {
+        self.t
+            .ifaces
+            .iter()
+            .position(|f| {
+                f.vrf() == Some(vrf)
+                    && match gw {
+                        IpAddr::V4(a) => f.ip4.iter().any(|n| n.contains(a) && n.len < 32),
+                        IpAddr::V6(a) => f.ip6.iter().any(|n| n.contains(a) && n.len < 128),
+                    }
+            })
+            .map(|x| x as u16)
+    }
+
+    /// Adds or replaces a static route.
+    pub fn add_static_route(
+        &mut self,
+        vrf: u16,
+        prefix: IpAddr,
+        len: u8,
+        via: &[IpAddr],
+        iface: Option<u16>,
+        action: Option<RouteAction>,
+    ) -> Result<(), ControlError> {
+        let key = net_key(vrf, prefix, len);
+        let object = format!("route {prefix}/{len}");
+        if vrf as usize >= self.vrfs.len() {
+            return Err(invalid(object, "no such VRF"));
+        }
+        let nh = match (action, via, iface) {
+            (Some(RouteAction::Drop), _, _) => self.nh_get(NhKey::Drop, |_| NextHop::Drop),
+            (Some(RouteAction::Unreachable), _, _) => self.nh_get(NhKey::Unreachable, |_| NextHop::Unreachable),
+            (None, [], Some(i)) => self.nh_get(NhKey::Glean(i), |_| NextHop::Glean { iface: i }),
+            (None, [], None) => return Err(invalid(object, "needs a gateway, an interface or an action")),
+            (None, gws, _) => {
+                let mut members = Vec::with_capacity(gws.len());
+                for &gw in gws {
+                    let i = match iface.or_else(|| self.iface_for_gateway(vrf, gw)) {
+                        Some(i) => i,
+                        None => {
+                            for m in members {
+                                self.nh_put(m);
+                            }
+                            return Err(invalid(object, format!("gateway {gw} is not in a connected subnet")));
+                        }
+                    };
+                    members.push(self.neighbor_nh(i, gw));
+                }
+                if members.len() == 1 {
+                    members[0]
+                } else {
+                    members.sort_unstable();
+                    members.dedup();
+                    let key = NhKey::Ecmp(members.clone());
+                    let nh = self.nh_get(key, |r| {
+                        let base = r.ecmp.len() as u32;
+                        r.ecmp.extend_from_slice(&members);
+                        NextHop::Ecmp { base, len: members.len() as u16 }
+                    });
+                    // The group holds one reference per member; an existing
+                    // group already held them, so drop the ones taken above.
+                    if self.nh_refs[nh as usize] > 1 {
+                        for m in members {
+                            self.nh_put(m);
+                        }
+                    }
+                    nh
+                }
+            }
+        };
+        self.route_set(key, Source::Static, nh)
+    }
+
+    /// Removes a static route.
+    pub fn del_static_route(&mut self, vrf: u16, prefix: IpAddr, len: u8) -> Result<(), ControlError> {
+        let key = net_key(vrf, prefix, len);
+        match self.routes.get(&key) {
+            Some(r) if r.source == Source::Static => self.route_unset(key),
+            _ => Err(invalid(format!("route {prefix}/{len}"), "no such static route")),
+        }
+    }
+
+    // ---- neighbours ----
+
+    /// Creates or updates a neighbour (from configuration or learning).
+    pub fn set_neighbor(&mut self, iface: u16, ip: IpAddr, mac: MacAddr, is_static: bool) -> Result<bool, ControlError> {
+        let f = self.t.iface(iface).ok_or_else(|| invalid("neighbor", "no such interface"))?;
+        let object = format!("neighbor {ip} on {}", f.name);
+        let Some(vrf) = f.vrf() else {
+            return Err(invalid(object, "interface is not routed"));
+        };
+        let in_subnet = match ip {
+            IpAddr::V4(a) => f.ip4.iter().any(|n| n.contains(a)),
+            IpAddr::V6(a) => a.is_unicast_link_local() || f.ip6.iter().any(|n| n.contains(a)),
+        };
+        if !in_subnet && !is_static {
+            return Err(invalid(object, "not in a connected subnet of the interface"));
+        }
+        if f.has_ip6(match ip {
+            IpAddr::V6(a) => a,
+            IpAddr::V4(_) => Ipv6Addr::UNSPECIFIED,
+        }) || matches!(ip, IpAddr::V4(a) if f.has_ip4(a))
+        {
+            return Err(invalid(object, "is one of our own addresses"));
+        }
+        if let Some(n) = self.neighbors.get_mut(&(iface, ip)) {
+            if n.is_static && !is_static {
+                return Ok(false);
+            }
+            n.is_static |= is_static;
+            if n.mac == mac {
+                return Ok(false);
+            }
+            n.mac = mac;
+            let nh = n.nh;
+            self.nh_list[nh as usize] = NextHop::Rewrite { iface, mac };
+            self.nh_dirty = true;
+            return Ok(true);
+        }
+        if !is_static && self.neighbors.keys().filter(|(i, _)| *i == iface).count() >= self.max_neighbors {
+            self.stats.neighbors_refused += 1;
+            return Err(invalid(object, "interface at its neighbour limit"));
+        }
+        // The entry exists before the next hop is taken, so the next hop is
+        // made (or turned) resolved.
+        self.neighbors.insert((iface, ip), Neighbor { mac, is_static, nh: NH_NO_ROUTE });
+        let nh = self.neighbor_nh(iface, ip);
+        self.nh_list[nh as usize] = NextHop::Rewrite { iface, mac };
+        self.nh_dirty = true;
+        if let Some(n) = self.neighbors.get_mut(&(iface, ip)) {
+            n.nh = nh;
+        }
+        let link_local = matches!(ip, IpAddr::V6(a) if a.is_unicast_link_local());
+        if !link_local {
+            let len = if ip.is_ipv4() { 32 } else { 128 };
+            let key = RouteKey { vrf, prefix: ip, len };
+            if !self.routes.contains_key(&key) {
+                self.nh_refs[nh as usize] += 1;
+                // A refused host route (e.g. an existing static /32) is fine.
+                let _ = self.route_set(key, Source::Neighbor, nh);
+            }
+        }
+        self.stats.neighbors_learned += 1;
+        Ok(true)
+    }
+
+    /// All neighbours.
+    pub fn neighbors(&self) -> Vec<(u16, IpAddr, Neighbor)> {
+        let mut v: Vec<_> = self.neighbors.iter().map(|(&(i, ip), n)| (i, ip, *n)).collect();
+        v.sort_by_key(|(i, ip, _)| (*i, *ip));
+        v
+    }
+
+    /// All routes of a VRF as (prefix, len, source, next hop).
+    pub fn routes(&self, vrf: u16) -> Vec<(IpAddr, u8, Source, NextHop)> {
+        let mut v: Vec<_> = self
+            .routes
+            .iter()
+            .filter(|(k, _)| k.vrf == vrf)
+            .map(|(k, r)| (k.prefix, k.len, r.source, self.nh_list[r.nh as usize]))
+            .collect();
+        v.sort_by_key(|(p, l, ..)| (*p, *l));
+        v
+    }
+
+    // ---- L2 ----
+
+    /// Installs a static MAC in a bridge domain.
+    pub fn static_mac(&mut self, bridge: &str, mac: MacAddr, iface: u16) -> Result<(), ControlError> {
+        let bd = self
+            .t
+            .bds
+            .iter()
+            .find(|b| b.name == bridge)
+            .ok_or_else(|| invalid(format!("bridge {bridge}"), "no such bridge"))?;
+        if !bd.members.contains(&iface) {
+            return Err(invalid(format!("static MAC {mac}"), "interface is not a member of the bridge"));
+        }
+        bd.macs
+            .set_static(mac.to_u64(), iface)
+            .map_err(|e| invalid(format!("static MAC {mac}"), format!("{e:?}")))
+    }
+
+    // ---- running ----
+
+    /// Applies the events workers reported; returns how many.
+    pub fn process_events(&mut self) -> usize {
+        let mut n = 0;
+        let mut changed = false;
+        while let Some(e) = self.shared.events.pop() {
+            n += 1;
+            match e {
+                Event::Neighbor { iface, ip, mac } => match self.set_neighbor(iface, ip, mac, false) {
+                    Ok(c) => changed |= c,
+                    Err(err) => tracing::debug!(%err, "neighbour not learned"),
+                },
+                Event::MacLearned { bd, mac, iface } => {
+                    tracing::trace!(bd, %mac, iface, "mac learned");
+                }
+                Event::MacMoved { bd, mac, from, to } => {
+                    tracing::debug!(bd, %mac, from, to, "mac moved");
+                }
+            }
+        }
+        if changed {
+            self.commit();
+        }
+        n
+    }
+
+    /// Periodic work: MAC aging. `now_s` is the data path's clock in seconds.
+    pub fn tick(&mut self, now_s: u32) {
+        for bd in &self.t.bds {
+            if bd.mac_age == 0 {
+                continue;
+            }
+            let mut aged = 0;
+            bd.macs.age(now_s, bd.mac_age, |_| aged += 1);
+            self.stats.macs_aged += aged;
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! `ethernet-input`: the first node. Maps a received frame to its interface
+//! (port + VLAN), then sends it to the bridge or to L3 input.
+//!
+//! Reads `rx_port`. Writes `rx_if`, `domain` (bridge domain or VRF),
+//! `l3_off`, `ethertype`, `flags::L2_MULTI`.
+//! Edges: `l2-learn` (bridged interfaces; a VLAN tag is removed first so the
+//! bridge always sees untagged frames, and `interface-output` tags them for
+//! the output interface), `arp-input`, `ip4-input`, `ip6-input` (routed
+//! interfaces), `drop`.
+//!
+//! Also home of the two helpers every L3 node uses to send a packet:
+//! [`set_l2_header`] and [`l3_output`].
+
+use vrouter_wire::{EtherType, MacAddr};
+
+use crate::graph::{Counter, NodeId, Queues};
+use crate::pipeline::Ctx;
+use crate::pkt::{NO_IFACE, Pkt, flags};
+use crate::tables::IfaceMode;
+
+const ETH: usize = 14;
+const VLAN: usize = 4;
+
+#[inline(always)]
+fn be16(d: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([d[at], d[at + 1]])
+}
+
+/// The `ethernet-input` node.
+pub fn input(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
+    let t = cx.t;
+    for &i in input {
+        let p = &mut pkts[i as usize];
+        let d = p.buf.data();
+        if d.len() < ETH {
+            drop_pkt(p, q, i, Counter::EthRunt);
+            continue;
+        }
+        let mut ethertype = be16(d, 12);
+        let mut vid = 0;
+        let mut l3_off = ETH;
+        if ethertype == EtherType::VLAN.0 {
+            if d.len() < ETH + VLAN {
+                drop_pkt(p, q, i, Counter::EthBadVlan);
+                continue;
+            }
+            vid = be16(d, 14) & 0x0fff;
+            ethertype = be16(d, 16);
+            l3_off += VLAN;
+            if ethertype == EtherType::VLAN.0 || ethertype == EtherType::QINQ.0 {
+                drop_pkt(p, q, i, Counter::EthBadVlan);
+                continue;
+            }
+        } else if ethertype == EtherType::QINQ.0 {
+            drop_pkt(p, q, i, Counter::EthBadVlan);
+            continue;
+        }
+        let multi = d[0] & 1 != 0;
+        let dst = MacAddr::from_slice(&d[0..6]).unwrap_or(MacAddr::ZERO);
+        let iface_idx = t.ports.get(p.meta.rx_port as usize).map_or(NO_IFACE, |m| m.iface(vid));
+        let Some(iface) = t.iface(iface_idx) else {
+            drop_pkt(p, q, i, Counter::EthUnknownInterface);
+            continue;
+        };
+        p.meta.rx_if = iface_idx;
+        let st = cx.stats.iface(iface_idx);
+        st.rx_packets.add(1);
+        st.rx_bytes.add(p.buf.len() as u64);
+        if multi {
+            p.meta.flags |= flags::L2_MULTI;
+        }
+        p.meta.ethertype = ethertype;
+        match iface.mode {
+            IfaceMode::Bridged { bd } => {
+                if vid != 0 {
+                    // Pop the tag: move the MACs forward over it.
+                    p.buf.data_mut().copy_within(0..12, VLAN);
+                    let _ = p.buf.advance(VLAN);
+                }
+                p.meta.l3_off = ETH as u16;
+                p.meta.domain = bd;
+                q.push(NodeId::L2Learn, i);
+            }
+            IfaceMode::Routed { vrf } => {
+                if !multi && dst != iface.mac {
+                    drop_pkt(p, q, i, Counter::EthNotForUs);
+                    continue;
+                }
+                p.meta.l3_off = l3_off as u16;
+                p.meta.domain = vrf;
+                l3_input(p, q, i);
+            }
+            // A BVI has no port; a map pointing at one is a control bug.
+            IfaceMode::Bvi { .. } => drop_pkt(p, q, i, Counter::EthUnknownInterface),
+        }
+    }
+}
+
+/// Drops packet `p` (index `i`) for `reason`.
+#[inline(always)]
+pub fn drop_pkt(p: &mut Pkt, q: &mut Queues, i: u16, reason: Counter) {
+    p.meta.drop = reason as u16;
+    q.push(NodeId::Drop, i);
+}
+
+/// Sends a packet whose `l3_off`/`ethertype` are set to the L3 input node
+/// for its EtherType.
+#[inline(always)]
+pub fn l3_input(p: &mut Pkt, q: &mut Queues, i: u16) {
+    match EtherType(p.meta.ethertype) {
+        EtherType::IPV4 => q.push(NodeId::Ip4Input, i),
+        EtherType::IPV6 => q.push(NodeId::Ip6Input, i),
+        EtherType::ARP => q.push(NodeId::ArpInput, i),
+        _ => drop_pkt(p, q, i, Counter::EthUnknownEthertype),
+    }
+}
+
+/// Gives the packet exactly one untagged Ethernet header in front of its
+/// L3 header (`l3_off`) and fills it. Fails only without headroom.
+#[inline(always)]
+pub fn set_l2_header(p: &mut Pkt, dst: MacAddr, src: MacAddr, ethertype: EtherType) -> bool {
+    let off = p.meta.l3_off as usize;
+    let ok = if off > ETH {
+        p.buf.advance(off - ETH).is_ok()
+    } else if off < ETH {
+        p.buf.prepend(ETH - off).is_ok()
+    } else {
+        true
+    };
+    if !ok {
+        return false;
+    }
+    p.meta.l3_off = ETH as u16;
+    let d = p.buf.data_mut();
+    d[0..6].copy_from_slice(dst.as_bytes());
+    d[6..12].copy_from_slice(src.as_bytes());
+    d[12..14].copy_from_slice(&ethertype.0.to_be_bytes());
+    true
+}
+
+/// Sends a packet with a complete Ethernet header out of L3 interface
+/// `iface`: to `interface-output`, or into the bridge domain for a BVI.
+#[inline(always)]
+pub fn l3_output(cx: &Ctx, p: &mut Pkt, q: &mut Queues, i: u16, iface: u16) {
+    p.meta.tx_if = iface;
+    match cx.t.iface(iface).map(|f| f.mode) {
+        Some(IfaceMode::Bvi { bd, .. }) => {
+            p.meta.domain = bd;
+            p.meta.rx_if = iface;
+            p.meta.flags |= flags::FROM_BVI;
+            if p.buf.data().first().is_some_and(|b| b & 1 != 0) {
+                p.meta.flags |= flags::L2_MULTI;
+            } else {
+                p.meta.flags &= !flags::L2_MULTI;
+            }
+            q.push(NodeId::L2Fwd, i);
+        }
+        Some(_) => q.push(NodeId::InterfaceOutput, i),
+        None => drop_pkt(p, q, i, Counter::GraphLost),
+    }
+}

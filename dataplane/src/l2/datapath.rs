@@ -1,0 +1,210 @@
+//! The bridge nodes: `l2-learn` → `l2-fwd` → (`l2-flood`) → `interface-output`.
+//!
+//! Learning and forwarding are separate nodes, as in VPP: all sources of a
+//! vector are learned before any destination of it is looked up. Reads
+//! `domain` (bridge domain), `rx_if`, `flags`; writes `tx_if`, and for frames
+//! that reach the BVI `rx_if`, `domain` (becomes the VRF), `l3_off`,
+//! `ethertype`.
+//!
+//! Decisions accepted: a frame whose destination is behind its own ingress
+//! interface is dropped (`l2-same-interface`); flooded frames go to every
+//! member but the ingress one and those in its split-horizon group; unknown
+//! unicast never goes to the BVI (the BVI's MAC is a static entry, so a frame
+//! for it always hits); a source MAC that is a static entry elsewhere is a
+//! spoof and is dropped (`l2-static-mac-moved`).
+
+use vrouter_wire::MacAddr;
+
+use super::mactable::Learn;
+use crate::ethernet::{drop_pkt, l3_input};
+use crate::graph::{ARENA, Counter, NodeId, Queues};
+use crate::pipeline::{Ctx, Event};
+use crate::pkt::{Pkt, flags};
+use crate::tables::{BridgeDomain, IfaceMode, Tables};
+
+/// How many packets ahead the MAC-table bucket is prefetched.
+const PREFETCH: usize = 4;
+
+#[inline(always)]
+fn mac_at(d: &[u8], at: usize) -> u64 {
+    d.get(at..at + 6).map_or(0, |m| {
+        u64::from_be_bytes([0, 0, m[0], m[1], m[2], m[3], m[4], m[5]])
+    })
+}
+
+#[inline(always)]
+fn bd<'t>(t: &'t Tables, p: &Pkt) -> Option<&'t BridgeDomain> {
+    t.bds.get(p.meta.domain as usize)
+}
+
+/// The `l2-learn` node.
+pub fn learn(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
+    let t = cx.t;
+    for (k, &i) in input.iter().enumerate() {
+        if let Some(&j) = input.get(k + PREFETCH) {
+            let pj = &pkts[j as usize];
+            if let Some(b) = bd(t, pj) {
+                b.macs.prefetch(mac_at(pj.buf.data(), 6));
+            }
+        }
+        let p = &mut pkts[i as usize];
+        let Some(b) = bd(t, p) else {
+            drop_pkt(p, q, i, Counter::GraphLost);
+            continue;
+        };
+        if p.meta.flags & flags::FROM_BVI == 0 {
+            let src = mac_at(p.buf.data(), 6);
+            // Multicast bit is the low bit of the first octet (bit 40 here).
+            if src == 0 || src & (1 << 40) != 0 {
+                drop_pkt(p, q, i, Counter::L2BadSourceMac);
+                continue;
+            }
+            if b.learning {
+                match b.macs.learn(src, p.meta.rx_if, cx.now_s) {
+                    Learn::Hit => {}
+                    Learn::Learned => {
+                        cx.stats.count(Counter::L2Learned, 1);
+                        cx.event(Event::MacLearned {
+                            bd: p.meta.domain,
+                            mac: MacAddr::from_u64(src),
+                            iface: p.meta.rx_if,
+                        });
+                    }
+                    Learn::Moved { from } => {
+                        cx.stats.count(Counter::L2StationMove, 1);
+                        cx.event(Event::MacMoved {
+                            bd: p.meta.domain,
+                            mac: MacAddr::from_u64(src),
+                            from,
+                            to: p.meta.rx_if,
+                        });
+                    }
+                    Learn::StaticConflict { .. } => {
+                        drop_pkt(p, q, i, Counter::L2StaticMove);
+                        continue;
+                    }
+                    Learn::Limit => cx.stats.count(Counter::L2MacLimit, 1),
+                    Learn::Full => cx.stats.count(Counter::L2TableFull, 1),
+                }
+            }
+        }
+        q.push(NodeId::L2Fwd, i);
+    }
+}
+
+/// Hands a bridged frame to the domain's BVI: it becomes an L3 packet
+/// received on the BVI, in the BVI's VRF.
+#[inline(always)]
+fn to_bvi(cx: &Ctx, p: &mut Pkt, q: &mut Queues, i: u16, bvi: u16) {
+    let Some(IfaceMode::Bvi { vrf, .. }) = cx.t.iface(bvi).map(|f| f.mode) else {
+        drop_pkt(p, q, i, Counter::GraphLost);
+        return;
+    };
+    let d = p.buf.data();
+    p.meta.ethertype = u16::from_be_bytes([d[12], d[13]]);
+    p.meta.l3_off = 14;
+    p.meta.rx_if = bvi;
+    p.meta.domain = vrf;
+    p.meta.flags &= !flags::FROM_BVI;
+    let st = cx.stats.iface(bvi);
+    st.rx_packets.add(1);
+    st.rx_bytes.add(p.buf.len() as u64);
+    l3_input(p, q, i);
+}
+
+#[inline(always)]
+fn shg(t: &Tables, iface: u16) -> u8 {
+    t.iface(iface).map_or(0, |f| f.shg)
+}
+
+/// The `l2-fwd` node.
+pub fn forward(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
+    let t = cx.t;
+    for (k, &i) in input.iter().enumerate() {
+        if let Some(&j) = input.get(k + PREFETCH) {
+            let pj = &pkts[j as usize];
+            if let Some(b) = bd(t, pj) {
+                b.macs.prefetch(mac_at(pj.buf.data(), 0));
+            }
+        }
+        let p = &mut pkts[i as usize];
+        let Some(b) = bd(t, p) else {
+            drop_pkt(p, q, i, Counter::GraphLost);
+            continue;
+        };
+        if p.meta.flags & flags::L2_MULTI != 0 {
+            q.push(NodeId::L2Flood, i);
+            continue;
+        }
+        let dst = mac_at(p.buf.data(), 0);
+        match b.macs.lookup(dst) {
+            Some(o) if o == p.meta.rx_if => drop_pkt(p, q, i, Counter::L2SameInterface),
+            Some(o) => {
+                let s = shg(t, o);
+                if s != 0 && s == shg(t, p.meta.rx_if) {
+                    drop_pkt(p, q, i, Counter::L2SplitHorizon);
+                } else if b.bvi == Some(o) {
+                    to_bvi(cx, p, q, i, o);
+                } else {
+                    p.meta.tx_if = o;
+                    q.push(NodeId::InterfaceOutput, i);
+                }
+            }
+            None if b.flood_unknown => q.push(NodeId::L2Flood, i),
+            None => drop_pkt(p, q, i, Counter::L2UnknownDropped),
+        }
+    }
+}
+
+/// The `l2-flood` node: one copy per eligible member, the original to the last.
+pub fn flood(cx: &mut Ctx, pkts: &mut Vec<Pkt>, input: &[u16], q: &mut Queues) {
+    let t = cx.t;
+    for &i in input {
+        let (meta, b) = {
+            let p = &pkts[i as usize];
+            match bd(t, p) {
+                Some(b) => (p.meta, b),
+                None => {
+                    drop_pkt(&mut pkts[i as usize], q, i, Counter::GraphLost);
+                    continue;
+                }
+            }
+        };
+        let rx_shg = shg(t, meta.rx_if);
+        let multi = meta.flags & flags::L2_MULTI != 0;
+        let eligible = |m: u16| {
+            m != meta.rx_if
+                && (rx_shg == 0 || shg(t, m) != rx_shg)
+                && (b.bvi != Some(m) || multi)
+        };
+        let Some(last) = b.members.iter().rev().copied().find(|&m| eligible(m)) else {
+            drop_pkt(&mut pkts[i as usize], q, i, Counter::L2FloodEmpty);
+            continue;
+        };
+        cx.stats.count(Counter::L2Flooded, 1);
+        for &m in b.members.iter().filter(|&&m| eligible(m) && m != last) {
+            if pkts.len() >= ARENA {
+                cx.stats.count(Counter::L2FloodNoBuffer, 1);
+                continue;
+            }
+            let Some(buf) = cx.pool.copy(&pkts[i as usize].buf) else {
+                cx.stats.count(Counter::L2FloodNoBuffer, 1);
+                continue;
+            };
+            let j = pkts.len() as u16;
+            pkts.push(Pkt { buf, meta });
+            send(cx, b.bvi, &mut pkts[j as usize], q, j, m);
+        }
+        send(cx, b.bvi, &mut pkts[i as usize], q, i, last);
+    }
+}
+
+#[inline(always)]
+fn send(cx: &Ctx, bvi: Option<u16>, p: &mut Pkt, q: &mut Queues, i: u16, m: u16) {
+    if bvi == Some(m) {
+        to_bvi(cx, p, q, i, m);
+    } else {
+        p.meta.tx_if = m;
+        q.push(NodeId::InterfaceOutput, i);
+    }
+}

@@ -1,0 +1,188 @@
+//! One worker's packet pipeline: the graph, the arena of packets in flight,
+//! node state, and the dispatch from node id to node function.
+//!
+//! The pipeline is deterministic: time, buffers and tables are passed in
+//! (`Ctx`), so tests run it without ports, clocks or threads.
+
+use std::net::IpAddr;
+
+use crossbeam_queue::ArrayQueue;
+use vrouter_buf::{FramePool, PacketBuf};
+use vrouter_wire::MacAddr;
+
+use crate::graph::{ARENA, Counter, Graph, NodeId, Queues, WorkerStats};
+use crate::ip::glean::GleanState;
+use crate::ip::icmp::TokenBucket;
+use crate::pkt::{Disposition, Pkt};
+use crate::tables::Tables;
+use crate::{ethernet, graph, ip, l2, output};
+
+/// Something a worker tells the control thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// A neighbour's MAC was seen (ARP or ND) on a routed interface or BVI.
+    Neighbor { iface: u16, ip: IpAddr, mac: MacAddr },
+    /// A MAC was learned in a bridge domain.
+    MacLearned { bd: u16, mac: MacAddr, iface: u16 },
+    /// A learned MAC moved between interfaces.
+    MacMoved { bd: u16, mac: MacAddr, from: u16, to: u16 },
+}
+
+/// The bounded queue workers push events into.
+pub type Events = ArrayQueue<Event>;
+
+/// What a node sees besides its packets.
+pub struct Ctx<'a> {
+    pub t: &'a Tables,
+    pub pool: &'a mut FramePool,
+    pub stats: &'a WorkerStats,
+    /// Monotonic time in nanoseconds.
+    pub now: u64,
+    /// `now` in whole seconds (MAC ages).
+    pub now_s: u32,
+    pub events: &'a Events,
+}
+
+impl Ctx<'_> {
+    /// Sends an event to the control thread; counts it if the queue is full.
+    #[inline]
+    pub fn event(&self, e: Event) {
+        if self.events.push(e).is_err() {
+            self.stats.count(Counter::EventQueueFull, 1);
+        }
+    }
+}
+
+/// Per-worker node state (scratch vectors, rate limiters, held packets).
+pub struct NodeState {
+    pub keys4: Box<[u32; ARENA]>,
+    pub keys6: Box<[u128; ARENA]>,
+    pub nhs: Box<[u32; ARENA]>,
+    pub icmp4: TokenBucket,
+    pub icmp6: TokenBucket,
+    pub glean: GleanState,
+}
+
+/// See the module doc.
+pub struct Pipeline {
+    graph: Graph,
+    /// Packets in flight. Ports append here; `drain` empties it.
+    pub pkts: Vec<Pkt>,
+    st: NodeState,
+    last_generation: u64,
+}
+
+impl Default for Pipeline {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Pipeline {
+    /// A pipeline with empty queues.
+    pub fn new() -> Self {
+        Pipeline {
+            graph: Graph::default(),
+            pkts: Vec::with_capacity(ARENA),
+            st: NodeState {
+                keys4: Box::new([0; ARENA]),
+                keys6: Box::new([0; ARENA]),
+                nhs: Box::new([0; ARENA]),
+                icmp4: TokenBucket::default(),
+                icmp6: TokenBucket::default(),
+                glean: GleanState::default(),
+            },
+            last_generation: u64::MAX,
+        }
+    }
+
+    /// Room left in the arena for received packets (at most a burst).
+    pub fn rx_room(&self) -> usize {
+        (ARENA / 2).saturating_sub(self.pkts.len()).min(graph::BURST)
+    }
+
+    /// Packets held for neighbour resolution.
+    pub fn held(&self) -> usize {
+        self.st.glean.len()
+    }
+
+    /// Runs the graph over every packet added to `pkts` since the last
+    /// `drain` (they enter at `ethernet-input`), after re-injecting held
+    /// packets whose neighbours may have resolved.
+    pub fn run(&mut self, cx: &mut Ctx) {
+        let new = self.pkts.len();
+        for i in 0..new {
+            self.graph.enqueue(NodeId::EthernetInput, i as u16);
+        }
+        if cx.t.generation != self.last_generation || self.st.glean.due(cx.now) {
+            self.last_generation = cx.t.generation;
+            self.st.glean.reinject(cx, &mut self.pkts, &mut self.graph);
+        }
+        let Pipeline { graph, pkts, st, .. } = self;
+        graph.run(cx.stats, pkts, |node, pkts, input, q| dispatch(node, cx, st, pkts, input, q));
+    }
+
+    /// Empties the arena: transmitted packets go to `tx(port, buf)` (which
+    /// gives back a buffer it cannot take, to be freed), dropped ones back to
+    /// the pool, held ones to the glean queue.
+    pub fn drain(
+        &mut self,
+        pool: &mut FramePool,
+        stats: &WorkerStats,
+        mut tx: impl FnMut(u16, PacketBuf) -> Option<PacketBuf>,
+    ) {
+        for p in self.pkts.drain(..) {
+            match p.meta.disposition {
+                Disposition::Tx => {
+                    if let Some(b) = tx(p.meta.tx_port, p.buf) {
+                        stats.count(Counter::TxRingFull, 1);
+                        pool.free(b);
+                    }
+                }
+                Disposition::Held => {
+                    if let Some(p) = self.st.glean.hold(p) {
+                        stats.count(Counter::GleanQueueFull, 1);
+                        pool.free(p.buf);
+                    }
+                }
+                Disposition::Drop => pool.free(p.buf),
+                Disposition::InFlight => {
+                    stats.count(Counter::GraphLost, 1);
+                    pool.free(p.buf);
+                }
+            }
+        }
+    }
+
+    /// Frees every held packet (shutdown), counting them as timed out.
+    pub fn release_held(&mut self, pool: &mut FramePool, stats: &WorkerStats) {
+        for p in self.st.glean.take_all() {
+            stats.count(Counter::GleanTimeout, 1);
+            pool.free(p.buf);
+        }
+    }
+}
+
+fn dispatch(node: NodeId, cx: &mut Ctx, st: &mut NodeState, pkts: &mut Vec<Pkt>, input: &[u16], q: &mut Queues) {
+    match node {
+        NodeId::EthernetInput => ethernet::input(cx, pkts, input, q),
+        NodeId::L2Learn => l2::datapath::learn(cx, pkts, input, q),
+        NodeId::L2Fwd => l2::datapath::forward(cx, pkts, input, q),
+        NodeId::L2Flood => l2::datapath::flood(cx, pkts, input, q),
+        NodeId::ArpInput => ip::arp::input(cx, pkts, input, q),
+        NodeId::Ip4Input => ip::ip4::input(cx, pkts, input, q),
+        NodeId::Ip4Local => ip::ip4::local(cx, pkts, input, q),
+        NodeId::Icmp4Error => ip::icmp::error4(cx, st, pkts, input, q),
+        NodeId::Ip4Lookup => ip::ip4::lookup(cx, st, pkts, input, q),
+        NodeId::Ip4Rewrite => ip::ip4::rewrite(cx, pkts, input, q),
+        NodeId::Ip6Input => ip::ip6::input(cx, pkts, input, q),
+        NodeId::Ip6Local => ip::ip6::local(cx, pkts, input, q),
+        NodeId::Icmp6Error => ip::icmp::error6(cx, st, pkts, input, q),
+        NodeId::Ip6Lookup => ip::ip6::lookup(cx, st, pkts, input, q),
+        NodeId::Ip6Rewrite => ip::ip6::rewrite(cx, pkts, input, q),
+        NodeId::Glean => ip::glean::node(cx, st, pkts, input, q),
+        NodeId::InterfaceOutput => output::node(cx, pkts, input, q),
+        // The graph runs the drop node itself.
+        NodeId::Drop => {}
+    }
+}

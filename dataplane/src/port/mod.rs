@@ -1,0 +1,116 @@
+//! Ports: where packets enter and leave a worker.
+//!
+//! A port moves frames between the outside (a ring, a file, a kernel socket,
+//! a NIC) and the worker's frame pool. It never parses packets and never
+//! touches tables; the pipeline never touches port internals. Each port keeps
+//! its own counters in a shared [`PortStats`] that other threads read while
+//! the worker runs.
+//!
+//! Ports here: [`memory`] (tests and benches) and [`pcap`] (offline runs on
+//! captures). Kernel and NIC ports come with the real-ports work.
+
+pub mod memory;
+pub mod pcap;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use vrouter_buf::{FramePool, PacketBuf};
+use vrouter_wire::MacAddr;
+
+use crate::pkt::Pkt;
+
+/// Errors creating or running a port.
+#[derive(Debug, thiserror::Error)]
+pub enum PortError {
+    /// A file the port reads or writes failed.
+    #[error("port {port}: {path}: {source}")]
+    File { port: String, path: String, source: std::io::Error },
+    /// A capture could not be parsed or written.
+    #[error("port {port}: {path}: {reason}")]
+    Pcap { port: String, path: String, reason: String },
+}
+
+/// Counters of one port, shared with readers on other threads.
+#[derive(Debug, Default)]
+pub struct PortStats {
+    pub rx_packets: AtomicU64,
+    pub rx_bytes: AtomicU64,
+    /// Frames the port could not take in (too big, no buffer).
+    pub rx_dropped: AtomicU64,
+    pub tx_packets: AtomicU64,
+    pub tx_bytes: AtomicU64,
+    /// Frames the port could not send (ring full, write error).
+    pub tx_dropped: AtomicU64,
+}
+
+/// A plain copy of [`PortStats`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PortCounters {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub rx_dropped: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub tx_dropped: u64,
+}
+
+impl PortStats {
+    /// Adds to a counter. Ports are the only writers of their stats.
+    #[inline(always)]
+    pub fn add(c: &AtomicU64, n: u64) {
+        c.store(c.load(Relaxed).wrapping_add(n), Relaxed);
+    }
+
+    /// A copy of the current values.
+    pub fn snapshot(&self) -> PortCounters {
+        PortCounters {
+            rx_packets: self.rx_packets.load(Relaxed),
+            rx_bytes: self.rx_bytes.load(Relaxed),
+            rx_dropped: self.rx_dropped.load(Relaxed),
+            tx_packets: self.tx_packets.load(Relaxed),
+            tx_bytes: self.tx_bytes.load(Relaxed),
+            tx_dropped: self.tx_dropped.load(Relaxed),
+        }
+    }
+}
+
+/// A port as a worker drives it.
+pub trait Port: Send {
+    /// The port's configured name.
+    fn name(&self) -> &str;
+
+    /// Index of the port in the configuration (stamped on received packets).
+    fn index(&self) -> u16;
+
+    /// The port's MAC address.
+    fn mac(&self) -> MacAddr;
+
+    /// Receives up to `max` packets, appending them to `out`.
+    /// Returns how many were appended.
+    fn rx_burst(&mut self, pool: &mut FramePool, out: &mut Vec<Pkt>, max: usize) -> usize;
+
+    /// Transmits every buffer in `bufs` (emptying it). Buffers the port cannot
+    /// send go back to `pool` and are counted as `tx_dropped`.
+    fn tx_burst(&mut self, pool: &mut FramePool, bufs: &mut Vec<PacketBuf>);
+
+    /// The port's shared counters.
+    fn stats(&self) -> &Arc<PortStats>;
+
+    /// True once an offline port has delivered all its input.
+    fn rx_done(&self) -> bool {
+        false
+    }
+
+    /// Flushes buffered output (files); called on shutdown.
+    fn flush(&mut self) -> Result<(), PortError> {
+        Ok(())
+    }
+}
+
+/// The MAC a port gets when none is configured: locally administered,
+/// derived from the port index so runs are reproducible.
+pub fn default_mac(index: u16) -> MacAddr {
+    let [hi, lo] = index.to_be_bytes();
+    MacAddr([0x02, 0x76, 0x72, 0x00, hi, lo])
+}

@@ -1,0 +1,159 @@
+//! A worker: one thread that polls its ports and runs the pipeline, run to
+//! completion, sharing nothing with other workers but the published tables.
+//!
+//! Each poll loop loads the current tables once, reports its generation to
+//! the control thread (`WorkerLink::seen`: the quiescent point RCU needs),
+//! receives a burst from each port, runs the graph, and hands each port its
+//! transmit batch. Busy and idle polls and their cycles are counted so an
+//! operator can tell load from a busy-polling 100% CPU (as OVS pmd-stats).
+//!
+//! Must never: lock, allocate or make a syscall per packet (ports batch
+//! their syscalls per burst).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use vrouter_buf::{FramePool, PacketBuf};
+
+use crate::config::PollMode;
+use crate::control::{Shared, WorkerLink};
+use crate::graph::BURST;
+use crate::pipeline::{Ctx, Pipeline};
+use crate::port::Port;
+
+/// See the module doc.
+pub struct Worker {
+    pub link: Arc<WorkerLink>,
+    shared: Arc<Shared>,
+    pub ports: Vec<Box<dyn Port>>,
+    /// Global port index → position in `ports`.
+    slot: Vec<Option<usize>>,
+    tx: Vec<Vec<PacketBuf>>,
+    pub pool: FramePool,
+    pub pipeline: Pipeline,
+    poll: PollMode,
+    idle_sleep: Duration,
+}
+
+impl Worker {
+    /// A worker owning `ports`, with a pool of `frames` frames.
+    pub fn new(
+        shared: Arc<Shared>,
+        ports: Vec<Box<dyn Port>>,
+        frames: u32,
+        poll: PollMode,
+        idle_sleep: Duration,
+    ) -> Result<Self, vrouter_buf::BufError> {
+        let link = shared.add_worker();
+        let n = ports.iter().map(|p| p.index() as usize + 1).max().unwrap_or(0);
+        let mut slot = vec![None; n];
+        for (k, p) in ports.iter().enumerate() {
+            slot[p.index() as usize] = Some(k);
+        }
+        let tx = ports.iter().map(|_| Vec::with_capacity(crate::graph::ARENA)).collect();
+        Ok(Worker {
+            link,
+            shared,
+            ports,
+            slot,
+            tx,
+            pool: FramePool::new(frames)?,
+            pipeline: Pipeline::new(),
+            poll,
+            idle_sleep,
+        })
+    }
+
+    /// One poll loop; returns the number of packets received.
+    pub fn poll_once(&mut self) -> usize {
+        let t0 = vrouter_buf::cycles();
+        let tables = self.shared.tables.load();
+        self.link.seen.store(tables.generation, Ordering::SeqCst);
+        let stats = &self.link.stats;
+        let mut n = 0;
+        for port in self.ports.iter_mut() {
+            let room = self.pipeline.rx_room();
+            if room == 0 {
+                break;
+            }
+            n += port.rx_burst(&mut self.pool, &mut self.pipeline.pkts, room.min(BURST));
+        }
+        if n == 0 && self.pipeline.held() == 0 {
+            stats.idle_polls.add(1);
+            stats.idle_cycles.add(vrouter_buf::cycles().wrapping_sub(t0));
+            return 0;
+        }
+        let now = self.shared.now();
+        let mut cx = Ctx {
+            t: &tables,
+            pool: &mut self.pool,
+            stats,
+            now,
+            now_s: (now / 1_000_000_000) as u32,
+            events: &self.shared.events,
+        };
+        self.pipeline.run(&mut cx);
+        let (slot, tx) = (&self.slot, &mut self.tx);
+        self.pipeline.drain(&mut self.pool, stats, |port, buf| match slot.get(port as usize).copied().flatten() {
+            Some(s) => {
+                tx[s].push(buf);
+                None
+            }
+            None => Some(buf),
+        });
+        for (k, port) in self.ports.iter_mut().enumerate() {
+            if !self.tx[k].is_empty() {
+                port.tx_burst(&mut self.pool, &mut self.tx[k]);
+            }
+        }
+        if n > 0 {
+            stats.busy_polls.add(1);
+            stats.busy_cycles.add(vrouter_buf::cycles().wrapping_sub(t0));
+        } else {
+            stats.idle_polls.add(1);
+            stats.idle_cycles.add(vrouter_buf::cycles().wrapping_sub(t0));
+        }
+        n
+    }
+
+    /// True when every port's input is exhausted and nothing is held.
+    pub fn offline_done(&self) -> bool {
+        self.ports.iter().all(|p| p.rx_done()) && self.pipeline.held() == 0
+    }
+
+    /// Polls until `shared.stop` is set (or, with `until_done`, until the
+    /// offline input is exhausted), then releases held packets and flushes
+    /// the ports.
+    pub fn run(&mut self, until_done: bool) {
+        let mut idle = 0u32;
+        while !self.shared.stop.load(Ordering::Relaxed) {
+            if self.poll_once() > 0 {
+                idle = 0;
+                continue;
+            }
+            if until_done && self.offline_done() {
+                break;
+            }
+            idle = idle.saturating_add(1);
+            if self.poll == PollMode::Adaptive && idle > 100 {
+                std::thread::sleep(self.idle_sleep);
+            } else if self.pipeline.held() > 0 && self.ports.iter().all(|p| p.rx_done()) {
+                // Offline and waiting for neighbour timeouts: don't spin.
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        self.shutdown();
+    }
+
+    /// Frees held packets and flushes ports.
+    pub fn shutdown(&mut self) {
+        self.pipeline.release_held(&mut self.pool, &self.link.stats);
+        for p in self.ports.iter_mut() {
+            if let Err(e) = p.flush() {
+                tracing::error!(%e, "flushing port");
+            }
+        }
+        self.link.running.store(false, Ordering::SeqCst);
+    }
+}
