@@ -244,16 +244,24 @@ pub struct StaticMacCfg {
 /// Parses `a.b.c.d/len` or `x::y/len`. Host bits are allowed when
 /// `host_bits_ok` (interface addresses), refused otherwise (route prefixes).
 pub fn parse_prefix(s: &str, host_bits_ok: bool) -> Result<(IpAddr, u8), String> {
-    let (a, l) = s.split_once('/').ok_or_else(|| format!("`{s}` has no /prefix-length"))?;
-    let addr: IpAddr = a.parse().map_err(|_| format!("`{a}` is not an IP address"))?;
-    let len: u8 = l.parse().map_err(|_| format!("`{l}` is not a prefix length"))?;
+    let (a, l) = s
+        .split_once('/')
+        .ok_or_else(|| format!("`{s}` has no /prefix-length"))?;
+    let addr: IpAddr = a
+        .parse()
+        .map_err(|_| format!("`{a}` is not an IP address"))?;
+    let len: u8 = l
+        .parse()
+        .map_err(|_| format!("`{l}` is not a prefix length"))?;
     let max = if addr.is_ipv4() { 32 } else { 128 };
     if len > max {
         return Err(format!("prefix length /{len} is longer than /{max}"));
     }
     if !host_bits_ok {
         let host = match addr {
-            IpAddr::V4(v) => u128::from(u32::from(v)) & (u128::from(u32::MAX) >> len.min(31) >> (len / 32)),
+            IpAddr::V4(v) => {
+                u128::from(u32::from(v)) & (u128::from(u32::MAX) >> len.min(31) >> (len / 32))
+            }
             IpAddr::V6(v) => u128::from(v) & (u128::MAX >> len.min(127) >> (len / 128)),
         };
         if host != 0 {
@@ -266,7 +274,9 @@ pub fn parse_prefix(s: &str, host_bits_ok: bool) -> Result<(IpAddr, u8), String>
 /// Parses a MAC address, refusing multicast and zero where a unicast
 /// station address is required.
 pub fn parse_mac(s: &str, unicast: bool) -> Result<MacAddr, String> {
-    let m: MacAddr = s.parse().map_err(|_| format!("`{s}` is not a MAC address"))?;
+    let m: MacAddr = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a MAC address"))?;
     if unicast && (!m.is_unicast() || m.is_zero()) {
         return Err(format!("`{s}` is not a unicast MAC address"));
     }
@@ -278,7 +288,11 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors(vec![ConfigError { file: file.clone(), key: "-".into(), reason: e.to_string() }])
+            ConfigErrors(vec![ConfigError {
+                file: file.clone(),
+                key: "-".into(),
+                reason: e.to_string(),
+            }])
         })?;
         Self::parse(&file, &text)
     }
@@ -297,7 +311,11 @@ impl Config {
             }])
         })?;
         let errs = cfg.validate(file);
-        if errs.is_empty() { Ok(cfg) } else { Err(ConfigErrors(errs)) }
+        if errs.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(ConfigErrors(errs))
+        }
     }
 
     /// The port an interface uses.
@@ -309,33 +327,58 @@ impl Config {
     pub fn validate(&self, file: &str) -> Vec<ConfigError> {
         let mut errs = Vec::new();
         let mut err = |key: String, reason: String| {
-            errs.push(ConfigError { file: file.to_string(), key, reason });
+            errs.push(ConfigError {
+                file: file.to_string(),
+                key,
+                reason,
+            });
         };
         let d = &self.dataplane;
         if d.workers == 0 || d.workers > 64 {
-            err("dataplane.workers".into(), format!("{} is out of range 1..=64", d.workers));
+            err(
+                "dataplane.workers".into(),
+                format!("{} is out of range 1..=64", d.workers),
+            );
         }
         if !d.cores.is_empty() && d.cores.len() != d.workers {
-            err("dataplane.cores".into(), format!("{} cores listed for {} workers", d.cores.len(), d.workers));
+            err(
+                "dataplane.cores".into(),
+                format!("{} cores listed for {} workers", d.cores.len(), d.workers),
+            );
         }
         if d.frames < 1024 || d.frames > 1 << 22 {
-            err("dataplane.frames".into(), format!("{} is out of range 1024..=4194304", d.frames));
+            err(
+                "dataplane.frames".into(),
+                format!("{} is out of range 1024..=4194304", d.frames),
+            );
         }
         if d.icmp_rate == 0 && d.icmp_burst != 0 {
-            err("dataplane.icmp-burst".into(), "must be 0 when icmp-rate is 0".into());
+            err(
+                "dataplane.icmp-burst".into(),
+                "must be 0 when icmp-rate is 0".into(),
+            );
         }
         if d.glean_hold as usize > crate::ip::glean::MAX_HELD {
-            err("dataplane.glean-hold".into(), format!("at most {}", crate::ip::glean::MAX_HELD));
+            err(
+                "dataplane.glean-hold".into(),
+                format!("at most {}", crate::ip::glean::MAX_HELD),
+            );
         }
         if d.max_neighbors == 0 {
-            err("dataplane.max-neighbors".into(), "must be at least 1".into());
+            err(
+                "dataplane.max-neighbors".into(),
+                "must be at least 1".into(),
+            );
         }
 
         let mut ports = HashSet::new();
         for (k, p) in self.ports.iter().enumerate() {
             let key = format!("port[{k}]");
             if p.name.is_empty() || !ports.insert(p.name.as_str()) {
-                err(format!("{key}.name"), format!("`{}` is empty or used twice", p.name));
+                err(
+                    format!("{key}.name"),
+                    format!("`{}` is empty or used twice", p.name),
+                );
             }
             if let Some(m) = &p.mac
                 && let Err(e) = parse_mac(m, true)
@@ -343,7 +386,10 @@ impl Config {
                 err(format!("{key}.mac"), e);
             }
             if !(68..=9000).contains(&p.mtu) {
-                err(format!("{key}.mtu"), format!("{} is out of range 68..=9000", p.mtu));
+                err(
+                    format!("{key}.mtu"),
+                    format!("{} is out of range 68..=9000", p.mtu),
+                );
             }
             match p.driver {
                 Driver::Pcap if p.rx_pcap.is_none() && p.tx_pcap.is_none() => {
@@ -359,7 +405,10 @@ impl Config {
         let mut vrfs: HashSet<&str> = HashSet::from(["default"]);
         for (k, v) in self.vrfs.iter().enumerate() {
             if v.name.is_empty() || !vrfs.insert(v.name.as_str()) {
-                err(format!("vrf[{k}].name"), format!("`{}` is empty or used twice", v.name));
+                err(
+                    format!("vrf[{k}].name"),
+                    format!("`{}` is empty or used twice", v.name),
+                );
             }
         }
         let vrf_ok = |v: &Option<String>| v.as_deref().is_none_or(|v| vrfs.contains(v));
@@ -369,15 +418,24 @@ impl Config {
         for (k, b) in self.bridges.iter().enumerate() {
             let key = format!("bridge[{k}]");
             if b.name.is_empty() || !bridges.insert(b.name.as_str()) {
-                err(format!("{key}.name"), format!("`{}` is empty or used twice", b.name));
+                err(
+                    format!("{key}.name"),
+                    format!("`{}` is empty or used twice", b.name),
+                );
             }
             if b.mac_limit == 0 || b.mac_limit > 1 << 22 {
-                err(format!("{key}.mac-limit"), format!("{} is out of range 1..=4194304", b.mac_limit));
+                err(
+                    format!("{key}.mac-limit"),
+                    format!("{} is out of range 1..=4194304", b.mac_limit),
+                );
             }
             if let Some(g) = &b.gateway {
                 names.insert(format!("bvi-{}", b.name));
                 if !vrf_ok(&g.vrf) {
-                    err(format!("{key}.gateway.vrf"), format!("no VRF `{}`", g.vrf.as_deref().unwrap_or("")));
+                    err(
+                        format!("{key}.gateway.vrf"),
+                        format!("no VRF `{}`", g.vrf.as_deref().unwrap_or("")),
+                    );
                 }
                 for (j, a) in g.addresses.iter().enumerate() {
                     if let Err(e) = parse_prefix(a, true) {
@@ -390,7 +448,10 @@ impl Config {
                     err(format!("{key}.gateway.mac"), e);
                 }
                 if !(68..=9000).contains(&g.mtu) {
-                    err(format!("{key}.gateway.mtu"), format!("{} is out of range 68..=9000", g.mtu));
+                    err(
+                        format!("{key}.gateway.mtu"),
+                        format!("{} is out of range 68..=9000", g.mtu),
+                    );
                 }
             }
         }
@@ -399,7 +460,10 @@ impl Config {
         for (k, i) in self.interfaces.iter().enumerate() {
             let key = format!("interface[{k}]");
             if i.name.is_empty() || !names.insert(i.name.clone()) {
-                err(format!("{key}.name"), format!("`{}` is empty or used twice", i.name));
+                err(
+                    format!("{key}.name"),
+                    format!("`{}` is empty or used twice", i.name),
+                );
             }
             let port = Self::iface_port(i);
             if !ports.contains(port) {
@@ -407,10 +471,16 @@ impl Config {
             }
             let vid = i.vlan.unwrap_or(0);
             if i.vlan.is_some() && !(1..=4094).contains(&vid) {
-                err(format!("{key}.vlan"), format!("{vid} is out of range 1..=4094"));
+                err(
+                    format!("{key}.vlan"),
+                    format!("{vid} is out of range 1..=4094"),
+                );
             }
             if !port_vlans.insert((port, vid)) {
-                err(key.clone(), format!("port `{port}` VLAN {vid} already has an interface"));
+                err(
+                    key.clone(),
+                    format!("port `{port}` VLAN {vid} already has an interface"),
+                );
             }
             match &i.bridge {
                 Some(b) => {
@@ -423,10 +493,16 @@ impl Config {
                 }
                 None => {
                     if i.split_horizon_group != 0 {
-                        err(format!("{key}.split-horizon-group"), "only bridged interfaces have one".into());
+                        err(
+                            format!("{key}.split-horizon-group"),
+                            "only bridged interfaces have one".into(),
+                        );
                     }
                     if !vrf_ok(&i.vrf) {
-                        err(format!("{key}.vrf"), format!("no VRF `{}`", i.vrf.as_deref().unwrap_or("")));
+                        err(
+                            format!("{key}.vrf"),
+                            format!("no VRF `{}`", i.vrf.as_deref().unwrap_or("")),
+                        );
                     }
                 }
             }
@@ -443,11 +519,16 @@ impl Config {
             if let Some(m) = i.mtu
                 && !(68..=9000).contains(&m)
             {
-                err(format!("{key}.mtu"), format!("{m} is out of range 68..=9000"));
+                err(
+                    format!("{key}.mtu"),
+                    format!("{m} is out of range 68..=9000"),
+                );
             }
         }
         let routed = |name: &str| {
-            self.interfaces.iter().any(|i| i.name == name && i.bridge.is_none())
+            self.interfaces
+                .iter()
+                .any(|i| i.name == name && i.bridge.is_none())
                 || self
                     .bridges
                     .iter()
@@ -464,36 +545,58 @@ impl Config {
                 }
             };
             if !vrf_ok(&r.vrf) {
-                err(format!("{key}.vrf"), format!("no VRF `{}`", r.vrf.as_deref().unwrap_or("")));
+                err(
+                    format!("{key}.vrf"),
+                    format!("no VRF `{}`", r.vrf.as_deref().unwrap_or("")),
+                );
             }
             match (r.action, r.via.is_empty(), &r.interface) {
-                (Some(_), false, _) => err(key.clone(), "a route has either `via` or `action`, not both".into()),
-                (None, true, None) => err(key.clone(), "a route needs `via`, `interface` or `action`".into()),
+                (Some(_), false, _) => err(
+                    key.clone(),
+                    "a route has either `via` or `action`, not both".into(),
+                ),
+                (None, true, None) => err(
+                    key.clone(),
+                    "a route needs `via`, `interface` or `action`".into(),
+                ),
                 _ => {}
             }
             for (j, v) in r.via.iter().enumerate() {
                 match v.parse::<IpAddr>() {
-                    Ok(a) if Some(a.is_ipv4()) != family && family.is_some() => {
-                        err(format!("{key}.via[{j}]"), format!("`{v}` is not of the prefix's address family"))
-                    }
+                    Ok(a) if Some(a.is_ipv4()) != family && family.is_some() => err(
+                        format!("{key}.via[{j}]"),
+                        format!("`{v}` is not of the prefix's address family"),
+                    ),
                     Ok(_) => {}
-                    Err(_) => err(format!("{key}.via[{j}]"), format!("`{v}` is not an IP address")),
+                    Err(_) => err(
+                        format!("{key}.via[{j}]"),
+                        format!("`{v}` is not an IP address"),
+                    ),
                 }
             }
             if let Some(ifn) = &r.interface
                 && !routed(ifn)
             {
-                err(format!("{key}.interface"), format!("no routed interface `{ifn}`"));
+                err(
+                    format!("{key}.interface"),
+                    format!("no routed interface `{ifn}`"),
+                );
             }
         }
 
         for (k, n) in self.neighbors.iter().enumerate() {
             let key = format!("neighbor[{k}]");
             if !routed(&n.interface) {
-                err(format!("{key}.interface"), format!("no routed interface `{}`", n.interface));
+                err(
+                    format!("{key}.interface"),
+                    format!("no routed interface `{}`", n.interface),
+                );
             }
             if n.ip.parse::<IpAddr>().is_err() {
-                err(format!("{key}.ip"), format!("`{}` is not an IP address", n.ip));
+                err(
+                    format!("{key}.ip"),
+                    format!("`{}` is not an IP address", n.ip),
+                );
             }
             if let Err(e) = parse_mac(&n.mac, true) {
                 err(format!("{key}.mac"), e);
@@ -505,8 +608,15 @@ impl Config {
             if !bridges.contains(s.bridge.as_str()) {
                 err(format!("{key}.bridge"), format!("no bridge `{}`", s.bridge));
             }
-            if !self.interfaces.iter().any(|i| i.name == s.interface && i.bridge.as_deref() == Some(&s.bridge)) {
-                err(format!("{key}.interface"), format!("`{}` is not a member of bridge `{}`", s.interface, s.bridge));
+            if !self
+                .interfaces
+                .iter()
+                .any(|i| i.name == s.interface && i.bridge.as_deref() == Some(&s.bridge))
+            {
+                err(
+                    format!("{key}.interface"),
+                    format!("`{}` is not a member of bridge `{}`", s.interface, s.bridge),
+                );
             }
             if let Err(e) = parse_mac(&s.mac, true) {
                 err(format!("{key}.mac"), e);
@@ -545,7 +655,11 @@ mod tests {
     fn unknown_key_is_refused_with_its_line() {
         let e = errors("[[port]]\nname = \"a\"\ndriver = \"memory\"\nspeed = 10\n");
         assert_eq!(e.len(), 1);
-        assert!(e[0].starts_with("t.toml: line 4: unknown field `speed`"), "{}", e[0]);
+        assert!(
+            e[0].starts_with("t.toml: line 4: unknown field `speed`"),
+            "{}",
+            e[0]
+        );
     }
 
     #[test]

@@ -34,7 +34,8 @@ use crate::pipeline::{Event, Events};
 use crate::pkt::NO_IFACE;
 use crate::port::default_mac;
 use crate::tables::{
-    BridgeDomain, Iface, IfaceMode, Ip4Net, Ip6Net, NH_NO_ROUTE, NextHop, Params, PortMap, Tables, Vrf,
+    BridgeDomain, Iface, IfaceMode, Ip4Net, Ip6Net, NH_NO_ROUTE, NextHop, Params, PortMap, Tables,
+    Vrf,
 };
 
 /// Capacity of the worker → control event queue.
@@ -54,7 +55,12 @@ pub struct WorkerLink {
 impl WorkerLink {
     /// A link for worker `id`.
     pub fn new(id: usize) -> Self {
-        WorkerLink { id, seen: AtomicU64::new(0), running: AtomicBool::new(true), stats: WorkerStats::new() }
+        WorkerLink {
+            id,
+            seen: AtomicU64::new(0),
+            running: AtomicBool::new(true),
+            stats: WorkerStats::new(),
+        }
     }
 }
 
@@ -70,7 +76,9 @@ pub struct Shared {
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared").field("generation", &self.tables.load().generation).finish()
+        f.debug_struct("Shared")
+            .field("generation", &self.tables.load().generation)
+            .finish()
     }
 }
 
@@ -90,14 +98,18 @@ impl Shared {
     pub fn add_worker(&self) -> Arc<WorkerLink> {
         let mut w = self.workers.lock().unwrap_or_else(|e| e.into_inner());
         let link = Arc::new(WorkerLink::new(w.len()));
-        link.seen.store(self.tables.load().generation, Ordering::SeqCst);
+        link.seen
+            .store(self.tables.load().generation, Ordering::SeqCst);
         w.push(link.clone());
         link
     }
 
     /// All worker links.
     pub fn worker_links(&self) -> Vec<Arc<WorkerLink>> {
-        self.workers.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.workers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Nanoseconds since the epoch.
@@ -112,11 +124,18 @@ pub enum ControlError {
     #[error("{object}: {reason}")]
     Invalid { object: String, reason: String },
     #[error("route {prefix}/{len}: {source}")]
-    Fib { prefix: IpAddr, len: u8, source: FibError },
+    Fib {
+        prefix: IpAddr,
+        len: u8,
+        source: FibError,
+    },
 }
 
 fn invalid(object: impl Into<String>, reason: impl Into<String>) -> ControlError {
-    ControlError::Invalid { object: object.into(), reason: reason.into() }
+    ControlError::Invalid {
+        object: object.into(),
+        reason: reason.into(),
+    }
 }
 
 /// Where a route came from; a lower value wins for the same prefix.
@@ -195,7 +214,22 @@ pub struct Router {
 fn ll6_of(mac: MacAddr) -> Ipv6Addr {
     let m = mac.octets();
     Ipv6Addr::from([
-        0xfe, 0x80, 0, 0, 0, 0, 0, 0, m[0] ^ 2, m[1], m[2], 0xff, 0xfe, m[3], m[4], m[5],
+        0xfe,
+        0x80,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        m[0] ^ 2,
+        m[1],
+        m[2],
+        0xff,
+        0xfe,
+        m[3],
+        m[4],
+        m[5],
     ])
 }
 
@@ -206,7 +240,11 @@ fn net_key(vrf: u16, a: IpAddr, len: u8) -> RouteKey {
             IpAddr::V4(Ipv4Addr::from(u32::from(v) & m))
         }
         IpAddr::V6(v) => {
-            let m = if len == 0 { 0 } else { u128::MAX << (128 - len) };
+            let m = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - len)
+            };
             IpAddr::V6(Ipv6Addr::from(u128::from(v) & m))
         }
     };
@@ -217,8 +255,16 @@ impl Router {
     /// Builds the router from a validated configuration. `port_macs` gives
     /// each port's MAC (from the port itself, e.g. a NIC); `None` entries use
     /// the configured or derived MAC.
-    pub fn from_config(cfg: &Config, port_macs: &[Option<MacAddr>], file: &str) -> Result<Router, ConfigError> {
-        let cerr = |key: String, reason: String| ConfigError { file: file.to_string(), key, reason };
+    pub fn from_config(
+        cfg: &Config,
+        port_macs: &[Option<MacAddr>],
+        file: &str,
+    ) -> Result<Router, ConfigError> {
+        let cerr = |key: String, reason: String| ConfigError {
+            file: file.to_string(),
+            key,
+            reason,
+        };
         let d = &cfg.dataplane;
         let mut t = Tables::empty();
         t.params = Params {
@@ -244,10 +290,12 @@ impl Router {
             max_neighbors: d.max_neighbors,
             stats: ControlStats::default(),
         };
-        let vrf_names: Vec<String> =
-            std::iter::once("default".to_string()).chain(cfg.vrfs.iter().map(|v| v.name.clone())).collect();
+        let vrf_names: Vec<String> = std::iter::once("default".to_string())
+            .chain(cfg.vrfs.iter().map(|v| v.name.clone()))
+            .collect();
         for name in &vrf_names {
-            r.add_vrf(name).map_err(|e| cerr("vrf".into(), e.to_string()))?;
+            r.add_vrf(name)
+                .map_err(|e| cerr("vrf".into(), e.to_string()))?;
         }
         let vrf_id = |v: &Option<String>| {
             let n = v.as_deref().unwrap_or("default");
@@ -263,14 +311,22 @@ impl Router {
                     .get(k)
                     .copied()
                     .flatten()
-                    .or_else(|| p.mac.as_deref().and_then(|m| config::parse_mac(m, true).ok()))
+                    .or_else(|| {
+                        p.mac
+                            .as_deref()
+                            .and_then(|m| config::parse_mac(m, true).ok())
+                    })
                     .unwrap_or_else(|| default_mac(k as u16))
             })
             .collect();
         r.t.ports = cfg
             .ports
             .iter()
-            .map(|p| PortMap { name: p.name.clone(), untagged: NO_IFACE, vlans: Vec::new() })
+            .map(|p| PortMap {
+                name: p.name.clone(),
+                untagged: NO_IFACE,
+                vlans: Vec::new(),
+            })
             .collect();
 
         // Bridge domains.
@@ -285,13 +341,22 @@ impl Router {
                 mac_age: b.mac_age,
             });
         }
-        let bd_id = |n: &str| cfg.bridges.iter().position(|b| b.name == n).map(|x| x as u16);
+        let bd_id = |n: &str| {
+            cfg.bridges
+                .iter()
+                .position(|b| b.name == n)
+                .map(|x| x as u16)
+        };
 
         // Interfaces: configured ones first (their index is their order), then BVIs.
         for (k, ic) in cfg.interfaces.iter().enumerate() {
             let key = format!("interface[{k}]");
             let port_name = Config::iface_port(ic);
-            let port = cfg.ports.iter().position(|p| p.name == port_name).unwrap_or(0);
+            let port = cfg
+                .ports
+                .iter()
+                .position(|p| p.name == port_name)
+                .unwrap_or(0);
             let pc = &cfg.ports[port];
             let mac = ic
                 .mac
@@ -300,7 +365,9 @@ impl Router {
                 .unwrap_or(port_mac[port]);
             let mode = match ic.bridge.as_deref().and_then(bd_id) {
                 Some(bd) => IfaceMode::Bridged { bd },
-                None => IfaceMode::Routed { vrf: vrf_id(&ic.vrf) },
+                None => IfaceMode::Routed {
+                    vrf: vrf_id(&ic.vrf),
+                },
             };
             let idx = r.t.ifaces.len() as u16;
             if idx > MAX_DST {
@@ -332,8 +399,10 @@ impl Router {
             }
             r.t.ifaces.push(f);
             for (j, a) in ic.addresses.iter().enumerate() {
-                let (addr, len) = config::parse_prefix(a, true).map_err(|e| cerr(format!("{key}.addresses[{j}]"), e))?;
-                r.add_address(idx, addr, len).map_err(|e| cerr(format!("{key}.addresses[{j}]"), e.to_string()))?;
+                let (addr, len) = config::parse_prefix(a, true)
+                    .map_err(|e| cerr(format!("{key}.addresses[{j}]"), e))?;
+                r.add_address(idx, addr, len)
+                    .map_err(|e| cerr(format!("{key}.addresses[{j}]"), e.to_string()))?;
             }
         }
         for (k, b) in cfg.bridges.iter().enumerate() {
@@ -349,7 +418,10 @@ impl Router {
                 name: format!("bvi-{}", b.name),
                 port: u16::MAX,
                 vlan: 0,
-                mode: IfaceMode::Bvi { bd: k as u16, vrf: vrf_id(&g.vrf) },
+                mode: IfaceMode::Bvi {
+                    bd: k as u16,
+                    vrf: vrf_id(&g.vrf),
+                },
                 mac,
                 mtu: g.mtu,
                 shg: 0,
@@ -360,37 +432,55 @@ impl Router {
             let bd = &mut r.t.bds[k];
             bd.bvi = Some(idx);
             bd.members.push(idx);
-            bd.macs
-                .set_static(mac.to_u64(), idx)
-                .map_err(|e| cerr(key.clone(), format!("cannot install the gateway MAC: {e:?}")))?;
+            bd.macs.set_static(mac.to_u64(), idx).map_err(|e| {
+                cerr(
+                    key.clone(),
+                    format!("cannot install the gateway MAC: {e:?}"),
+                )
+            })?;
             for (j, a) in g.addresses.iter().enumerate() {
-                let (addr, len) = config::parse_prefix(a, true).map_err(|e| cerr(format!("{key}.addresses[{j}]"), e))?;
-                r.add_address(idx, addr, len).map_err(|e| cerr(format!("{key}.addresses[{j}]"), e.to_string()))?;
+                let (addr, len) = config::parse_prefix(a, true)
+                    .map_err(|e| cerr(format!("{key}.addresses[{j}]"), e))?;
+                r.add_address(idx, addr, len)
+                    .map_err(|e| cerr(format!("{key}.addresses[{j}]"), e.to_string()))?;
             }
         }
         for (k, s) in cfg.static_macs.iter().enumerate() {
             let key = format!("static-mac[{k}]");
             let mac = config::parse_mac(&s.mac, true).map_err(|e| cerr(format!("{key}.mac"), e))?;
-            let iface = r.iface_id(&s.interface).ok_or_else(|| cerr(format!("{key}.interface"), "unknown".into()))?;
-            r.static_mac(&s.bridge, mac, iface).map_err(|e| cerr(key, e.to_string()))?;
+            let iface = r
+                .iface_id(&s.interface)
+                .ok_or_else(|| cerr(format!("{key}.interface"), "unknown".into()))?;
+            r.static_mac(&s.bridge, mac, iface)
+                .map_err(|e| cerr(key, e.to_string()))?;
         }
         for (k, n) in cfg.neighbors.iter().enumerate() {
             let key = format!("neighbor[{k}]");
-            let ip: IpAddr = n.ip.parse().map_err(|_| cerr(format!("{key}.ip"), "not an IP address".into()))?;
+            let ip: IpAddr =
+                n.ip.parse()
+                    .map_err(|_| cerr(format!("{key}.ip"), "not an IP address".into()))?;
             let mac = config::parse_mac(&n.mac, true).map_err(|e| cerr(format!("{key}.mac"), e))?;
-            let iface = r.iface_id(&n.interface).ok_or_else(|| cerr(format!("{key}.interface"), "unknown".into()))?;
-            r.set_neighbor(iface, ip, mac, true).map_err(|e| cerr(key, e.to_string()))?;
+            let iface = r
+                .iface_id(&n.interface)
+                .ok_or_else(|| cerr(format!("{key}.interface"), "unknown".into()))?;
+            r.set_neighbor(iface, ip, mac, true)
+                .map_err(|e| cerr(key, e.to_string()))?;
         }
         for (k, rc) in cfg.routes.iter().enumerate() {
             let key = format!("route[{k}]");
-            let (prefix, len) = config::parse_prefix(&rc.prefix, false).map_err(|e| cerr(format!("{key}.prefix"), e))?;
+            let (prefix, len) = config::parse_prefix(&rc.prefix, false)
+                .map_err(|e| cerr(format!("{key}.prefix"), e))?;
             let vrf = vrf_id(&rc.vrf);
             let via: Vec<IpAddr> = rc.via.iter().filter_map(|v| v.parse().ok()).collect();
             let iface = match &rc.interface {
-                Some(n) => Some(r.iface_id(n).ok_or_else(|| cerr(format!("{key}.interface"), "unknown".into()))?),
+                Some(n) => Some(
+                    r.iface_id(n)
+                        .ok_or_else(|| cerr(format!("{key}.interface"), "unknown".into()))?,
+                ),
                 None => None,
             };
-            r.add_static_route(vrf, prefix, len, &via, iface, rc.action).map_err(|e| cerr(key, e.to_string()))?;
+            r.add_static_route(vrf, prefix, len, &via, iface, rc.action)
+                .map_err(|e| cerr(key, e.to_string()))?;
         }
         let _ = Driver::Memory;
         r.publish();
@@ -409,13 +499,21 @@ impl Router {
 
     /// An interface index by name.
     pub fn iface_id(&self, name: &str) -> Option<u16> {
-        self.t.ifaces.iter().position(|f| f.name == name).map(|x| x as u16)
+        self.t
+            .ifaces
+            .iter()
+            .position(|f| f.name == name)
+            .map(|x| x as u16)
     }
 
     fn add_vrf(&mut self, name: &str) -> Result<(), FibError> {
         let fib4 = Fib4::new(Fib4Config::default())?;
         let fib6 = Fib6::new(Fib6Config::default())?;
-        self.t.vrfs.push(Vrf { name: name.to_string(), fib4: fib4.table().clone(), fib6: fib6.table().clone() });
+        self.t.vrfs.push(Vrf {
+            name: name.to_string(),
+            fib4: fib4.table().clone(),
+            fib6: fib6.table().clone(),
+        });
         self.vrfs.push(VrfState { fib4, fib6 });
         Ok(())
     }
@@ -448,7 +546,9 @@ impl Router {
     }
 
     fn nh_put(&mut self, id: u32) {
-        let Some(refs) = self.nh_refs.get_mut(id as usize) else { return };
+        let Some(refs) = self.nh_refs.get_mut(id as usize) else {
+            return;
+        };
         if *refs == u32::MAX || *refs == 0 {
             return;
         }
@@ -498,7 +598,11 @@ impl Router {
         for w in self.shared.worker_links() {
             while w.running.load(Ordering::SeqCst) && w.seen.load(Ordering::SeqCst) < generation {
                 if Instant::now() > deadline {
-                    tracing::warn!(worker = w.id, generation, "worker did not pick up a table change within 1 s");
+                    tracing::warn!(
+                        worker = w.id,
+                        generation,
+                        "worker did not pick up a table change within 1 s"
+                    );
                     break;
                 }
                 std::thread::sleep(Duration::from_micros(20));
@@ -517,8 +621,11 @@ impl Router {
     /// Ends a batch of changes: publishes, waits for the workers, and lets
     /// the FIBs reuse the groups the batch retired.
     pub fn commit(&mut self) {
-        let tokens: Vec<_> =
-            self.vrfs.iter_mut().map(|v| (v.fib4.retire_barrier(), v.fib6.retire_barrier())).collect();
+        let tokens: Vec<_> = self
+            .vrfs
+            .iter_mut()
+            .map(|v| (v.fib4.retire_barrier(), v.fib6.retire_barrier()))
+            .collect();
         let g = self.publish();
         self.synchronize(g);
         for (v, (t4, t6)) in self.vrfs.iter_mut().zip(tokens) {
@@ -537,7 +644,11 @@ impl Router {
             (IpAddr::V6(a), Some(nh)) => v.fib6.insert(a, key.len, nh).map(|_| ()),
             (IpAddr::V6(a), None) => v.fib6.remove(a, key.len).map(|_| ()),
         };
-        res.map_err(|source| ControlError::Fib { prefix: key.prefix, len: key.len, source })
+        res.map_err(|source| ControlError::Fib {
+            prefix: key.prefix,
+            len: key.len,
+            source,
+        })
     }
 
     /// Installs `nh` (a reference the caller already took) for `key`.
@@ -564,7 +675,10 @@ impl Router {
 
     fn route_unset(&mut self, key: RouteKey) -> Result<(), ControlError> {
         let Some(old) = self.routes.get(&key).copied() else {
-            return Err(invalid(format!("route {}/{}", key.prefix, key.len), "no such route"));
+            return Err(invalid(
+                format!("route {}/{}", key.prefix, key.len),
+                "no such route",
+            ));
         };
         self.fib_write(key, None)?;
         self.routes.remove(&key);
@@ -574,9 +688,15 @@ impl Router {
 
     /// Adds an address to a routed interface or BVI: its connected and local routes.
     pub fn add_address(&mut self, iface: u16, addr: IpAddr, len: u8) -> Result<(), ControlError> {
-        let f = self.t.iface(iface).ok_or_else(|| invalid("interface", "no such interface"))?;
+        let f = self
+            .t
+            .iface(iface)
+            .ok_or_else(|| invalid("interface", "no such interface"))?;
         let Some(vrf) = f.vrf() else {
-            return Err(invalid(f.name.clone(), "a bridged interface has no addresses"));
+            return Err(invalid(
+                f.name.clone(),
+                "a bridged interface has no addresses",
+            ));
         };
         let name = f.name.clone();
         let (host_len, exists) = match addr {
@@ -591,7 +711,15 @@ impl Router {
             self.route_set(net_key(vrf, addr, len), Source::Connected, nh)?;
         }
         let nh = self.nh_get(NhKey::Local(iface), |_| NextHop::Local { iface });
-        self.route_set(RouteKey { vrf, prefix: addr, len: host_len }, Source::Local, nh)?;
+        self.route_set(
+            RouteKey {
+                vrf,
+                prefix: addr,
+                len: host_len,
+            },
+            Source::Local,
+            nh,
+        )?;
         let f = &mut self.t.ifaces[iface as usize];
         match addr {
             IpAddr::V4(a) => f.ip4.push(Ip4Net { addr: a, len }),
@@ -632,9 +760,16 @@ impl Router {
         }
         let nh = match (action, via, iface) {
             (Some(RouteAction::Drop), _, _) => self.nh_get(NhKey::Drop, |_| NextHop::Drop),
-            (Some(RouteAction::Unreachable), _, _) => self.nh_get(NhKey::Unreachable, |_| NextHop::Unreachable),
+            (Some(RouteAction::Unreachable), _, _) => {
+                self.nh_get(NhKey::Unreachable, |_| NextHop::Unreachable)
+            }
             (None, [], Some(i)) => self.nh_get(NhKey::Glean(i), |_| NextHop::Glean { iface: i }),
-            (None, [], None) => return Err(invalid(object, "needs a gateway, an interface or an action")),
+            (None, [], None) => {
+                return Err(invalid(
+                    object,
+                    "needs a gateway, an interface or an action",
+                ));
+            }
             (None, gws, _) => {
                 let mut members = Vec::with_capacity(gws.len());
                 for &gw in gws {
@@ -644,7 +779,10 @@ impl Router {
                             for m in members {
                                 self.nh_put(m);
                             }
-                            return Err(invalid(object, format!("gateway {gw} is not in a connected subnet")));
+                            return Err(invalid(
+                                object,
+                                format!("gateway {gw} is not in a connected subnet"),
+                            ));
                         }
                     };
                     members.push(self.neighbor_nh(i, gw));
@@ -658,7 +796,10 @@ impl Router {
                     let nh = self.nh_get(key, |r| {
                         let base = r.ecmp.len() as u32;
                         r.ecmp.extend_from_slice(&members);
-                        NextHop::Ecmp { base, len: members.len() as u16 }
+                        NextHop::Ecmp {
+                            base,
+                            len: members.len() as u16,
+                        }
                     });
                     // The group holds one reference per member; an existing
                     // group already held them, so drop the ones taken above.
@@ -675,19 +816,36 @@ impl Router {
     }
 
     /// Removes a static route.
-    pub fn del_static_route(&mut self, vrf: u16, prefix: IpAddr, len: u8) -> Result<(), ControlError> {
+    pub fn del_static_route(
+        &mut self,
+        vrf: u16,
+        prefix: IpAddr,
+        len: u8,
+    ) -> Result<(), ControlError> {
         let key = net_key(vrf, prefix, len);
         match self.routes.get(&key) {
             Some(r) if r.source == Source::Static => self.route_unset(key),
-            _ => Err(invalid(format!("route {prefix}/{len}"), "no such static route")),
+            _ => Err(invalid(
+                format!("route {prefix}/{len}"),
+                "no such static route",
+            )),
         }
     }
 
     // ---- neighbours ----
 
     /// Creates or updates a neighbour (from configuration or learning).
-    pub fn set_neighbor(&mut self, iface: u16, ip: IpAddr, mac: MacAddr, is_static: bool) -> Result<bool, ControlError> {
-        let f = self.t.iface(iface).ok_or_else(|| invalid("neighbor", "no such interface"))?;
+    pub fn set_neighbor(
+        &mut self,
+        iface: u16,
+        ip: IpAddr,
+        mac: MacAddr,
+        is_static: bool,
+    ) -> Result<bool, ControlError> {
+        let f = self
+            .t
+            .iface(iface)
+            .ok_or_else(|| invalid("neighbor", "no such interface"))?;
         let object = format!("neighbor {ip} on {}", f.name);
         let Some(vrf) = f.vrf() else {
             return Err(invalid(object, "interface is not routed"));
@@ -697,7 +855,10 @@ impl Router {
             IpAddr::V6(a) => a.is_unicast_link_local() || f.ip6.iter().any(|n| n.contains(a)),
         };
         if !in_subnet && !is_static {
-            return Err(invalid(object, "not in a connected subnet of the interface"));
+            return Err(invalid(
+                object,
+                "not in a connected subnet of the interface",
+            ));
         }
         if f.has_ip6(match ip {
             IpAddr::V6(a) => a,
@@ -720,13 +881,22 @@ impl Router {
             self.nh_dirty = true;
             return Ok(true);
         }
-        if !is_static && self.neighbors.keys().filter(|(i, _)| *i == iface).count() >= self.max_neighbors {
+        if !is_static
+            && self.neighbors.keys().filter(|(i, _)| *i == iface).count() >= self.max_neighbors
+        {
             self.stats.neighbors_refused += 1;
             return Err(invalid(object, "interface at its neighbour limit"));
         }
         // The entry exists before the next hop is taken, so the next hop is
         // made (or turned) resolved.
-        self.neighbors.insert((iface, ip), Neighbor { mac, is_static, nh: NH_NO_ROUTE });
+        self.neighbors.insert(
+            (iface, ip),
+            Neighbor {
+                mac,
+                is_static,
+                nh: NH_NO_ROUTE,
+            },
+        );
         let nh = self.neighbor_nh(iface, ip);
         self.nh_list[nh as usize] = NextHop::Rewrite { iface, mac };
         self.nh_dirty = true;
@@ -736,7 +906,11 @@ impl Router {
         let link_local = matches!(ip, IpAddr::V6(a) if a.is_unicast_link_local());
         if !link_local {
             let len = if ip.is_ipv4() { 32 } else { 128 };
-            let key = RouteKey { vrf, prefix: ip, len };
+            let key = RouteKey {
+                vrf,
+                prefix: ip,
+                len,
+            };
             if !self.routes.contains_key(&key) {
                 self.nh_refs[nh as usize] += 1;
                 // A refused host route (e.g. an existing static /32) is fine.
@@ -749,7 +923,11 @@ impl Router {
 
     /// All neighbours.
     pub fn neighbors(&self) -> Vec<(u16, IpAddr, Neighbor)> {
-        let mut v: Vec<_> = self.neighbors.iter().map(|(&(i, ip), n)| (i, ip, *n)).collect();
+        let mut v: Vec<_> = self
+            .neighbors
+            .iter()
+            .map(|(&(i, ip), n)| (i, ip, *n))
+            .collect();
         v.sort_by_key(|(i, ip, _)| (*i, *ip));
         v
     }
@@ -769,7 +947,12 @@ impl Router {
     // ---- L2 ----
 
     /// Installs a static MAC in a bridge domain.
-    pub fn static_mac(&mut self, bridge: &str, mac: MacAddr, iface: u16) -> Result<(), ControlError> {
+    pub fn static_mac(
+        &mut self,
+        bridge: &str,
+        mac: MacAddr,
+        iface: u16,
+    ) -> Result<(), ControlError> {
         let bd = self
             .t
             .bds
@@ -777,7 +960,10 @@ impl Router {
             .find(|b| b.name == bridge)
             .ok_or_else(|| invalid(format!("bridge {bridge}"), "no such bridge"))?;
         if !bd.members.contains(&iface) {
-            return Err(invalid(format!("static MAC {mac}"), "interface is not a member of the bridge"));
+            return Err(invalid(
+                format!("static MAC {mac}"),
+                "interface is not a member of the bridge",
+            ));
         }
         bd.macs
             .set_static(mac.to_u64(), iface)
@@ -793,10 +979,12 @@ impl Router {
         while let Some(e) = self.shared.events.pop() {
             n += 1;
             match e {
-                Event::Neighbor { iface, ip, mac } => match self.set_neighbor(iface, ip, mac, false) {
-                    Ok(c) => changed |= c,
-                    Err(err) => tracing::debug!(%err, "neighbour not learned"),
-                },
+                Event::Neighbor { iface, ip, mac } => {
+                    match self.set_neighbor(iface, ip, mac, false) {
+                        Ok(c) => changed |= c,
+                        Err(err) => tracing::debug!(%err, "neighbour not learned"),
+                    }
+                }
                 Event::MacLearned { bd, mac, iface } => {
                     tracing::trace!(bd, %mac, iface, "mac learned");
                 }

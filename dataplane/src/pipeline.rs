@@ -21,11 +21,20 @@ use crate::{ethernet, graph, ip, l2, output};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
     /// A neighbour's MAC was seen (ARP or ND) on a routed interface or BVI.
-    Neighbor { iface: u16, ip: IpAddr, mac: MacAddr },
+    Neighbor {
+        iface: u16,
+        ip: IpAddr,
+        mac: MacAddr,
+    },
     /// A MAC was learned in a bridge domain.
     MacLearned { bd: u16, mac: MacAddr, iface: u16 },
     /// A learned MAC moved between interfaces.
-    MacMoved { bd: u16, mac: MacAddr, from: u16, to: u16 },
+    MacMoved {
+        bd: u16,
+        mac: MacAddr,
+        from: u16,
+        to: u16,
+    },
 }
 
 /// The bounded queue workers push events into.
@@ -98,7 +107,9 @@ impl Pipeline {
 
     /// Room left in the arena for received packets (at most a burst).
     pub fn rx_room(&self) -> usize {
-        (ARENA / 2).saturating_sub(self.pkts.len()).min(graph::BURST)
+        (ARENA / 2)
+            .saturating_sub(self.pkts.len())
+            .min(graph::BURST)
     }
 
     /// Packets held for neighbour resolution.
@@ -118,8 +129,12 @@ impl Pipeline {
             self.last_generation = cx.t.generation;
             self.st.glean.reinject(cx, &mut self.pkts, &mut self.graph);
         }
-        let Pipeline { graph, pkts, st, .. } = self;
-        graph.run(cx.stats, pkts, |node, pkts, input, q| dispatch(node, cx, st, pkts, input, q));
+        let Pipeline {
+            graph, pkts, st, ..
+        } = self;
+        graph.run(cx.stats, pkts, |node, pkts, input, q| {
+            dispatch(node, cx, st, pkts, input, q)
+        });
     }
 
     /// Empties the arena: transmitted packets go to `tx(port, buf)` (which
@@ -163,7 +178,14 @@ impl Pipeline {
     }
 }
 
-fn dispatch(node: NodeId, cx: &mut Ctx, st: &mut NodeState, pkts: &mut Vec<Pkt>, input: &[u16], q: &mut Queues) {
+fn dispatch(
+    node: NodeId,
+    cx: &mut Ctx,
+    st: &mut NodeState,
+    pkts: &mut Vec<Pkt>,
+    input: &[u16],
+    q: &mut Queues,
+) {
     match node {
         NodeId::EthernetInput => ethernet::input(cx, pkts, input, q),
         NodeId::L2Learn => l2::datapath::learn(cx, pkts, input, q),

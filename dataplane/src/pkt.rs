@@ -95,14 +95,23 @@ impl Pkt {
     pub fn new(buf: PacketBuf, rx_port: u16) -> Self {
         Pkt {
             buf,
-            meta: Meta { rx_port, rx_if: NO_IFACE, tx_if: NO_IFACE, tx_port: u16::MAX, ..Meta::default() },
+            meta: Meta {
+                rx_port,
+                rx_if: NO_IFACE,
+                tx_if: NO_IFACE,
+                tx_port: u16::MAX,
+                ..Meta::default()
+            },
         }
     }
 
     /// Packet bytes from the L3 header on.
     #[inline(always)]
     pub fn l3(&self) -> &[u8] {
-        self.buf.data().get(self.meta.l3_off as usize..).unwrap_or(&[])
+        self.buf
+            .data()
+            .get(self.meta.l3_off as usize..)
+            .unwrap_or(&[])
     }
 
     /// Packet bytes from the L3 header on, writable.

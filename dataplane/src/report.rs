@@ -74,7 +74,11 @@ pub fn render(t: &Tables, ports: &[(String, PortCounters)], workers: &[Arc<Worke
         }
     }
     let _ = writeln!(o, "runtime:");
-    let _ = writeln!(o, "  {:<18} {:>10} {:>12} {:>12} {:>14}", "node", "calls", "packets", "vectors/call", "clocks/packet");
+    let _ = writeln!(
+        o,
+        "  {:<18} {:>10} {:>12} {:>12} {:>14}",
+        "node", "calls", "packets", "vectors/call", "clocks/packet"
+    );
     for &n in NodeId::ALL {
         let c = node(workers, n);
         if c.calls == 0 {
@@ -87,14 +91,22 @@ pub fn render(t: &Tables, ports: &[(String, PortCounters)], workers: &[Arc<Worke
             c.calls,
             c.packets,
             c.packets as f64 / c.calls as f64,
-            if c.packets > 0 { c.cycles as f64 / c.packets as f64 } else { 0.0 }
+            if c.packets > 0 {
+                c.cycles as f64 / c.packets as f64
+            } else {
+                0.0
+            }
         );
     }
     let _ = writeln!(o, "workers:");
     for w in workers {
         let s = &w.stats;
         let (bc, ic) = (s.busy_cycles.get(), s.idle_cycles.get());
-        let busy = if bc + ic > 0 { 100.0 * bc as f64 / (bc + ic) as f64 } else { 0.0 };
+        let busy = if bc + ic > 0 {
+            100.0 * bc as f64 / (bc + ic) as f64
+        } else {
+            0.0
+        };
         let _ = writeln!(
             o,
             "  worker {}: busy polls {} idle polls {} busy cycles {:.1}%",

@@ -44,7 +44,11 @@ pub struct Ip4Net {
 impl Ip4Net {
     /// Network mask.
     pub fn mask(&self) -> u32 {
-        if self.len == 0 { 0 } else { u32::MAX << (32 - self.len.min(32)) }
+        if self.len == 0 {
+            0
+        } else {
+            u32::MAX << (32 - self.len.min(32))
+        }
     }
 
     /// True if `a` is in this subnet.
@@ -69,7 +73,11 @@ pub struct Ip6Net {
 impl Ip6Net {
     /// Network mask.
     pub fn mask(&self) -> u128 {
-        if self.len == 0 { 0 } else { u128::MAX << (128 - self.len.min(128)) }
+        if self.len == 0 {
+            0
+        } else {
+            u128::MAX << (128 - self.len.min(128))
+        }
     }
 
     /// True if `a` is in this subnet.
@@ -121,7 +129,11 @@ impl Iface {
     /// The address to use as source towards `dst`: one in the same subnet,
     /// else the first.
     pub fn src_ip4_for(&self, dst: Ipv4Addr) -> Option<Ipv4Addr> {
-        self.ip4.iter().find(|n| n.contains(dst)).or(self.ip4.first()).map(|n| n.addr)
+        self.ip4
+            .iter()
+            .find(|n| n.contains(dst))
+            .or(self.ip4.first())
+            .map(|n| n.addr)
     }
 
     /// The IPv6 source towards `dst`: link-local for link-local peers, else
@@ -165,7 +177,10 @@ impl PortMap {
         if vid == 0 {
             return self.untagged;
         }
-        self.vlans.iter().find(|(v, _)| *v == vid).map_or(NO_IFACE, |(_, i)| *i)
+        self.vlans
+            .iter()
+            .find(|(v, _)| *v == vid)
+            .map_or(NO_IFACE, |(_, i)| *i)
     }
 }
 

@@ -46,12 +46,19 @@ impl Worker {
         idle_sleep: Duration,
     ) -> Result<Self, vrouter_buf::BufError> {
         let link = shared.add_worker();
-        let n = ports.iter().map(|p| p.index() as usize + 1).max().unwrap_or(0);
+        let n = ports
+            .iter()
+            .map(|p| p.index() as usize + 1)
+            .max()
+            .unwrap_or(0);
         let mut slot = vec![None; n];
         for (k, p) in ports.iter().enumerate() {
             slot[p.index() as usize] = Some(k);
         }
-        let tx = ports.iter().map(|_| Vec::with_capacity(crate::graph::ARENA)).collect();
+        let tx = ports
+            .iter()
+            .map(|_| Vec::with_capacity(crate::graph::ARENA))
+            .collect();
         Ok(Worker {
             link,
             shared,
@@ -81,7 +88,9 @@ impl Worker {
         }
         if n == 0 && self.pipeline.held() == 0 {
             stats.idle_polls.add(1);
-            stats.idle_cycles.add(vrouter_buf::cycles().wrapping_sub(t0));
+            stats
+                .idle_cycles
+                .add(vrouter_buf::cycles().wrapping_sub(t0));
             return 0;
         }
         let now = self.shared.now();
@@ -95,12 +104,14 @@ impl Worker {
         };
         self.pipeline.run(&mut cx);
         let (slot, tx) = (&self.slot, &mut self.tx);
-        self.pipeline.drain(&mut self.pool, stats, |port, buf| match slot.get(port as usize).copied().flatten() {
-            Some(s) => {
-                tx[s].push(buf);
-                None
+        self.pipeline.drain(&mut self.pool, stats, |port, buf| {
+            match slot.get(port as usize).copied().flatten() {
+                Some(s) => {
+                    tx[s].push(buf);
+                    None
+                }
+                None => Some(buf),
             }
-            None => Some(buf),
         });
         for (k, port) in self.ports.iter_mut().enumerate() {
             if !self.tx[k].is_empty() {
@@ -109,10 +120,14 @@ impl Worker {
         }
         if n > 0 {
             stats.busy_polls.add(1);
-            stats.busy_cycles.add(vrouter_buf::cycles().wrapping_sub(t0));
+            stats
+                .busy_cycles
+                .add(vrouter_buf::cycles().wrapping_sub(t0));
         } else {
             stats.idle_polls.add(1);
-            stats.idle_cycles.add(vrouter_buf::cycles().wrapping_sub(t0));
+            stats
+                .idle_cycles
+                .add(vrouter_buf::cycles().wrapping_sub(t0));
         }
         n
     }

@@ -87,11 +87,21 @@ impl<K: Key> Core<K> {
     /// Prefix depth of the block a level-`level` table covers, and of its entries.
     #[inline]
     fn geometry(&self, level: u8) -> (u8, u8) {
-        if level == 0 { (0, self.root_bits) } else { (self.root_bits + 8 * (level - 1), self.root_bits + 8 * level) }
+        if level == 0 {
+            (0, self.root_bits)
+        } else {
+            (self.root_bits + 8 * (level - 1), self.root_bits + 8 * level)
+        }
     }
 
     /// Inserts or replaces `key/len → nh`; returns the previous next hop.
-    pub(crate) fn insert(&mut self, t: Tables<'_>, key: K, len: u8, nh: u32) -> Result<Option<u32>, Exhausted> {
+    pub(crate) fn insert(
+        &mut self,
+        t: Tables<'_>,
+        key: K,
+        len: u8,
+        nh: u32,
+    ) -> Result<Option<u32>, Exhausted> {
         if self.rib.get(key, len) == Some(nh) {
             return Ok(Some(nh));
         }
@@ -100,7 +110,12 @@ impl<K: Key> Core<K> {
     }
 
     /// Removes `key/len`; returns its next hop if it existed.
-    pub(crate) fn remove(&mut self, t: Tables<'_>, key: K, len: u8) -> Result<Option<u32>, Exhausted> {
+    pub(crate) fn remove(
+        &mut self,
+        t: Tables<'_>,
+        key: K,
+        len: u8,
+    ) -> Result<Option<u32>, Exhausted> {
         if self.rib.get(key, len).is_none() {
             return Ok(None);
         }
@@ -123,7 +138,10 @@ impl<K: Key> Core<K> {
         // Each hole splits at most two chains of entries, one group per level.
         let bound = holes.len() * 2 * usize::from(self.levels);
         if bound > available {
-            let needed: usize = holes.iter().map(|&(lo, hi)| self.count(t, 0, Tbl::Root, lo, hi, nh)).sum();
+            let needed: usize = holes
+                .iter()
+                .map(|&(lo, hi)| self.count(t, 0, Tbl::Root, lo, hi, nh))
+                .sum();
             if needed > available {
                 return Err(Exhausted { needed, available });
             }
@@ -171,7 +189,15 @@ impl<K: Key> Core<K> {
     }
 
     /// Writes `nh` for every address of `[lo, hi]` (inside one block of `tbl`).
-    fn write(&mut self, t: Tables<'_>, level: u8, tbl: Tbl, lo: K, hi: K, nh: u32) -> Result<(), Exhausted> {
+    fn write(
+        &mut self,
+        t: Tables<'_>,
+        level: u8,
+        tbl: Tbl,
+        lo: K,
+        hi: K,
+        nh: u32,
+    ) -> Result<(), Exhausted> {
         let (lo_i, hi_i, shift, base, ed) = self.span(level, lo, hi);
         for i in lo_i..=hi_i {
             let start = base | (K::from_usize(i) << shift);
@@ -197,7 +223,10 @@ impl<K: Key> Core<K> {
                 }
             } else if old != nh {
                 let available = self.alloc.available();
-                let g = self.alloc.alloc(t.store).ok_or(Exhausted { needed: 1, available })?;
+                let g = self.alloc.alloc(t.store).ok_or(Exhausted {
+                    needed: 1,
+                    available,
+                })?;
                 for e in t.store.group(g) {
                     e.store(old, Ordering::Relaxed);
                 }
@@ -214,7 +243,10 @@ impl<K: Key> Core<K> {
         let (lo_i, hi_i, shift, base, ed) = self.span(level, lo, hi);
         let mut n = 0;
         // Only the first and the last entry can be partly covered.
-        for i in [lo_i, hi_i].into_iter().take(if lo_i == hi_i { 1 } else { 2 }) {
+        for i in [lo_i, hi_i]
+            .into_iter()
+            .take(if lo_i == hi_i { 1 } else { 2 })
+        {
             let start = base | (K::from_usize(i) << shift);
             let end = start.last(ed);
             if lo <= start && end <= hi {
@@ -238,7 +270,10 @@ impl<K: Key> Core<K> {
         }
         let (lo_i, hi_i, shift, base, ed) = self.span(level, lo, hi);
         let mut n = 0;
-        for i in [lo_i, hi_i].into_iter().take(if lo_i == hi_i { 1 } else { 2 }) {
+        for i in [lo_i, hi_i]
+            .into_iter()
+            .take(if lo_i == hi_i { 1 } else { 2 })
+        {
             let start = base | (K::from_usize(i) << shift);
             let end = start.last(ed);
             if !(lo <= start && end <= hi) {
@@ -250,8 +285,13 @@ impl<K: Key> Core<K> {
 
     /// Retires group `g` and every group below it.
     fn retire_tree(&mut self, t: Tables<'_>, g: u32) {
-        let children: Vec<u32> =
-            t.store.group(g).iter().map(|e| e.load(Ordering::Relaxed)).filter(|&e| is_group(e)).collect();
+        let children: Vec<u32> = t
+            .store
+            .group(g)
+            .iter()
+            .map(|e| e.load(Ordering::Relaxed))
+            .filter(|&e| is_group(e))
+            .collect();
         for c in children {
             self.retire_tree(t, c & !GROUP_FLAG);
         }
@@ -261,9 +301,15 @@ impl<K: Key> Core<K> {
 
 /// The common value of a group whose entries are all the same next hop.
 fn uniform(group: &[AtomicU32]) -> Option<u32> {
-    let (first, last) = (group.first()?.load(Ordering::Relaxed), group.last()?.load(Ordering::Relaxed));
+    let (first, last) = (
+        group.first()?.load(Ordering::Relaxed),
+        group.last()?.load(Ordering::Relaxed),
+    );
     if first != last || is_group(first) {
         return None;
     }
-    group.iter().all(|e| e.load(Ordering::Relaxed) == first).then_some(first)
+    group
+        .iter()
+        .all(|e| e.load(Ordering::Relaxed) == first)
+        .then_some(first)
 }

@@ -48,7 +48,10 @@ impl GroupStore {
     /// group memory is allocated yet.
     pub(crate) fn new(max_groups: u32) -> Self {
         let slots = (max_groups as usize).div_ceil(CHUNK_GROUPS);
-        Self { chunks: (0..slots).map(|_| OnceLock::new()).collect(), max_groups }
+        Self {
+            chunks: (0..slots).map(|_| OnceLock::new()).collect(),
+            max_groups,
+        }
     }
 
     pub(crate) fn max_groups(&self) -> u32 {
@@ -66,7 +69,8 @@ impl GroupStore {
     /// does not exist, which a consistent table never links to).
     #[inline(always)]
     pub(crate) fn load(&self, g: u32, byte: usize) -> u32 {
-        self.slot(g, byte).map_or(NO_ROUTE, |e| e.load(Ordering::Acquire))
+        self.slot(g, byte)
+            .map_or(NO_ROUTE, |e| e.load(Ordering::Acquire))
     }
 
     /// All 256 entries of group `g`.
@@ -81,10 +85,16 @@ impl GroupStore {
 
     /// Makes sure the chunk holding group `g` exists (writer only).
     fn ensure_chunk(&self, g: u32) -> bool {
-        let Some(slot) = self.chunks.get((g >> CHUNK_SHIFT) as usize) else { return false };
+        let Some(slot) = self.chunks.get((g >> CHUNK_SHIFT) as usize) else {
+            return false;
+        };
         if slot.get().is_none() {
-            let v: Vec<AtomicU32> = (0..CHUNK_ENTRIES).map(|_| AtomicU32::new(NO_ROUTE)).collect();
-            let Ok(chunk) = Chunk::try_from(v.into_boxed_slice()) else { return false };
+            let v: Vec<AtomicU32> = (0..CHUNK_ENTRIES)
+                .map(|_| AtomicU32::new(NO_ROUTE))
+                .collect();
+            let Ok(chunk) = Chunk::try_from(v.into_boxed_slice()) else {
+                return false;
+            };
             // Only the single writer initialises slots, so this cannot race.
             let _ = slot.set(chunk);
         }
@@ -193,9 +203,13 @@ impl GroupAlloc {
         let epoch = self.epoch;
         self.epoch += 1;
         if !self.pending.is_empty() {
-            self.waiting.push_back((epoch, std::mem::take(&mut self.pending)));
+            self.waiting
+                .push_back((epoch, std::mem::take(&mut self.pending)));
         }
-        RetireToken { owner: self.owner, epoch }
+        RetireToken {
+            owner: self.owner,
+            epoch,
+        }
     }
 
     /// Makes the groups covered by `token` reusable; returns how many.
@@ -234,7 +248,11 @@ impl GroupAlloc {
     pub(crate) fn memory_bytes(&self) -> usize {
         (self.free.capacity()
             + self.pending.capacity()
-            + self.waiting.iter().map(|(_, v)| v.capacity()).sum::<usize>())
+            + self
+                .waiting
+                .iter()
+                .map(|(_, v)| v.capacity())
+                .sum::<usize>())
             * size_of::<u32>()
     }
 }
@@ -263,7 +281,15 @@ mod tests {
         let t2 = a.barrier();
         assert_eq!(a.reclaim(foreign), 0);
         assert_eq!(a.reclaim(t2), 1);
-        assert_eq!(a.stats(), GroupStats { in_use: 1, retired: 0, available: 1, max: 2 });
+        assert_eq!(
+            a.stats(),
+            GroupStats {
+                in_use: 1,
+                retired: 0,
+                available: 1,
+                max: 2
+            }
+        );
         assert!(store.slot(g1, 255).is_some());
         assert!(store.slot(5, 0).is_none());
     }

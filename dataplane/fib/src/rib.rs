@@ -45,7 +45,12 @@ pub(crate) struct Rib<K> {
 
 impl<K: Key> Rib<K> {
     pub(crate) fn new() -> Self {
-        Self { nodes: Vec::new(), free: Vec::new(), root: NIL, routes: 0 }
+        Self {
+            nodes: Vec::new(),
+            free: Vec::new(),
+            root: NIL,
+            routes: 0,
+        }
     }
 
     /// Number of routes.
@@ -67,7 +72,12 @@ impl<K: Key> Rib<K> {
     }
 
     fn new_node(&mut self, key: K, len: u8, nh: u32) -> u32 {
-        let n = Node { key, nh, child: [NIL; 2], len };
+        let n = Node {
+            key,
+            nh,
+            child: [NIL; 2],
+            len,
+        };
         if let Some(i) = self.free.pop() {
             if let Some(slot) = self.node_mut(i) {
                 *slot = n;
@@ -212,7 +222,11 @@ impl<K: Key> Rib<K> {
                 if let Some((p, plink)) = parent {
                     if let Some(pn) = self.node(p).copied() {
                         if pn.nh == NO_ROUTE {
-                            let only = if pn.child[0] != NIL { pn.child[0] } else { pn.child[1] };
+                            let only = if pn.child[0] != NIL {
+                                pn.child[0]
+                            } else {
+                                pn.child[1]
+                            };
                             self.set_link(plink, only);
                             self.free.push(p);
                         }
@@ -327,7 +341,8 @@ impl<K: Key> Iterator for RibIter<'_, K> {
     fn next(&mut self) -> Option<Self::Item> {
         while let Some(c) = self.stack.pop() {
             let Some(n) = self.rib.node(c) else { continue };
-            self.stack.extend([n.child[1], n.child[0]].into_iter().filter(|&c| c != NIL));
+            self.stack
+                .extend([n.child[1], n.child[0]].into_iter().filter(|&c| c != NIL));
             if n.nh != NO_ROUTE {
                 return Some((n.key, n.len, n.nh));
             }
@@ -371,7 +386,10 @@ mod tests {
         assert_eq!(subs, vec![(0x0a01_0000, 16), (0x0a02_0000, 16)]);
         assert_eq!(r.lpm(0x0a03_0203), 4);
         let all: Vec<_> = r.iter().collect();
-        assert_eq!(all, vec![(0, 0, 4), (0x0a01_0000, 16, 5), (0x0a02_0000, 16, 3)]);
+        assert_eq!(
+            all,
+            vec![(0, 0, 4), (0x0a01_0000, 16, 5), (0x0a02_0000, 16, 3)]
+        );
         for (k, l, _) in all {
             assert!(r.remove(k, l).is_some());
         }

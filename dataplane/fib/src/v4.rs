@@ -38,7 +38,9 @@ impl Default for Fib4Config {
     /// 65 536 groups: a 64 MiB ceiling for routes longer than /24 (a
     /// BGP-like table of 1M routes needs a few thousand).
     fn default() -> Self {
-        Self { max_groups: 1 << 16 }
+        Self {
+            max_groups: 1 << 16,
+        }
     }
 }
 
@@ -51,17 +53,26 @@ pub struct Fib4Table {
 
 impl Fib4Table {
     fn new(max_groups: u32) -> Result<Self, FibError> {
-        let v: Vec<AtomicU32> = (0..TBL24_ENTRIES).map(|_| AtomicU32::new(NO_ROUTE)).collect();
+        let v: Vec<AtomicU32> = (0..TBL24_ENTRIES)
+            .map(|_| AtomicU32::new(NO_ROUTE))
+            .collect();
         let tbl24 = Box::<[AtomicU32; TBL24_ENTRIES]>::try_from(v.into_boxed_slice())
             .map_err(|_| FibError::Config("tbl24 allocation"))?;
-        Ok(Self { tbl24, groups: GroupStore::new(max_groups) })
+        Ok(Self {
+            tbl24,
+            groups: GroupStore::new(max_groups),
+        })
     }
 
     /// The next hop for `addr` (host byte order), or [`NO_ROUTE`].
     #[inline]
     pub fn lookup(&self, addr: u32) -> u32 {
         let e = self.tbl24[(addr >> 8) as usize].load(Ordering::Acquire);
-        if is_group(e) { self.groups.load(e & !GROUP_FLAG, addr as usize) } else { e }
+        if is_group(e) {
+            self.groups.load(e & !GROUP_FLAG, addr as usize)
+        } else {
+            e
+        }
     }
 
     /// Looks up `addrs[i]` (host byte order) into `out[i]` for every `i` below
@@ -124,7 +135,10 @@ impl Fib4 {
         if config.max_groups == 0 || config.max_groups > MAX_GROUPS_LIMIT {
             return Err(FibError::Config("max_groups must be in 1..=16777216"));
         }
-        Ok(Self { table: Arc::new(Fib4Table::new(config.max_groups)?), core: Core::new(24, config.max_groups) })
+        Ok(Self {
+            table: Arc::new(Fib4Table::new(config.max_groups)?),
+            core: Core::new(24, config.max_groups),
+        })
     }
 
     /// The read side; clone the `Arc` for each worker.
@@ -174,8 +188,13 @@ impl Fib4 {
         if nh == NO_ROUTE || nh > MAX_NH {
             return Err(FibError::NextHop { nh });
         }
-        let t = Tables { root: self.table.tbl24.as_slice(), store: &self.table.groups };
-        self.core.insert(t, key, len, nh).map_err(|e| self.exhausted(prefix, len, e))
+        let t = Tables {
+            root: self.table.tbl24.as_slice(),
+            store: &self.table.groups,
+        };
+        self.core
+            .insert(t, key, len, nh)
+            .map_err(|e| self.exhausted(prefix, len, e))
     }
 
     /// Removes `prefix/len`; its addresses fall back to the covering shorter
@@ -186,8 +205,13 @@ impl Fib4 {
     /// and falling back to a different covering route splits it again.
     pub fn remove(&mut self, prefix: Ipv4Addr, len: u8) -> Result<Option<u32>, FibError> {
         let key = Self::check(prefix, len)?;
-        let t = Tables { root: self.table.tbl24.as_slice(), store: &self.table.groups };
-        self.core.remove(t, key, len).map_err(|e| self.exhausted(prefix, len, e))
+        let t = Tables {
+            root: self.table.tbl24.as_slice(),
+            store: &self.table.groups,
+        };
+        self.core
+            .remove(t, key, len)
+            .map_err(|e| self.exhausted(prefix, len, e))
     }
 
     /// The next hop of exactly `prefix/len` (`None` if absent or invalid).
@@ -209,7 +233,10 @@ impl Fib4 {
     /// The routes `(prefix, len, nh)` in address order, a covering route
     /// before the routes it covers.
     pub fn iter(&self) -> impl Iterator<Item = (Ipv4Addr, u8, u32)> + '_ {
-        self.core.rib.iter().map(|(k, l, nh)| (Ipv4Addr::from(k), l, nh))
+        self.core
+            .rib
+            .iter()
+            .map(|(k, l, nh)| (Ipv4Addr::from(k), l, nh))
     }
 
     /// Bytes used: the shared table plus the writer's RIB and bookkeeping.
@@ -315,7 +342,15 @@ mod tests {
             ("10.1.2.64", 32, 5),
             ("0.0.0.0", 0, 6),
         ];
-        let probes = ["10.0.0.1", "10.1.0.1", "10.1.2.1", "10.1.2.64", "10.1.2.65", "10.1.2.128", "11.0.0.0"];
+        let probes = [
+            "10.0.0.1",
+            "10.1.0.1",
+            "10.1.2.1",
+            "10.1.2.64",
+            "10.1.2.65",
+            "10.1.2.128",
+            "11.0.0.0",
+        ];
         let mut expect = None;
         // All 720 permutations of insertion order, and removal in reverse.
         let mut idx: Vec<usize> = (0..routes.len()).collect();
@@ -376,12 +411,35 @@ mod tests {
         // Same next hop as the /24 on both halves: the group collapses.
         f.insert(ip("198.18.0.128"), 25, 2).unwrap();
         f.insert(ip("198.18.0.0"), 24, 2).unwrap();
-        assert_eq!(f.group_stats(), GroupStats { in_use: 0, retired: 1, available: 0, max: 1 });
+        assert_eq!(
+            f.group_stats(),
+            GroupStats {
+                in_use: 0,
+                retired: 1,
+                available: 0,
+                max: 1
+            }
+        );
         assert_eq!(at(&f, "198.18.0.1"), 2);
         // Splitting another /24 needs a group: none until reclaimed.
         let err = f.insert(ip("198.18.1.0"), 25, 3).unwrap_err();
-        assert!(matches!(err, FibError::GroupsExhausted { needed: 1, available: 0, max: 1, .. }), "{err}");
-        assert_eq!(f.get(ip("198.18.1.0"), 25), None, "a refused insert changes nothing");
+        assert!(
+            matches!(
+                err,
+                FibError::GroupsExhausted {
+                    needed: 1,
+                    available: 0,
+                    max: 1,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            f.get(ip("198.18.1.0"), 25),
+            None,
+            "a refused insert changes nothing"
+        );
         assert_eq!(at(&f, "198.18.1.1"), NO_ROUTE);
         assert!(!f.reclaim_unshared(), "a reader holds the table");
         let t = f.retire_barrier();
@@ -407,7 +465,10 @@ mod tests {
     #[test]
     fn errors() {
         let mut f = fib();
-        assert_eq!(f.insert(ip("10.0.0.0"), 33, 1), Err(FibError::PrefixLength { len: 33, max: 32 }));
+        assert_eq!(
+            f.insert(ip("10.0.0.0"), 33, 1),
+            Err(FibError::PrefixLength { len: 33, max: 32 })
+        );
         assert_eq!(
             f.insert(ip("10.0.0.1"), 24, 1),
             Err(FibError::HostBits {
@@ -416,13 +477,25 @@ mod tests {
                 network: IpAddr::V4(ip("10.0.0.0"))
             })
         );
-        assert_eq!(f.insert(ip("10.0.0.0"), 24, 0), Err(FibError::NextHop { nh: 0 }));
-        assert_eq!(f.insert(ip("10.0.0.0"), 24, MAX_NH + 1), Err(FibError::NextHop { nh: MAX_NH + 1 }));
+        assert_eq!(
+            f.insert(ip("10.0.0.0"), 24, 0),
+            Err(FibError::NextHop { nh: 0 })
+        );
+        assert_eq!(
+            f.insert(ip("10.0.0.0"), 24, MAX_NH + 1),
+            Err(FibError::NextHop { nh: MAX_NH + 1 })
+        );
         assert_eq!(f.insert(ip("10.0.0.0"), 24, MAX_NH), Ok(None));
         assert_eq!(at(&f, "10.0.0.7"), MAX_NH);
-        assert_eq!(f.remove(ip("10.0.0.1"), 24).map_err(|e| e.to_string()), Err("prefix 10.0.0.1/24 has host bits set (the network is 10.0.0.0/24)".into()));
+        assert_eq!(
+            f.remove(ip("10.0.0.1"), 24).map_err(|e| e.to_string()),
+            Err("prefix 10.0.0.1/24 has host bits set (the network is 10.0.0.0/24)".into())
+        );
         assert!(Fib4::new(Fib4Config { max_groups: 0 }).is_err());
-        assert_eq!(f.iter().collect::<Vec<_>>(), vec![(ip("10.0.0.0"), 24, MAX_NH)]);
+        assert_eq!(
+            f.iter().collect::<Vec<_>>(),
+            vec![(ip("10.0.0.0"), 24, MAX_NH)]
+        );
         assert!(f.memory_bytes() >= TBL24_ENTRIES * 4);
     }
 }

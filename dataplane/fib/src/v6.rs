@@ -37,7 +37,10 @@ pub struct Fib6Config {
 impl Default for Fib6Config {
     /// A 16-bit root and a 256 MiB ceiling for groups.
     fn default() -> Self {
-        Self { root_bits: 16, max_groups: 1 << 18 }
+        Self {
+            root_bits: 16,
+            max_groups: 1 << 18,
+        }
     }
 }
 
@@ -55,7 +58,10 @@ impl Fib6Table {
     /// `u128::from(Ipv6Addr)`), or [`NO_ROUTE`].
     #[inline]
     pub fn lookup(&self, addr: u128) -> u32 {
-        let mut e = self.root.get((addr >> self.root_shift) as usize).map_or(NO_ROUTE, |e| e.load(Ordering::Acquire));
+        let mut e = self
+            .root
+            .get((addr >> self.root_shift) as usize)
+            .map_or(NO_ROUTE, |e| e.load(Ordering::Acquire));
         let mut shift = self.root_shift;
         while is_group(e) && shift >= 8 {
             shift -= 8;
@@ -88,9 +94,14 @@ impl Fib6Table {
         // Indices (into the run) of the addresses that still follow a group.
         let mut active = [0u8; BATCH];
         let mut n = 0;
-        let Some(mut shift) = shift0.checked_sub(8) else { return };
+        let Some(mut shift) = shift0.checked_sub(8) else {
+            return;
+        };
         for (i, (&a, o)) in addrs.iter().zip(out.iter_mut()).enumerate() {
-            let e = self.root.get((a >> shift0) as usize).map_or(NO_ROUTE, |e| e.load(Ordering::Acquire));
+            let e = self
+                .root
+                .get((a >> shift0) as usize)
+                .map_or(NO_ROUTE, |e| e.load(Ordering::Acquire));
             *o = e;
             if is_group(e) {
                 if let Some(s) = self.groups.slot(e & !GROUP_FLAG, (a >> shift) as usize) {
@@ -108,7 +119,9 @@ impl Fib6Table {
             let mut kept = 0;
             for k in 0..n {
                 let i = usize::from(active[k]);
-                let (Some(&a), Some(o)) = (addrs.get(i), out.get_mut(i)) else { continue };
+                let (Some(&a), Some(o)) = (addrs.get(i), out.get_mut(i)) else {
+                    continue;
+                };
                 let e = self.groups.load(*o & !GROUP_FLAG, (a >> shift) as usize);
                 *o = e;
                 if is_group(e) {
@@ -156,10 +169,18 @@ impl Fib6 {
         if config.max_groups == 0 || config.max_groups > MAX_GROUPS_LIMIT {
             return Err(FibError::Config("max_groups must be in 1..=16777216"));
         }
-        let root = (0..1usize << config.root_bits).map(|_| AtomicU32::new(NO_ROUTE)).collect();
-        let table =
-            Fib6Table { root, root_shift: 128 - u32::from(config.root_bits), groups: GroupStore::new(config.max_groups) };
-        Ok(Self { table: Arc::new(table), core: Core::new(config.root_bits, config.max_groups) })
+        let root = (0..1usize << config.root_bits)
+            .map(|_| AtomicU32::new(NO_ROUTE))
+            .collect();
+        let table = Fib6Table {
+            root,
+            root_shift: 128 - u32::from(config.root_bits),
+            groups: GroupStore::new(config.max_groups),
+        };
+        Ok(Self {
+            table: Arc::new(table),
+            core: Core::new(config.root_bits, config.max_groups),
+        })
     }
 
     /// The read side; clone the `Arc` for each worker.
@@ -209,8 +230,13 @@ impl Fib6 {
         if nh == NO_ROUTE || nh > MAX_NH {
             return Err(FibError::NextHop { nh });
         }
-        let t = Tables { root: &self.table.root, store: &self.table.groups };
-        self.core.insert(t, key, len, nh).map_err(|e| self.exhausted(prefix, len, e))
+        let t = Tables {
+            root: &self.table.root,
+            store: &self.table.groups,
+        };
+        self.core
+            .insert(t, key, len, nh)
+            .map_err(|e| self.exhausted(prefix, len, e))
     }
 
     /// Removes `prefix/len`; its addresses fall back to the covering shorter
@@ -220,8 +246,13 @@ impl Fib6 {
     /// [`FibError::GroupsExhausted`] when a collapsed group must split again.
     pub fn remove(&mut self, prefix: Ipv6Addr, len: u8) -> Result<Option<u32>, FibError> {
         let key = Self::check(prefix, len)?;
-        let t = Tables { root: &self.table.root, store: &self.table.groups };
-        self.core.remove(t, key, len).map_err(|e| self.exhausted(prefix, len, e))
+        let t = Tables {
+            root: &self.table.root,
+            store: &self.table.groups,
+        };
+        self.core
+            .remove(t, key, len)
+            .map_err(|e| self.exhausted(prefix, len, e))
     }
 
     /// The next hop of exactly `prefix/len` (`None` if absent or invalid).
@@ -243,7 +274,10 @@ impl Fib6 {
     /// The routes `(prefix, len, nh)` in address order, a covering route
     /// before the routes it covers.
     pub fn iter(&self) -> impl Iterator<Item = (Ipv6Addr, u8, u32)> + '_ {
-        self.core.rib.iter().map(|(k, l, nh)| (Ipv6Addr::from(k), l, nh))
+        self.core
+            .rib
+            .iter()
+            .map(|(k, l, nh)| (Ipv6Addr::from(k), l, nh))
     }
 
     /// Bytes used: the shared table plus the writer's RIB and bookkeeping.
@@ -286,7 +320,11 @@ mod tests {
     }
 
     fn fib(root_bits: u8) -> Fib6 {
-        Fib6::new(Fib6Config { root_bits, max_groups: 1024 }).unwrap()
+        Fib6::new(Fib6Config {
+            root_bits,
+            max_groups: 1024,
+        })
+        .unwrap()
     }
 
     fn at(f: &Fib6, s: &str) -> u32 {
@@ -308,7 +346,8 @@ mod tests {
             f.insert(ip("2001:db8::"), 32, 2).unwrap();
             f.insert(ip("2001:db8:0:1::"), 64, 3).unwrap();
             f.insert(ip("2001:db8:0:1::1"), 128, 4).unwrap();
-            f.insert(ip("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"), 128, 5).unwrap();
+            f.insert(ip("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"), 128, 5)
+                .unwrap();
             f.insert(ip("2001:db8:8000::"), 33, 6).unwrap();
             assert_eq!(at(&f, "::1"), 1);
             assert_eq!(at(&f, "2001:db8::1"), 2);
@@ -352,13 +391,42 @@ mod tests {
     #[test]
     fn errors() {
         let mut f = fib(16);
-        assert_eq!(f.insert(ip("::"), 129, 1), Err(FibError::PrefixLength { len: 129, max: 128 }));
-        assert!(matches!(f.insert(ip("2001:db8::1"), 64, 1), Err(FibError::HostBits { .. })));
-        assert_eq!(f.insert(ip("2001:db8::"), 32, 0), Err(FibError::NextHop { nh: 0 }));
-        assert!(Fib6::new(Fib6Config { root_bits: 12, max_groups: 1 }).is_err());
-        let mut small = Fib6::new(Fib6Config { root_bits: 16, max_groups: 3 }).unwrap();
+        assert_eq!(
+            f.insert(ip("::"), 129, 1),
+            Err(FibError::PrefixLength { len: 129, max: 128 })
+        );
+        assert!(matches!(
+            f.insert(ip("2001:db8::1"), 64, 1),
+            Err(FibError::HostBits { .. })
+        ));
+        assert_eq!(
+            f.insert(ip("2001:db8::"), 32, 0),
+            Err(FibError::NextHop { nh: 0 })
+        );
+        assert!(
+            Fib6::new(Fib6Config {
+                root_bits: 12,
+                max_groups: 1
+            })
+            .is_err()
+        );
+        let mut small = Fib6::new(Fib6Config {
+            root_bits: 16,
+            max_groups: 3,
+        })
+        .unwrap();
         let err = small.insert(ip("2001:db8::"), 48, 1).unwrap_err();
-        assert!(matches!(err, FibError::GroupsExhausted { needed: 4, available: 3, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                FibError::GroupsExhausted {
+                    needed: 4,
+                    available: 3,
+                    ..
+                }
+            ),
+            "{err}"
+        );
         assert!(small.is_empty());
         assert_eq!(small.group_stats().in_use, 0);
         small.insert(ip("2001:db8::"), 40, 1).unwrap();

@@ -22,12 +22,16 @@ use vrouter_dataplane::worker::Worker;
 
 /// The vRouter data-plane daemon.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about = "The vRouter data-plane daemon: bridges, routes and \
+#[command(
+    version,
+    about,
+    long_about = "The vRouter data-plane daemon: bridges, routes and \
 answers ARP/ND/ICMP in userspace, polling its ports.\n\n\
 Configuration: a TOML file (examples in conf/; keys documented in docs/CONFIG.md).\n\
 Signals: SIGINT/SIGTERM stop cleanly and print counters; SIGUSR1 prints counters.\n\
 Offline mode: when every port is a pcap port, vrouterd stops by itself once all \
-input has been processed.")]
+input has been processed."
+)]
 struct Args {
     /// Configuration file.
     #[arg(short, long, default_value = "/etc/vrouter/vrouter.toml")]
@@ -75,25 +79,30 @@ fn main() -> Result<()> {
         .init();
 
     let file = args.config.display().to_string();
-    let cfg = Config::load(&args.config).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+    let cfg =
+        Config::load(&args.config).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
     let ports = open_ports(&cfg).context("opening ports")?;
     let macs: Vec<_> = ports.iter().map(|p| Some(p.mac())).collect();
-    let mut router = Router::from_config(&cfg, &macs, &file).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+    let mut router = Router::from_config(&cfg, &macs, &file)
+        .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
     if args.check {
         println!("{file}: configuration is valid");
         return Ok(());
     }
     let shared = router.shared().clone();
     let offline = !ports.is_empty() && cfg.ports.iter().all(|p| p.driver == Driver::Pcap);
-    let port_stats: Vec<(String, Arc<PortStats>)> =
-        ports.iter().map(|p| (p.name().to_string(), p.stats().clone())).collect();
+    let port_stats: Vec<(String, Arc<PortStats>)> = ports
+        .iter()
+        .map(|p| (p.name().to_string(), p.stats().clone()))
+        .collect();
 
     let stop = Arc::new(AtomicBool::new(false));
     let usr1 = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
     }
-    signal_hook::flag::register(signal_hook::consts::SIGUSR1, usr1.clone()).context("installing signal handlers")?;
+    signal_hook::flag::register(signal_hook::consts::SIGUSR1, usr1.clone())
+        .context("installing signal handlers")?;
 
     // Ports are spread over workers round-robin; real-port queues come later.
     let nworkers = cfg.dataplane.workers.min(ports.len().max(1));
@@ -126,12 +135,23 @@ fn main() -> Result<()> {
                 .context("spawning worker")?,
         );
     }
-    tracing::info!(workers = nworkers, ports = port_stats.len(), offline, "vrouterd running");
+    tracing::info!(
+        workers = nworkers,
+        ports = port_stats.len(),
+        offline,
+        "vrouterd running"
+    );
 
     let started = std::time::Instant::now();
     let print = |router: &Router| {
-        let pc: Vec<_> = port_stats.iter().map(|(n, s)| (n.clone(), s.snapshot())).collect();
-        print!("{}", report::render(router.tables(), &pc, &shared.worker_links()));
+        let pc: Vec<_> = port_stats
+            .iter()
+            .map(|(n, s)| (n.clone(), s.snapshot()))
+            .collect();
+        print!(
+            "{}",
+            report::render(router.tables(), &pc, &shared.worker_links())
+        );
     };
     let mut last_tick = std::time::Instant::now();
     loop {
@@ -143,7 +163,9 @@ fn main() -> Result<()> {
         if usr1.swap(false, Ordering::Relaxed) {
             print(&router);
         }
-        if stop.load(Ordering::Relaxed) || (args.run_for > 0 && started.elapsed().as_secs() >= args.run_for) {
+        if stop.load(Ordering::Relaxed)
+            || (args.run_for > 0 && started.elapsed().as_secs() >= args.run_for)
+        {
             shared.stop.store(true, Ordering::SeqCst);
         }
         if handles.iter().all(|h| h.is_finished()) {

@@ -57,7 +57,10 @@ pub fn input(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
         }
         let multi = d[0] & 1 != 0;
         let dst = MacAddr::from_slice(&d[0..6]).unwrap_or(MacAddr::ZERO);
-        let iface_idx = t.ports.get(p.meta.rx_port as usize).map_or(NO_IFACE, |m| m.iface(vid));
+        let iface_idx = t
+            .ports
+            .get(p.meta.rx_port as usize)
+            .map_or(NO_IFACE, |m| m.iface(vid));
         let Some(iface) = t.iface(iface_idx) else {
             drop_pkt(p, q, i, Counter::EthUnknownInterface);
             continue;

@@ -150,10 +150,17 @@ mod tests {
         let mut seen = HashSet::new();
         for c in Counter::ALL {
             assert!(seen.insert(c.name()), "duplicate counter name {}", c.name());
-            assert!(c.name().chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-'));
+            assert!(
+                c.name()
+                    .chars()
+                    .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-')
+            );
             assert!(!c.help().is_empty());
         }
-        assert_eq!(Counter::from_index(Counter::Ip4TtlExpired as u16), Some(Counter::Ip4TtlExpired));
+        assert_eq!(
+            Counter::from_index(Counter::Ip4TtlExpired as u16),
+            Some(Counter::Ip4TtlExpired)
+        );
         assert!(Counter::Ip4TtlExpired.is_drop());
         assert!(!Counter::L2Learned.is_drop());
         assert_eq!(Counter::from_index(Counter::COUNT as u16), None);

@@ -21,7 +21,7 @@ mod counters;
 mod stats;
 
 pub use counters::Counter;
-pub use stats::{IfaceCounters, NodeCounters, WorkerStats, MAX_IFACES};
+pub use stats::{IfaceCounters, MAX_IFACES, NodeCounters, WorkerStats};
 
 use crate::pkt::{Disposition, Pkt};
 
@@ -82,7 +82,10 @@ pub struct Vector {
 
 impl Default for Vector {
     fn default() -> Self {
-        Vector { len: 0, idx: [0; ARENA] }
+        Vector {
+            len: 0,
+            idx: [0; ARENA],
+        }
     }
 }
 
@@ -130,7 +133,9 @@ pub struct Queues {
 
 impl Default for Queues {
     fn default() -> Self {
-        Queues { q: (0..NodeId::COUNT).map(|_| Vector::default()).collect() }
+        Queues {
+            q: (0..NodeId::COUNT).map(|_| Vector::default()).collect(),
+        }
     }
 }
 
@@ -174,7 +179,10 @@ pub fn drop_node(stats: &WorkerStats, pkts: &mut [Pkt], input: &[u16]) {
     for &i in input {
         if let Some(p) = pkts.get_mut(i as usize) {
             p.meta.disposition = Disposition::Drop;
-            stats.count(Counter::from_index(p.meta.drop).unwrap_or(Counter::GraphLoop), 1);
+            stats.count(
+                Counter::from_index(p.meta.drop).unwrap_or(Counter::GraphLoop),
+                1,
+            );
             stats.iface(p.meta.rx_if).drops.add(1);
         }
     }
@@ -189,7 +197,10 @@ pub struct Graph {
 
 impl Default for Graph {
     fn default() -> Self {
-        Graph { queues: Queues::default(), scratch: Vector::default() }
+        Graph {
+            queues: Queues::default(),
+            scratch: Vector::default(),
+        }
     }
 }
 
@@ -226,7 +237,9 @@ impl Graph {
                 } else {
                     dispatch(node, pkts, input, &mut self.queues);
                 }
-                stats.node(node).record(input.len() as u64, vrouter_buf::cycles().wrapping_sub(t0));
+                stats
+                    .node(node)
+                    .record(input.len() as u64, vrouter_buf::cycles().wrapping_sub(t0));
             }
         }
         // Pass limit reached: whatever is still queued loops inside the router.
@@ -282,7 +295,11 @@ mod tests {
         assert_eq!(seen[1], (NodeId::Ip4Lookup, 1));
         assert_eq!(seen[2], (NodeId::L2Fwd, 1));
         assert_eq!(stats.counter(Counter::EthRunt), 1);
-        assert_eq!(stats.counter(Counter::GraphLoop), 1, "looping packet dropped once");
+        assert_eq!(
+            stats.counter(Counter::GraphLoop),
+            1,
+            "looping packet dropped once"
+        );
         assert_eq!(pkts[0].meta.disposition, Disposition::Drop);
         assert_eq!(pkts[1].meta.disposition, Disposition::Tx);
         assert_eq!(pkts[2].meta.disposition, Disposition::Drop);

@@ -141,7 +141,11 @@ impl WorkerStats {
     /// A copy of a node's figures.
     pub fn node_counters(&self, n: NodeId) -> NodeCounters {
         let s = self.node(n);
-        NodeCounters { calls: s.calls.get(), packets: s.packets.get(), cycles: s.cycles.get() }
+        NodeCounters {
+            calls: s.calls.get(),
+            packets: s.packets.get(),
+            cycles: s.cycles.get(),
+        }
     }
 
     /// The counters of interface `i` (indices past the table share the last slot).

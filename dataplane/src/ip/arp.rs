@@ -57,7 +57,11 @@ pub fn input(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
         let is_reply = op == ArpOperation::Reply.to_u16();
         if !spa.is_unspecified() && (ours || is_reply) && f.ip4.iter().any(|n| n.contains(spa)) {
             cx.stats.count(Counter::ArpLearned, 1);
-            cx.event(Event::Neighbor { iface: p.meta.rx_if, ip: IpAddr::V4(spa), mac: sha });
+            cx.event(Event::Neighbor {
+                iface: p.meta.rx_if,
+                ip: IpAddr::V4(spa),
+                mac: sha,
+            });
         }
         if op == ArpOperation::Request.to_u16() {
             if !ours {
@@ -92,7 +96,9 @@ pub fn input(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
 /// Writes a broadcast ARP request for `target` from interface `f` into `p`
 /// (an empty buffer). Returns false if `f` has no IPv4 address.
 pub fn build_request(p: &mut Pkt, f: &Iface, target: Ipv4Addr) -> bool {
-    let Some(spa) = f.src_ip4_for(target) else { return false };
+    let Some(spa) = f.src_ip4_for(target) else {
+        return false;
+    };
     if p.buf.append(14 + ARP_LEN).is_err() {
         return false;
     }

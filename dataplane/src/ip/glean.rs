@@ -91,7 +91,11 @@ impl GleanState {
         self.next_due = cx.now + RECHECK_NS;
         let room = (ARENA / 2).saturating_sub(pkts.len()).min(self.held.len());
         for mut p in self.held.drain(..room) {
-            let node = if p.meta.ethertype == EtherType::IPV6.0 { NodeId::Ip6Lookup } else { NodeId::Ip4Lookup };
+            let node = if p.meta.ethertype == EtherType::IPV6.0 {
+                NodeId::Ip6Lookup
+            } else {
+                NodeId::Ip4Lookup
+            };
             p.meta.disposition = Disposition::InFlight;
             let j = pkts.len() as u16;
             pkts.push(p);
@@ -100,12 +104,22 @@ impl GleanState {
     }
 
     fn should_solicit(&mut self, target: u128, iface: u16, now: u64, retry: u64) -> bool {
-        let h = (target as u64 ^ (target >> 64) as u64 ^ u64::from(iface)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let h = (target as u64 ^ (target >> 64) as u64 ^ u64::from(iface))
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let slot = &mut self.recent[(h >> 58) as usize % RECENT];
-        if slot.used && slot.target == target && slot.iface == iface && now.saturating_sub(slot.last) < retry {
+        if slot.used
+            && slot.target == target
+            && slot.iface == iface
+            && now.saturating_sub(slot.last) < retry
+        {
             return false;
         }
-        *slot = Recent { target, iface, last: now, used: true };
+        *slot = Recent {
+            target,
+            iface,
+            last: now,
+            used: true,
+        };
         true
     }
 }
@@ -135,10 +149,18 @@ pub fn node(cx: &mut Ctx, st: &mut NodeState, pkts: &mut Vec<Pkt>, input: &[u16]
         let target = if v6 {
             u128::from_be_bytes(p.meta.addr)
         } else {
-            u128::from(u32::from_be_bytes([p.meta.addr[0], p.meta.addr[1], p.meta.addr[2], p.meta.addr[3]]))
+            u128::from(u32::from_be_bytes([
+                p.meta.addr[0],
+                p.meta.addr[1],
+                p.meta.addr[2],
+                p.meta.addr[3],
+            ]))
         };
         let iface = p.meta.tx_if;
-        if !st.glean.should_solicit(target, iface, cx.now, t.params.glean_retry_ns) {
+        if !st
+            .glean
+            .should_solicit(target, iface, cx.now, t.params.glean_retry_ns)
+        {
             continue;
         }
         let Some(f) = t.iface(iface) else { continue };
@@ -150,7 +172,14 @@ pub fn node(cx: &mut Ctx, st: &mut NodeState, pkts: &mut Vec<Pkt>, input: &[u16]
             cx.stats.count(Counter::NoBuffer, 1);
             continue;
         };
-        let mut r = Pkt { buf, meta: Meta { rx_if: NO_IFACE, flags: flags::LOCAL_ORIGIN, ..Meta::default() } };
+        let mut r = Pkt {
+            buf,
+            meta: Meta {
+                rx_if: NO_IFACE,
+                flags: flags::LOCAL_ORIGIN,
+                ..Meta::default()
+            },
+        };
         let built = if v6 {
             super::ip6::build_solicit(&mut r, f, Ipv6Addr::from(target))
         } else {
@@ -160,7 +189,14 @@ pub fn node(cx: &mut Ctx, st: &mut NodeState, pkts: &mut Vec<Pkt>, input: &[u16]
             cx.pool.free(r.buf);
             continue;
         }
-        cx.stats.count(if v6 { Counter::NdSolicitSent } else { Counter::ArpRequestSent }, 1);
+        cx.stats.count(
+            if v6 {
+                Counter::NdSolicitSent
+            } else {
+                Counter::ArpRequestSent
+            },
+            1,
+        );
         let j = pkts.len() as u16;
         pkts.push(r);
         l3_output(cx, &mut pkts[j as usize], q, j, iface);

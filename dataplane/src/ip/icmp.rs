@@ -80,8 +80,10 @@ pub fn error4(cx: &mut Ctx, st: &mut NodeState, pkts: &mut [Pkt], input: &[u16],
         let ihl = (l3[0] & 0x0f) as usize * 4;
         let (src, dst) = (be32(l3, 12), be32(l3, 16));
         let non_first_frag = be16(l3, 6) & 0x1fff != 0;
-        let icmp_error_inside =
-            l3[9] == 1 && l3.get(ihl).is_some_and(|&ty| matches!(ty, 3 | 4 | 5 | 11 | 12));
+        let icmp_error_inside = l3[9] == 1
+            && l3
+                .get(ihl)
+                .is_some_and(|&ty| matches!(ty, 3 | 4 | 5 | 11 | 12));
         if p.meta.flags & (flags::LOCAL_ORIGIN | flags::L2_MULTI) != 0
             || non_first_frag
             || icmp_error_inside
@@ -94,11 +96,17 @@ pub fn error4(cx: &mut Ctx, st: &mut NodeState, pkts: &mut [Pkt], input: &[u16],
             suppress(cx, p, q, i, Counter::Icmp4ErrorSuppressed);
             continue;
         }
-        let Some(me) = t.iface(p.meta.rx_if).and_then(|f| f.src_ip4_for(Ipv4Addr::from(src))) else {
+        let Some(me) = t
+            .iface(p.meta.rx_if)
+            .and_then(|f| f.src_ip4_for(Ipv4Addr::from(src)))
+        else {
             suppress(cx, p, q, i, Counter::Icmp4ErrorSuppressed);
             continue;
         };
-        if !st.icmp4.take(cx.now, t.params.icmp_rate, t.params.icmp_burst) {
+        if !st
+            .icmp4
+            .take(cx.now, t.params.icmp_rate, t.params.icmp_burst)
+        {
             suppress(cx, p, q, i, Counter::Icmp4RateLimited);
             continue;
         }
@@ -126,7 +134,10 @@ pub fn error4(cx: &mut Ctx, st: &mut NodeState, pkts: &mut [Pkt], input: &[u16],
         icmp[6..8].copy_from_slice(&mtu.to_be_bytes());
         let c = checksum::checksum(icmp);
         icmp[2..4].copy_from_slice(&c.to_be_bytes());
-        cx.stats.count(Counter::from_index(p.meta.drop).unwrap_or(Counter::GraphLost), 1);
+        cx.stats.count(
+            Counter::from_index(p.meta.drop).unwrap_or(Counter::GraphLost),
+            1,
+        );
         cx.stats.count(Counter::Icmp4ErrorSent, 1);
         p.meta.l3_off = 0;
         p.meta.ethertype = EtherType::IPV4.0;
@@ -190,7 +201,10 @@ pub fn error6(cx: &mut Ctx, st: &mut NodeState, pkts: &mut [Pkt], input: &[u16],
             suppress(cx, p, q, i, Counter::Icmp6ErrorSuppressed);
             continue;
         };
-        if !st.icmp6.take(cx.now, t.params.icmp_rate, t.params.icmp_burst) {
+        if !st
+            .icmp6
+            .take(cx.now, t.params.icmp_rate, t.params.icmp_burst)
+        {
             suppress(cx, p, q, i, Counter::Icmp6RateLimited);
             continue;
         }
@@ -214,7 +228,10 @@ pub fn error6(cx: &mut Ctx, st: &mut NodeState, pkts: &mut [Pkt], input: &[u16],
         icmp[1] = code;
         icmp[4..8].copy_from_slice(&mtu.to_be_bytes());
         fill_icmp6_checksum(&me, &src, icmp);
-        cx.stats.count(Counter::from_index(p.meta.drop).unwrap_or(Counter::GraphLost), 1);
+        cx.stats.count(
+            Counter::from_index(p.meta.drop).unwrap_or(Counter::GraphLost),
+            1,
+        );
         cx.stats.count(Counter::Icmp6ErrorSent, 1);
         p.meta.l3_off = 0;
         p.meta.ethertype = EtherType::IPV6.0;

@@ -101,11 +101,21 @@ pub(crate) enum Step {
 
 /// Follows next hop `id` (and an ECMP group, by `hash`).
 #[inline(always)]
-pub(crate) fn follow(t: &Tables, id: u32, hash: impl FnOnce() -> u32, bad: Counter, blackhole: Counter) -> Step {
+pub(crate) fn follow(
+    t: &Tables,
+    id: u32,
+    hash: impl FnOnce() -> u32,
+    bad: Counter,
+    blackhole: Counter,
+) -> Step {
     let nh = match t.nexthop(id) {
         Some(NextHop::Ecmp { base, len }) if *len > 0 => {
             let k = hash() % u32::from(*len);
-            let member = t.ecmp.get((*base + k) as usize).copied().unwrap_or(u32::MAX);
+            let member = t
+                .ecmp
+                .get((*base + k) as usize)
+                .copied()
+                .unwrap_or(u32::MAX);
             match t.nexthop(member) {
                 Some(nh @ (NextHop::Rewrite { .. } | NextHop::Resolve { .. })) => {
                     return step_of(member, nh, bad, blackhole);
@@ -123,7 +133,10 @@ pub(crate) fn follow(t: &Tables, id: u32, hash: impl FnOnce() -> u32, bad: Count
 fn step_of(id: u32, nh: &NextHop, bad: Counter, blackhole: Counter) -> Step {
     match *nh {
         NextHop::Rewrite { .. } => Step::Rewrite(id),
-        NextHop::Resolve { iface, addr } => Step::Glean { iface, addr: Some(addr) },
+        NextHop::Resolve { iface, addr } => Step::Glean {
+            iface,
+            addr: Some(addr),
+        },
         NextHop::Glean { iface } => Step::Glean { iface, addr: None },
         NextHop::Local { .. } => Step::Local,
         NextHop::Drop => Step::Drop(blackhole),
@@ -162,7 +175,11 @@ pub fn lookup(cx: &mut Ctx, st: &mut NodeState, pkts: &mut [Pkt], input: &[u16],
             || {
                 let l3 = p.l3();
                 let ihl = (l3[0] & 0x0f) as usize * 4;
-                let l4 = if be16(l3, 6) & 0x1fff == 0 { l3.get(ihl..).unwrap_or(&[]) } else { &[] };
+                let l4 = if be16(l3, 6) & 0x1fff == 0 {
+                    l3.get(ihl..).unwrap_or(&[])
+                } else {
+                    &[]
+                };
                 flow_hash(be32(l3, 12) as u128, dst as u128, l3[9], l4)
             },
             Counter::Ip4BadNextHop,
@@ -181,9 +198,16 @@ pub fn lookup(cx: &mut Ctx, st: &mut NodeState, pkts: &mut [Pkt], input: &[u16],
                 icmp4::NET_UNREACHABLE,
                 0,
             ),
-            _ if p.l3()[8] <= 1 => {
-                icmp_error(p, q, i, false, Counter::Ip4TtlExpired, icmp4::TIME_EXCEEDED, 0, 0)
-            }
+            _ if p.l3()[8] <= 1 => icmp_error(
+                p,
+                q,
+                i,
+                false,
+                Counter::Ip4TtlExpired,
+                icmp4::TIME_EXCEEDED,
+                0,
+                0,
+            ),
             Step::Rewrite(id) => {
                 p.meta.nh = id;
                 q.push(NodeId::Ip4Rewrite, i);
@@ -244,7 +268,7 @@ pub fn rewrite(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
 }
 
 /// The `ip4-local` node.
-pub fn local(_cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
+pub fn local(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
     for &i in input {
         let p = &mut pkts[i as usize];
         let l3 = p.l3();
@@ -271,6 +295,7 @@ pub fn local(_cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
                     continue;
                 }
                 echo_reply(p, ihl);
+                cx.stats.count(Counter::Ip4EchoReply, 1);
                 q.push(NodeId::Ip4Lookup, i);
             }
             UDP => icmp_error(

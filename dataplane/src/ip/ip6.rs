@@ -69,7 +69,11 @@ pub fn input(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
             q.push(NodeId::Ip6Local, i);
         } else if is_link_local(dst) {
             // Link-local scope: ours or nobody's.
-            if cx.t.iface(p.meta.rx_if).is_some_and(|f| f.has_ip6(Ipv6Addr::from(dst))) {
+            if cx
+                .t
+                .iface(p.meta.rx_if)
+                .is_some_and(|f| f.has_ip6(Ipv6Addr::from(dst)))
+            {
                 q.push(NodeId::Ip6Local, i);
             } else {
                 drop_pkt(p, q, i, Counter::Ip6NoRoute);
@@ -134,9 +138,16 @@ pub fn lookup(cx: &mut Ctx, st: &mut NodeState, pkts: &mut [Pkt], input: &[u16],
                 0,
             ),
             _ if is_link_local(be128(p.l3(), 8)) => drop_pkt(p, q, i, Counter::Ip6BadSource),
-            _ if p.l3()[7] <= 1 => {
-                icmp_error(p, q, i, true, Counter::Ip6HopLimitExpired, icmp6::TIME_EXCEEDED, 0, 0)
-            }
+            _ if p.l3()[7] <= 1 => icmp_error(
+                p,
+                q,
+                i,
+                true,
+                Counter::Ip6HopLimitExpired,
+                icmp6::TIME_EXCEEDED,
+                0,
+                0,
+            ),
             Step::Rewrite(id) => {
                 p.meta.nh = id;
                 q.push(NodeId::Ip6Rewrite, i);
@@ -169,7 +180,16 @@ pub fn rewrite(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
         };
         let len = p.l3().len();
         if len > f.mtu as usize {
-            icmp_error(p, q, i, true, Counter::Ip6MtuExceeded, icmp6::PACKET_TOO_BIG, 0, u32::from(f.mtu));
+            icmp_error(
+                p,
+                q,
+                i,
+                true,
+                Counter::Ip6MtuExceeded,
+                icmp6::PACKET_TOO_BIG,
+                0,
+                u32::from(f.mtu),
+            );
             continue;
         }
         p.l3_mut()[7] -= 1;
@@ -225,8 +245,9 @@ pub fn local(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
         match ext.protocol.0 {
             ICMP6 => {
                 let icmp = &l3[l4_off..];
-                let sum = vrouter_wire::checksum::pseudo_header_v6(&src, &dst, ICMP6, icmp.len() as u32)
-                    + vrouter_wire::checksum::sum(icmp);
+                let sum =
+                    vrouter_wire::checksum::pseudo_header_v6(&src, &dst, ICMP6, icmp.len() as u32)
+                        + vrouter_wire::checksum::sum(icmp);
                 if icmp.len() < 8 || vrouter_wire::checksum::fold(sum) != 0xffff {
                     drop_pkt(p, q, i, Counter::Icmp6Malformed);
                     continue;
@@ -234,6 +255,7 @@ pub fn local(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
                 match icmp[0] {
                     icmp6::ECHO_REQUEST if !dst.is_multicast() && ext.offset == 0 => {
                         echo_reply(p);
+                        cx.stats.count(Counter::Ip6EchoReply, 1);
                         q.push(NodeId::Ip6Lookup, i);
                     }
                     icmp6::NEIGHBOR_SOLICIT => solicit(cx, p, q, i, src, hop_limit, l4_off),
@@ -245,18 +267,25 @@ pub fn local(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
                         let target = Ipv6Addr::from(be128(icmp, 8));
                         let mac = match nd_lladdr(&icmp[24..], ND_OPT_TLLA) {
                             Ok(Some(m)) => m,
-                            Ok(None) => MacAddr::from_slice(&p.buf.data()[6..12]).unwrap_or(MacAddr::ZERO),
+                            Ok(None) => {
+                                MacAddr::from_slice(&p.buf.data()[6..12]).unwrap_or(MacAddr::ZERO)
+                            }
                             Err(()) => {
                                 drop_pkt(p, q, i, Counter::NdMalformed);
                                 continue;
                             }
                         };
                         let known_subnet = t.iface(p.meta.rx_if).is_some_and(|f| {
-                            target.is_unicast_link_local() || f.ip6.iter().any(|n| n.contains(target))
+                            target.is_unicast_link_local()
+                                || f.ip6.iter().any(|n| n.contains(target))
                         });
                         if known_subnet && mac.is_unicast() && !mac.is_zero() {
                             cx.stats.count(Counter::NdLearned, 1);
-                            cx.event(Event::Neighbor { iface: p.meta.rx_if, ip: IpAddr::V6(target), mac });
+                            cx.event(Event::Neighbor {
+                                iface: p.meta.rx_if,
+                                ip: IpAddr::V6(target),
+                                mac,
+                            });
                         }
                         drop_pkt(p, q, i, Counter::NdConsumed);
                     }
@@ -296,7 +325,15 @@ fn echo_reply(p: &mut Pkt) {
 
 /// Answers a neighbour solicitation for one of our addresses with an
 /// advertisement, and learns the solicitor from its source link-layer option.
-fn solicit(cx: &mut Ctx, p: &mut Pkt, q: &mut Queues, i: u16, src: Ipv6Addr, hop_limit: u8, l4_off: usize) {
+fn solicit(
+    cx: &mut Ctx,
+    p: &mut Pkt,
+    q: &mut Queues,
+    i: u16,
+    src: Ipv6Addr,
+    hop_limit: u8,
+    l4_off: usize,
+) {
     let Some(f) = cx.t.iface(p.meta.rx_if) else {
         drop_pkt(p, q, i, Counter::GraphLost);
         return;
@@ -322,7 +359,11 @@ fn solicit(cx: &mut Ctx, p: &mut Pkt, q: &mut Queues, i: u16, src: Ipv6Addr, hop
         && !src.is_unspecified()
     {
         cx.stats.count(Counter::NdLearned, 1);
-        cx.event(Event::Neighbor { iface: p.meta.rx_if, ip: IpAddr::V6(src), mac });
+        cx.event(Event::Neighbor {
+            iface: p.meta.rx_if,
+            ip: IpAddr::V6(src),
+            mac,
+        });
     }
     // Reply to the solicitor, or to all nodes for a DAD probe (RFC 4861 7.2.4).
     let eth_src = MacAddr::from_slice(&p.buf.data()[6..12]).unwrap_or(MacAddr::ZERO);
@@ -334,7 +375,9 @@ fn solicit(cx: &mut Ctx, p: &mut Pkt, q: &mut Queues, i: u16, src: Ipv6Addr, hop
     };
     let mac = f.mac;
     let rx_if = p.meta.rx_if;
-    if !write_advert(p, target, dst, mac, solicited) || !set_l2_header(p, dst_mac, mac, EtherType::IPV6) {
+    if !write_advert(p, target, dst, mac, solicited)
+        || !set_l2_header(p, dst_mac, mac, EtherType::IPV6)
+    {
         drop_pkt(p, q, i, Counter::GraphNoSpace);
         return;
     }
@@ -344,7 +387,13 @@ fn solicit(cx: &mut Ctx, p: &mut Pkt, q: &mut Queues, i: u16, src: Ipv6Addr, hop
 }
 
 /// Replaces the packet's L3 part with a neighbour advertisement.
-fn write_advert(p: &mut Pkt, target: Ipv6Addr, dst: Ipv6Addr, mac: MacAddr, solicited: bool) -> bool {
+fn write_advert(
+    p: &mut Pkt,
+    target: Ipv6Addr,
+    dst: Ipv6Addr,
+    mac: MacAddr,
+    solicited: bool,
+) -> bool {
     const LEN: usize = HDR + 32;
     let l3_off = p.meta.l3_off as usize;
     p.buf.truncate(l3_off);
@@ -374,7 +423,9 @@ fn write_advert(p: &mut Pkt, target: Ipv6Addr, dst: Ipv6Addr, mac: MacAddr, soli
 /// Writes a neighbour solicitation for `target` from interface `f` into `p`
 /// (an empty buffer). Returns false if `f` has no IPv6 address.
 pub fn build_solicit(p: &mut Pkt, f: &Iface, target: Ipv6Addr) -> bool {
-    let Some(src) = f.src_ip6_for(target) else { return false };
+    let Some(src) = f.src_ip6_for(target) else {
+        return false;
+    };
     let group = solicited_node_multicast(target);
     if p.buf.append(14 + HDR + 32).is_err() {
         return false;
@@ -396,5 +447,10 @@ pub fn build_solicit(p: &mut Pkt, f: &Iface, target: Ipv6Addr) -> bool {
     icmp[25] = 1;
     icmp[26..32].copy_from_slice(f.mac.as_bytes());
     fill_icmp6_checksum(&src, &group, icmp);
-    set_l2_header(p, MacAddr::from_ipv6_multicast(group), f.mac, EtherType::IPV6)
+    set_l2_header(
+        p,
+        MacAddr::from_ipv6_multicast(group),
+        f.mac,
+        EtherType::IPV6,
+    )
 }

@@ -21,11 +21,27 @@ use crate::pkt::Pkt;
 /// where the rules allow, turned into an ICMP error of `kind`/`code` (with
 /// `mtu` for frag-needed / packet-too-big) sent back to its source.
 #[inline(always)]
-pub fn icmp_error(p: &mut Pkt, q: &mut Queues, i: u16, v6: bool, reason: Counter, kind: u8, code: u8, mtu: u32) {
+pub fn icmp_error(
+    p: &mut Pkt,
+    q: &mut Queues,
+    i: u16,
+    v6: bool,
+    reason: Counter,
+    kind: u8,
+    code: u8,
+    mtu: u32,
+) {
     p.meta.drop = reason as u16;
     p.meta.nh = u32::from(kind) << 8 | u32::from(code);
     p.meta.aux = mtu;
-    q.push(if v6 { NodeId::Icmp6Error } else { NodeId::Icmp4Error }, i);
+    q.push(
+        if v6 {
+            NodeId::Icmp6Error
+        } else {
+            NodeId::Icmp4Error
+        },
+        i,
+    );
 }
 
 /// Reads a big-endian u16 at `at` (caller checked the length).
@@ -53,7 +69,11 @@ pub(crate) fn be128(d: &[u8], at: usize) -> u128 {
 /// takes one path.
 #[inline(always)]
 pub(crate) fn flow_hash(src: u128, dst: u128, proto: u8, l4: &[u8]) -> u32 {
-    let ports = if l4.len() >= 4 && matches!(proto, 6 | 17 | 132) { be32(l4, 0) as u64 } else { 0 };
+    let ports = if l4.len() >= 4 && matches!(proto, 6 | 17 | 132) {
+        be32(l4, 0) as u64
+    } else {
+        0
+    };
     let mut h = (src as u64) ^ ((src >> 64) as u64).rotate_left(17);
     h ^= ((dst as u64) ^ ((dst >> 64) as u64).rotate_left(29)).rotate_left(31);
     h ^= ports << 8 | proto as u64;

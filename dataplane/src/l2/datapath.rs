@@ -173,9 +173,7 @@ pub fn flood(cx: &mut Ctx, pkts: &mut Vec<Pkt>, input: &[u16], q: &mut Queues) {
         let rx_shg = shg(t, meta.rx_if);
         let multi = meta.flags & flags::L2_MULTI != 0;
         let eligible = |m: u16| {
-            m != meta.rx_if
-                && (rx_shg == 0 || shg(t, m) != rx_shg)
-                && (b.bvi != Some(m) || multi)
+            m != meta.rx_if && (rx_shg == 0 || shg(t, m) != rx_shg) && (b.bvi != Some(m) || multi)
         };
         let Some(last) = b.members.iter().rev().copied().find(|&m| eligible(m)) else {
             drop_pkt(&mut pkts[i as usize], q, i, Counter::L2FloodEmpty);

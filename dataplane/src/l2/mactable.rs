@@ -85,7 +85,9 @@ fn pack(mac: u64, dst: u16, is_static: bool) -> u64 {
 impl MacTable {
     /// A table for at most `limit` entries (learned and static).
     pub fn new(limit: u32) -> Self {
-        let slots = (limit.max(1) as usize * 2).next_power_of_two().max(2 * WAYS);
+        let slots = (limit.max(1) as usize * 2)
+            .next_power_of_two()
+            .max(2 * WAYS);
         let nb = slots / WAYS;
         MacTable {
             buckets: (0..nb).map(|_| Bucket::default()).collect(),
@@ -180,7 +182,9 @@ impl MacTable {
         // bucket; the second scan sees its result.
         for _ in 0..2 {
             let bi = self.bucket_index(mac);
-            let Some(b) = self.buckets.get(bi) else { return Learn::Full };
+            let Some(b) = self.buckets.get(bi) else {
+                return Learn::Full;
+            };
             let mut empty = None;
             for (w, s) in b.0.iter().enumerate() {
                 let v = s.load(Relaxed);
@@ -199,7 +203,9 @@ impl MacTable {
                 if v & STATIC != 0 {
                     return Learn::StaticConflict { owner };
                 }
-                if s.compare_exchange(v, pack(mac, dst, false), Relaxed, Relaxed).is_ok() {
+                if s.compare_exchange(v, pack(mac, dst, false), Relaxed, Relaxed)
+                    .is_ok()
+                {
                     self.touch(bi * WAYS + w, now);
                     return Learn::Moved { from: owner };
                 }
@@ -213,7 +219,10 @@ impl MacTable {
             if let Some(a) = self.ages.get(bi * WAYS + w) {
                 a.store(now, Relaxed);
             }
-            if b.0[w].compare_exchange(0, pack(mac, dst, false), Relaxed, Relaxed).is_ok() {
+            if b.0[w]
+                .compare_exchange(0, pack(mac, dst, false), Relaxed, Relaxed)
+                .is_ok()
+            {
                 return Learn::Learned;
             }
             self.count.fetch_sub(1, Relaxed);
@@ -267,7 +276,11 @@ impl MacTable {
 
     /// Control side: removes learned entries matching `pred`; calls `removed`
     /// for each. Static entries stay.
-    pub fn retain_learned(&self, mut keep: impl FnMut(&MacEntry) -> bool, mut removed: impl FnMut(MacEntry)) {
+    pub fn retain_learned(
+        &self,
+        mut keep: impl FnMut(&MacEntry) -> bool,
+        mut removed: impl FnMut(MacEntry),
+    ) {
         for (bi, b) in self.buckets.iter().enumerate() {
             for (w, s) in b.0.iter().enumerate() {
                 let v = s.load(Relaxed);

@@ -116,7 +116,9 @@ impl Port for MemoryPort {
                     return 0;
                 }
                 for _ in 0..max {
-                    let Some(frame) = frames.get(*next) else { break };
+                    let Some(frame) = frames.get(*next) else {
+                        break;
+                    };
                     let Some(mut buf) = pool.alloc() else {
                         PortStats::add(&self.stats.rx_dropped, 1);
                         break;

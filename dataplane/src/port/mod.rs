@@ -25,10 +25,18 @@ use crate::pkt::Pkt;
 pub enum PortError {
     /// A file the port reads or writes failed.
     #[error("port {port}: {path}: {source}")]
-    File { port: String, path: String, source: std::io::Error },
+    File {
+        port: String,
+        path: String,
+        source: std::io::Error,
+    },
     /// A capture could not be parsed or written.
     #[error("port {port}: {path}: {reason}")]
-    Pcap { port: String, path: String, reason: String },
+    Pcap {
+        port: String,
+        path: String,
+        reason: String,
+    },
 }
 
 /// Counters of one port, shared with readers on other threads.

@@ -33,7 +33,8 @@ pub struct PcapPort {
 pub fn read_frames(path: &str) -> Result<Vec<Vec<u8>>, String> {
     let mut file = File::open(path).map_err(|e| e.to_string())?;
     let mut magic = [0u8; 4];
-    file.read_exact(&mut magic).map_err(|e| format!("cannot read header: {e}"))?;
+    file.read_exact(&mut magic)
+        .map_err(|e| format!("cannot read header: {e}"))?;
     drop(file);
     let file = BufReader::new(File::open(path).map_err(|e| e.to_string())?);
     let mut frames = Vec::new();
@@ -116,7 +117,9 @@ impl Port for PcapPort {
     fn rx_burst(&mut self, pool: &mut FramePool, out: &mut Vec<Pkt>, max: usize) -> usize {
         let mut n = 0;
         while n < max {
-            let Some(frame) = self.input.get(self.next) else { break };
+            let Some(frame) = self.input.get(self.next) else {
+                break;
+            };
             if frame.len() > MAX_PACKET {
                 PortStats::add(&self.stats.rx_dropped, 1);
                 self.next += 1;
@@ -135,7 +138,9 @@ impl Port for PcapPort {
     }
 
     fn tx_burst(&mut self, pool: &mut FramePool, bufs: &mut Vec<PacketBuf>) {
-        let ts = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let ts = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         for b in bufs.drain(..) {
             let ok = match &mut self.output {
                 Some((_, w)) => {
@@ -166,7 +171,11 @@ impl Port for PcapPort {
         use std::io::Write;
         // Flushing ends the output: the writer is taken apart to reach the file.
         if let Some((path, w)) = self.output.take() {
-            w.into_writer().flush().map_err(|source| PortError::File { port: self.name.clone(), path, source })?;
+            w.into_writer().flush().map_err(|source| PortError::File {
+                port: self.name.clone(),
+                path,
+                source,
+            })?;
         }
         Ok(())
     }
