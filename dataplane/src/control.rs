@@ -335,7 +335,7 @@ impl Router {
                 name: b.name.clone(),
                 members: Vec::new(),
                 bvi: None,
-                macs: Arc::new(MacTable::new(b.mac_limit)),
+                macs: Arc::new(MacTable::new(b.mac_limit, b.mac_age)),
                 learning: b.learning,
                 flood_unknown: b.flood_unknown,
                 mac_age: b.mac_age,

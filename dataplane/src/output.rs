@@ -9,12 +9,13 @@
 use vrouter_wire::EtherType;
 
 use crate::ethernet::drop_pkt;
-use crate::graph::{Counter, Queues};
+use crate::graph::{Counter, IfaceAcc, Queues};
 use crate::pipeline::Ctx;
 use crate::pkt::{Disposition, Pkt};
 
 /// The `interface-output` node.
 pub fn node(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
+    let mut acc = IfaceAcc::default();
     for &i in input {
         let p = &mut pkts[i as usize];
         let Some(f) = cx.t.iface(p.meta.tx_if) else {
@@ -41,8 +42,7 @@ pub fn node(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
         }
         p.meta.tx_port = f.port;
         p.meta.disposition = Disposition::Tx;
-        let st = cx.stats.iface(p.meta.tx_if);
-        st.tx_packets.add(1);
-        st.tx_bytes.add(p.buf.len() as u64);
+        acc.add(cx.stats, false, p.meta.tx_if, p.buf.len());
     }
+    acc.flush(cx.stats, false);
 }

@@ -188,8 +188,7 @@ fn dispatch(
 ) {
     match node {
         NodeId::EthernetInput => ethernet::input(cx, pkts, input, q),
-        NodeId::L2Learn => l2::datapath::learn(cx, pkts, input, q),
-        NodeId::L2Fwd => l2::datapath::forward(cx, pkts, input, q),
+        NodeId::L2Input => l2::datapath::input(cx, pkts, input, q),
         NodeId::L2Flood => l2::datapath::flood(cx, pkts, input, q),
         NodeId::ArpInput => ip::arp::input(cx, pkts, input, q),
         NodeId::Ip4Input => ip::ip4::input(cx, pkts, input, q),

@@ -3,7 +3,7 @@
 //!
 //! Reads `rx_port`. Writes `rx_if`, `domain` (bridge domain or VRF),
 //! `l3_off`, `ethertype`, `flags::L2_MULTI`.
-//! Edges: `l2-learn` (bridged interfaces; a VLAN tag is removed first so the
+//! Edges: `l2-input` (bridged interfaces; a VLAN tag is removed first so the
 //! bridge always sees untagged frames, and `interface-output` tags them for
 //! the output interface), `arp-input`, `ip4-input`, `ip6-input` (routed
 //! interfaces), `drop`.
@@ -13,7 +13,7 @@
 
 use vrouter_wire::{EtherType, MacAddr};
 
-use crate::graph::{Counter, NodeId, Queues};
+use crate::graph::{Counter, IfaceAcc, NodeId, Queues};
 use crate::pipeline::Ctx;
 use crate::pkt::{NO_IFACE, Pkt, flags};
 use crate::tables::IfaceMode;
@@ -29,6 +29,9 @@ fn be16(d: &[u8], at: usize) -> u16 {
 /// The `ethernet-input` node.
 pub fn input(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
     let t = cx.t;
+    let mut acc = IfaceAcc::default();
+    // The port map of the previous packet: bursts come from one port.
+    let mut cached: (u16, Option<&crate::tables::PortMap>) = (u16::MAX, None);
     for &i in input {
         let p = &mut pkts[i as usize];
         let d = p.buf.data();
@@ -56,19 +59,20 @@ pub fn input(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
             continue;
         }
         let multi = d[0] & 1 != 0;
-        let dst = MacAddr::from_slice(&d[0..6]).unwrap_or(MacAddr::ZERO);
-        let iface_idx = t
-            .ports
-            .get(p.meta.rx_port as usize)
-            .map_or(NO_IFACE, |m| m.iface(vid));
+        if cached.0 != p.meta.rx_port {
+            cached = (p.meta.rx_port, t.ports.get(p.meta.rx_port as usize));
+        }
+        let iface_idx = match cached.1 {
+            Some(m) if vid == 0 => m.untagged,
+            Some(m) => m.iface(vid),
+            None => NO_IFACE,
+        };
         let Some(iface) = t.iface(iface_idx) else {
             drop_pkt(p, q, i, Counter::EthUnknownInterface);
             continue;
         };
         p.meta.rx_if = iface_idx;
-        let st = cx.stats.iface(iface_idx);
-        st.rx_packets.add(1);
-        st.rx_bytes.add(p.buf.len() as u64);
+        acc.add(cx.stats, true, iface_idx, p.buf.len());
         if multi {
             p.meta.flags |= flags::L2_MULTI;
         }
@@ -82,10 +86,10 @@ pub fn input(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
                 }
                 p.meta.l3_off = ETH as u16;
                 p.meta.domain = bd;
-                q.push(NodeId::L2Learn, i);
+                q.push(NodeId::L2Input, i);
             }
             IfaceMode::Routed { vrf } => {
-                if !multi && dst != iface.mac {
+                if !multi && p.buf.data()[0..6] != iface.mac.0 {
                     drop_pkt(p, q, i, Counter::EthNotForUs);
                     continue;
                 }
@@ -97,6 +101,7 @@ pub fn input(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
             IfaceMode::Bvi { .. } => drop_pkt(p, q, i, Counter::EthUnknownInterface),
         }
     }
+    acc.flush(cx.stats, true);
 }
 
 /// Drops packet `p` (index `i`) for `reason`.
@@ -156,7 +161,7 @@ pub fn l3_output(cx: &Ctx, p: &mut Pkt, q: &mut Queues, i: u16, iface: u16) {
             } else {
                 p.meta.flags &= !flags::L2_MULTI;
             }
-            q.push(NodeId::L2Fwd, i);
+            q.push(NodeId::L2Input, i);
         }
         Some(_) => q.push(NodeId::InterfaceOutput, i),
         None => drop_pkt(p, q, i, Counter::GraphLost),

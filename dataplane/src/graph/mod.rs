@@ -10,9 +10,7 @@
 //! moves a buffer itself and packets keep their order per output port.
 //!
 //! Trade-off accepted (as in VPP): a node sees the tables as of the start of
-//! its vector; a MAC learned by `l2-learn` is visible to `l2-fwd` for the
-//! same vector because learning runs first, but not to packets already
-//! forwarded. Loops inside the graph (bridge → BVI → routing → BVI →
+//! its vector (a table change published meanwhile is seen by the next one). Loops inside the graph (bridge → BVI → routing → BVI →
 //! bridge) are bounded by a pass limit and counted as `graph-loop`.
 //!
 //! Nothing here allocates after construction.
@@ -21,7 +19,7 @@ mod counters;
 mod stats;
 
 pub use counters::Counter;
-pub use stats::{IfaceCounters, MAX_IFACES, NodeCounters, WorkerStats};
+pub use stats::{IfaceAcc, IfaceCounters, MAX_IFACES, NodeCounters, WorkerStats};
 
 use crate::pkt::{Disposition, Pkt};
 
@@ -55,8 +53,7 @@ macro_rules! nodes {
 
 nodes! {
     EthernetInput = "ethernet-input";
-    L2Learn = "l2-learn";
-    L2Fwd = "l2-fwd";
+    L2Input = "l2-input";
     L2Flood = "l2-flood";
     ArpInput = "arp-input";
     Ip4Input = "ip4-input";
@@ -285,15 +282,17 @@ mod tests {
                     (NodeId::EthernetInput, 1) => {
                         pkts[1].meta.disposition = Disposition::Tx;
                     }
-                    (NodeId::EthernetInput, _) | (NodeId::L2Fwd, _) => q.push(NodeId::Ip4Lookup, i),
-                    (NodeId::Ip4Lookup, _) => q.push(NodeId::L2Fwd, i),
+                    (NodeId::EthernetInput, _) | (NodeId::L2Input, _) => {
+                        q.push(NodeId::Ip4Lookup, i)
+                    }
+                    (NodeId::Ip4Lookup, _) => q.push(NodeId::L2Input, i),
                     _ => unreachable!(),
                 }
             }
         });
         assert_eq!(seen[0], (NodeId::EthernetInput, 3));
         assert_eq!(seen[1], (NodeId::Ip4Lookup, 1));
-        assert_eq!(seen[2], (NodeId::L2Fwd, 1));
+        assert_eq!(seen[2], (NodeId::L2Input, 1));
         assert_eq!(stats.counter(Counter::EthRunt), 1);
         assert_eq!(
             stats.counter(Counter::GraphLoop),

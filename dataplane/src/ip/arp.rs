@@ -6,7 +6,7 @@
 //! only if it is in one of the interface's subnets and the packet is a reply
 //! or a request for one of our addresses (as Linux does), so ARP traffic
 //! between other hosts cannot fill the table. Edges: `interface-output` or
-//! `l2-fwd` (replies, via `l3_output`), `drop`.
+//! `l2-input` (replies on a BVI, via `l3_output`), `drop`.
 
 use std::net::{IpAddr, Ipv4Addr};
 

@@ -1,7 +1,11 @@
-//! The bridge nodes: `l2-learn` → `l2-fwd` → (`l2-flood`) → `interface-output`.
+//! The bridge nodes: `l2-input` (learn, then forward) → `l2-flood` when
+//! needed → `interface-output`.
 //!
-//! Learning and forwarding are separate nodes, as in VPP: all sources of a
-//! vector are learned before any destination of it is looked up. Reads
+//! Learning and forwarding share one node: each frame's source is learned
+//! before its destination is looked up, so forwarding sees the table as of
+//! the previous frame (VPP splits them into two nodes, which costs a second
+//! pass over the vector; we have no feature to insert between them). A first
+//! pass prefetches both MAC-table buckets of every frame. Reads
 //! `domain` (bridge domain), `rx_if`, `flags`; writes `tx_if`, and for frames
 //! that reach the BVI `rx_if`, `domain` (becomes the VRF), `l3_off`,
 //! `ethertype`.
@@ -22,9 +26,6 @@ use crate::pipeline::{Ctx, Event};
 use crate::pkt::{Pkt, flags};
 use crate::tables::{BridgeDomain, IfaceMode, Tables};
 
-/// How many packets ahead the MAC-table bucket is prefetched.
-const PREFETCH: usize = 4;
-
 #[inline(always)]
 fn mac_at(d: &[u8], at: usize) -> u64 {
     d.get(at..at + 6).map_or(0, |m| {
@@ -37,30 +38,68 @@ fn bd<'t>(t: &'t Tables, p: &Pkt) -> Option<&'t BridgeDomain> {
     t.bds.get(p.meta.domain as usize)
 }
 
-/// The `l2-learn` node.
-pub fn learn(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
-    let t = cx.t;
-    for (k, &i) in input.iter().enumerate() {
-        if let Some(&j) = input.get(k + PREFETCH) {
-            let pj = &pkts[j as usize];
-            if let Some(b) = bd(t, pj) {
-                b.macs.prefetch(mac_at(pj.buf.data(), 6));
-            }
+/// The bridge domain of a packet, remembering the last one (a vector is
+/// usually one domain).
+struct DomainCache<'t> {
+    t: &'t Tables,
+    id: u16,
+    bd: Option<&'t BridgeDomain>,
+}
+
+impl<'t> DomainCache<'t> {
+    fn new(t: &'t Tables) -> Self {
+        DomainCache {
+            t,
+            id: u16::MAX,
+            bd: None,
         }
+    }
+
+    #[inline(always)]
+    fn get(&mut self, id: u16) -> Option<&'t BridgeDomain> {
+        if id != self.id {
+            self.id = id;
+            self.bd = self.t.bds.get(id as usize);
+        }
+        self.bd
+    }
+}
+
+/// The `l2-input` node: learns each frame's source, then forwards it on its
+/// destination.
+pub fn input(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
+    let t = cx.t;
+    let mut dc = DomainCache::new(t);
+    // First pass: bring every bucket the vector needs into L1.
+    for &i in input {
+        let p = &pkts[i as usize];
+        if let Some(b) = dc.get(p.meta.domain) {
+            let d = p.buf.data();
+            b.macs.prefetch(mac_at(d, 6));
+            b.macs.prefetch(mac_at(d, 0));
+        }
+    }
+    // Age stamp of the current domain, computed when the domain changes.
+    let mut stamp = (u16::MAX, 0u8);
+    for &i in input {
         let p = &mut pkts[i as usize];
-        let Some(b) = bd(t, p) else {
+        let Some(b) = dc.get(p.meta.domain) else {
             drop_pkt(p, q, i, Counter::GraphLost);
             continue;
         };
+        let d = p.buf.data();
+        let (dst, src) = (mac_at(d, 0), mac_at(d, 6));
         if p.meta.flags & flags::FROM_BVI == 0 {
-            let src = mac_at(p.buf.data(), 6);
             // Multicast bit is the low bit of the first octet (bit 40 here).
             if src == 0 || src & (1 << 40) != 0 {
                 drop_pkt(p, q, i, Counter::L2BadSourceMac);
                 continue;
             }
             if b.learning {
-                match b.macs.learn(src, p.meta.rx_if, cx.now_s) {
+                if stamp.0 != p.meta.domain {
+                    stamp = (p.meta.domain, b.macs.stamp(cx.now_s));
+                }
+                match b.macs.learn(src, p.meta.rx_if, stamp.1) {
                     Learn::Hit => {}
                     Learn::Learned => {
                         cx.stats.count(Counter::L2Learned, 1);
@@ -88,7 +127,26 @@ pub fn learn(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
                 }
             }
         }
-        q.push(NodeId::L2Fwd, i);
+        if p.meta.flags & flags::L2_MULTI != 0 {
+            q.push(NodeId::L2Flood, i);
+            continue;
+        }
+        match b.macs.lookup(dst) {
+            Some(o) if o == p.meta.rx_if => drop_pkt(p, q, i, Counter::L2SameInterface),
+            Some(o) => {
+                let s = shg(t, o);
+                if s != 0 && s == shg(t, p.meta.rx_if) {
+                    drop_pkt(p, q, i, Counter::L2SplitHorizon);
+                } else if b.bvi == Some(o) {
+                    to_bvi(cx, p, q, i, o);
+                } else {
+                    p.meta.tx_if = o;
+                    q.push(NodeId::InterfaceOutput, i);
+                }
+            }
+            None if b.flood_unknown => q.push(NodeId::L2Flood, i),
+            None => drop_pkt(p, q, i, Counter::L2UnknownDropped),
+        }
     }
 }
 
@@ -115,45 +173,6 @@ fn to_bvi(cx: &Ctx, p: &mut Pkt, q: &mut Queues, i: u16, bvi: u16) {
 #[inline(always)]
 fn shg(t: &Tables, iface: u16) -> u8 {
     t.iface(iface).map_or(0, |f| f.shg)
-}
-
-/// The `l2-fwd` node.
-pub fn forward(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
-    let t = cx.t;
-    for (k, &i) in input.iter().enumerate() {
-        if let Some(&j) = input.get(k + PREFETCH) {
-            let pj = &pkts[j as usize];
-            if let Some(b) = bd(t, pj) {
-                b.macs.prefetch(mac_at(pj.buf.data(), 0));
-            }
-        }
-        let p = &mut pkts[i as usize];
-        let Some(b) = bd(t, p) else {
-            drop_pkt(p, q, i, Counter::GraphLost);
-            continue;
-        };
-        if p.meta.flags & flags::L2_MULTI != 0 {
-            q.push(NodeId::L2Flood, i);
-            continue;
-        }
-        let dst = mac_at(p.buf.data(), 0);
-        match b.macs.lookup(dst) {
-            Some(o) if o == p.meta.rx_if => drop_pkt(p, q, i, Counter::L2SameInterface),
-            Some(o) => {
-                let s = shg(t, o);
-                if s != 0 && s == shg(t, p.meta.rx_if) {
-                    drop_pkt(p, q, i, Counter::L2SplitHorizon);
-                } else if b.bvi == Some(o) {
-                    to_bvi(cx, p, q, i, o);
-                } else {
-                    p.meta.tx_if = o;
-                    q.push(NodeId::InterfaceOutput, i);
-                }
-            }
-            None if b.flood_unknown => q.push(NodeId::L2Flood, i),
-            None => drop_pkt(p, q, i, Counter::L2UnknownDropped),
-        }
-    }
 }
 
 /// The `l2-flood` node: one copy per eligible member, the original to the last.

@@ -2,25 +2,30 @@
 //! every worker, management (static entries, aging, flush) from the control
 //! thread.
 //!
-//! Layout: buckets of eight 8-byte slots, one cache line each. A slot holds
-//! the whole entry in one atomic word — `mac << 16 | static << 15 | dst` —
-//! so readers need no sequence lock: a load sees either the old or the new
-//! entry. Zero is the empty slot (a zero MAC is never learned or configured).
-//! A parallel array holds each slot's last-seen second for aging; it is a
-//! hint, written by workers only when the second changes, so a busy MAC does
-//! not dirty a shared cache line per packet.
+//! Layout: buckets of one cache line each — seven 8-byte slots and seven
+//! one-byte age stamps — so a lookup, a learn and the age refresh touch one
+//! line. A slot holds the whole entry in one atomic word —
+//! `mac << 16 | static << 15 | dst` — so readers need no sequence lock: a
+//! load sees either the old or the new entry. Zero is the empty slot (a zero
+//! MAC is never learned or configured).
+//!
+//! Age stamps count in units of `unit` seconds (a 64th of the domain's MAC
+//! age, at least one second), modulo 256; a worker rewrites a stamp only
+//! when the unit changes, so a busy MAC does not dirty the line per packet.
+//! The control thread's aging scan (every second) removes entries older than
+//! the age, long before a stamp could wrap.
 //!
 //! Workers insert with compare-and-swap. The entry count is reserved with
 //! `fetch_add` before an insert, so the MAC limit is exact even with several
 //! workers learning at once. The table never resizes: its capacity follows
-//! from the domain's MAC limit (load factor at most 1/2), and a bucket that
-//! is full anyway refuses to learn (`l2-table-full`).
+//! from the domain's MAC limit (load factor at most about 1/2), and a bucket
+//! that is full anyway refuses to learn (`l2-table-full`).
 //!
 //! Must never: allocate, block or spin unboundedly on the worker side.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering::Relaxed};
 
-const WAYS: usize = 8;
+const WAYS: usize = 7;
 const STATIC: u64 = 1 << 15;
 const DST_MASK: u64 = 0x7fff;
 
@@ -29,7 +34,12 @@ pub const MAX_DST: u16 = DST_MASK as u16;
 
 #[repr(C, align(64))]
 #[derive(Default)]
-struct Bucket([AtomicU64; WAYS]);
+struct Bucket {
+    slots: [AtomicU64; WAYS],
+    ages: [AtomicU8; 8],
+}
+
+const _: () = assert!(std::mem::size_of::<Bucket>() == 64);
 
 /// What `learn` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,17 +64,18 @@ pub struct MacEntry {
     pub mac: u64,
     pub dst: u16,
     pub is_static: bool,
-    /// Second (on the caller's clock) the entry was last seen.
-    pub last_seen: u32,
+    /// Seconds since the entry was last seen (to within one age unit), as of
+    /// the `now` passed to the call that returned it.
+    pub age: u32,
 }
 
 /// A bridge domain's MAC table.
 pub struct MacTable {
     buckets: Box<[Bucket]>,
-    ages: Box<[AtomicU32]>,
-    shift: u32,
+    mask: usize,
     count: AtomicU32,
     limit: u32,
+    unit: u32,
 }
 
 impl std::fmt::Debug for MacTable {
@@ -83,18 +94,19 @@ fn pack(mac: u64, dst: u16, is_static: bool) -> u64 {
 }
 
 impl MacTable {
-    /// A table for at most `limit` entries (learned and static).
-    pub fn new(limit: u32) -> Self {
-        let slots = (limit.max(1) as usize * 2)
+    /// A table for at most `limit` entries (learned and static), whose
+    /// learned entries age out after `max_age` seconds (0: never).
+    pub fn new(limit: u32, max_age: u32) -> Self {
+        let nb = (limit.max(1) as usize * 2)
+            .div_ceil(WAYS)
             .next_power_of_two()
-            .max(2 * WAYS);
-        let nb = slots / WAYS;
+            .max(2);
         MacTable {
             buckets: (0..nb).map(|_| Bucket::default()).collect(),
-            ages: (0..slots).map(|_| AtomicU32::new(0)).collect(),
-            shift: 64 - nb.trailing_zeros(),
+            mask: nb - 1,
             count: AtomicU32::new(0),
             limit,
+            unit: max_age.div_ceil(64).max(1),
         }
     }
 
@@ -115,111 +127,115 @@ impl MacTable {
 
     /// Memory used by the table in bytes.
     pub fn memory_bytes(&self) -> usize {
-        self.buckets.len() * std::mem::size_of::<Bucket>() + self.ages.len() * 4
+        self.buckets.len() * std::mem::size_of::<Bucket>()
     }
 
     #[inline(always)]
-    fn bucket_index(&self, mac: u64) -> usize {
+    fn bucket(&self, mac: u64) -> &Bucket {
         // Multiply-shift: the top bits of the product depend on all MAC bits,
-        // so MACs that share an OUI still spread. `shift` < 64 always.
-        (mac.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift) as usize
+        // so MACs that share an OUI still spread.
+        let h = (mac.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as usize;
+        &self.buckets[h & self.mask]
+    }
+
+    /// The age stamp for second `now` (computed once per vector by callers of
+    /// [`MacTable::learn`]).
+    #[inline(always)]
+    pub fn stamp(&self, now: u32) -> u8 {
+        (now / self.unit) as u8
     }
 
     /// Prefetches the bucket `mac` lives in.
     #[inline(always)]
     pub fn prefetch(&self, mac: u64) {
-        if let Some(b) = self.buckets.get(self.bucket_index(mac)) {
-            vrouter_buf::prefetch(b);
-        }
-    }
-
-    #[inline(always)]
-    fn find(&self, mac: u64) -> Option<(usize, u64)> {
-        let bi = self.bucket_index(mac);
-        let b = self.buckets.get(bi)?;
-        for (w, s) in b.0.iter().enumerate() {
-            let v = s.load(Relaxed);
-            if v >> 16 == mac && v != 0 {
-                return Some((bi * WAYS + w, v));
-            }
-        }
-        None
+        vrouter_buf::prefetch(self.bucket(mac));
     }
 
     /// Destination of `mac`, if known.
     #[inline(always)]
     pub fn lookup(&self, mac: u64) -> Option<u16> {
-        self.find(mac).map(|(_, v)| (v & DST_MASK) as u16)
+        if mac == 0 {
+            return None;
+        }
+        let b = self.bucket(mac);
+        for s in &b.slots {
+            let v = s.load(Relaxed);
+            if v >> 16 == mac {
+                return Some((v & DST_MASK) as u16);
+            }
+        }
+        None
     }
 
-    /// Full entry of `mac`, if known.
-    pub fn get(&self, mac: u64) -> Option<MacEntry> {
-        self.find(mac).map(|(slot, v)| self.entry(slot, v))
+    fn find(&self, mac: u64) -> Option<(&Bucket, usize, u64)> {
+        let b = self.bucket(mac);
+        b.slots.iter().enumerate().find_map(|(w, s)| {
+            let v = s.load(Relaxed);
+            (v != 0 && v >> 16 == mac).then_some((b, w, v))
+        })
     }
 
-    fn entry(&self, slot: usize, v: u64) -> MacEntry {
+    /// Full entry of `mac`, if known, with its age as of `now`.
+    pub fn get(&self, mac: u64, now: u32) -> Option<MacEntry> {
+        self.find(mac).map(|(b, w, v)| self.entry(b, w, v, now))
+    }
+
+    fn entry(&self, b: &Bucket, w: usize, v: u64, now: u32) -> MacEntry {
+        let units = self.stamp(now).wrapping_sub(b.ages[w].load(Relaxed));
         MacEntry {
             mac: v >> 16,
             dst: (v & DST_MASK) as u16,
             is_static: v & STATIC != 0,
-            last_seen: self.ages.get(slot).map_or(0, |a| a.load(Relaxed)),
+            age: u32::from(units) * self.unit,
         }
     }
 
-    #[inline(always)]
-    fn touch(&self, slot: usize, now: u32) {
-        if let Some(a) = self.ages.get(slot)
-            && a.load(Relaxed) != now
-        {
-            a.store(now, Relaxed);
-        }
-    }
-
-    /// Worker side: records that `mac` was seen behind `dst` at second `now`.
+    /// Worker side: records that `mac` was seen behind `dst`; `stamp` is
+    /// [`MacTable::stamp`] of the current second. A zero MAC is never learned.
     #[inline]
-    pub fn learn(&self, mac: u64, dst: u16, now: u32) -> Learn {
+    pub fn learn(&self, mac: u64, dst: u16, stamp: u8) -> Learn {
+        if mac == 0 {
+            return Learn::Full;
+        }
+        let b = self.bucket(mac);
         // Two attempts: a lost CAS race means another worker changed the
         // bucket; the second scan sees its result.
         for _ in 0..2 {
-            let bi = self.bucket_index(mac);
-            let Some(b) = self.buckets.get(bi) else {
-                return Learn::Full;
-            };
-            let mut empty = None;
-            for (w, s) in b.0.iter().enumerate() {
+            let mut empty = WAYS;
+            for (w, s) in b.slots.iter().enumerate() {
                 let v = s.load(Relaxed);
-                if v == 0 {
-                    empty.get_or_insert(w);
-                    continue;
-                }
-                if v >> 16 != mac {
-                    continue;
-                }
-                let owner = (v & DST_MASK) as u16;
-                if owner == dst {
-                    self.touch(bi * WAYS + w, now);
+                if v >> 16 == mac {
+                    let owner = (v & DST_MASK) as u16;
+                    if owner == dst {
+                        if b.ages[w].load(Relaxed) != stamp {
+                            b.ages[w].store(stamp, Relaxed);
+                        }
+                        return Learn::Hit;
+                    }
+                    if v & STATIC != 0 {
+                        return Learn::StaticConflict { owner };
+                    }
+                    if s.compare_exchange(v, pack(mac, dst, false), Relaxed, Relaxed)
+                        .is_ok()
+                    {
+                        b.ages[w].store(stamp, Relaxed);
+                        return Learn::Moved { from: owner };
+                    }
                     return Learn::Hit;
                 }
-                if v & STATIC != 0 {
-                    return Learn::StaticConflict { owner };
+                if v == 0 && empty == WAYS {
+                    empty = w;
                 }
-                if s.compare_exchange(v, pack(mac, dst, false), Relaxed, Relaxed)
-                    .is_ok()
-                {
-                    self.touch(bi * WAYS + w, now);
-                    return Learn::Moved { from: owner };
-                }
-                return Learn::Hit;
             }
-            let Some(w) = empty else { return Learn::Full };
+            if empty == WAYS {
+                return Learn::Full;
+            }
             if self.count.fetch_add(1, Relaxed) >= self.limit {
                 self.count.fetch_sub(1, Relaxed);
                 return Learn::Limit;
             }
-            if let Some(a) = self.ages.get(bi * WAYS + w) {
-                a.store(now, Relaxed);
-            }
-            if b.0[w]
+            b.ages[empty].store(stamp, Relaxed);
+            if b.slots[empty]
                 .compare_exchange(0, pack(mac, dst, false), Relaxed, Relaxed)
                 .is_ok()
             {
@@ -235,59 +251,58 @@ impl MacTable {
     /// is full.
     pub fn set_static(&self, mac: u64, dst: u16) -> Result<(), Learn> {
         let new = pack(mac, dst, true);
-        if let Some((slot, old)) = self.find(mac) {
-            let b = &self.buckets[slot / WAYS].0[slot % WAYS];
-            // A worker may move a learned entry meanwhile; retry until we win.
-            let mut cur = old;
-            while let Err(v) = b.compare_exchange(cur, new, Relaxed, Relaxed) {
-                if v >> 16 != mac {
-                    return self.set_static(mac, dst);
+        for _ in 0..16 {
+            if let Some((b, w, old)) = self.find(mac) {
+                if b.slots[w]
+                    .compare_exchange(old, new, Relaxed, Relaxed)
+                    .is_ok()
+                {
+                    return Ok(());
                 }
-                cur = v;
+                continue;
             }
-            return Ok(());
-        }
-        if self.count.fetch_add(1, Relaxed) >= self.limit {
-            self.count.fetch_sub(1, Relaxed);
-            return Err(Learn::Limit);
-        }
-        let bi = self.bucket_index(mac);
-        for s in self.buckets[bi].0.iter() {
-            if s.compare_exchange(0, new, Relaxed, Relaxed).is_ok() {
+            if self.count.fetch_add(1, Relaxed) >= self.limit {
+                self.count.fetch_sub(1, Relaxed);
+                return Err(Learn::Limit);
+            }
+            let b = self.bucket(mac);
+            if b.slots
+                .iter()
+                .any(|s| s.compare_exchange(0, new, Relaxed, Relaxed).is_ok())
+            {
                 return Ok(());
             }
-        }
-        self.count.fetch_sub(1, Relaxed);
-        // A worker may have learned it in the meantime.
-        if self.find(mac).is_some() {
-            return self.set_static(mac, dst);
+            self.count.fetch_sub(1, Relaxed);
+            if self.find(mac).is_none() {
+                return Err(Learn::Full);
+            }
         }
         Err(Learn::Full)
     }
 
     /// Control side: removes `mac`; returns the removed entry.
     pub fn remove(&self, mac: u64) -> Option<MacEntry> {
-        let (slot, v) = self.find(mac)?;
-        let b = &self.buckets[slot / WAYS].0[slot % WAYS];
-        b.compare_exchange(v, 0, Relaxed, Relaxed).ok()?;
+        let (b, w, v) = self.find(mac)?;
+        b.slots[w].compare_exchange(v, 0, Relaxed, Relaxed).ok()?;
         self.count.fetch_sub(1, Relaxed);
-        Some(self.entry(slot, v))
+        Some(self.entry(b, w, v, 0))
     }
 
-    /// Control side: removes learned entries matching `pred`; calls `removed`
-    /// for each. Static entries stay.
+    /// Control side: removes learned entries for which `keep` is false and
+    /// calls `removed` for each. Static entries stay. Ages are as of `now`.
     pub fn retain_learned(
         &self,
+        now: u32,
         mut keep: impl FnMut(&MacEntry) -> bool,
         mut removed: impl FnMut(MacEntry),
     ) {
-        for (bi, b) in self.buckets.iter().enumerate() {
-            for (w, s) in b.0.iter().enumerate() {
+        for b in self.buckets.iter() {
+            for (w, s) in b.slots.iter().enumerate() {
                 let v = s.load(Relaxed);
                 if v == 0 || v & STATIC != 0 {
                     continue;
                 }
-                let e = self.entry(bi * WAYS + w, v);
+                let e = self.entry(b, w, v, now);
                 if !keep(&e) && s.compare_exchange(v, 0, Relaxed, Relaxed).is_ok() {
                     self.count.fetch_sub(1, Relaxed);
                     removed(e);
@@ -298,17 +313,17 @@ impl MacTable {
 
     /// Control side: ages out learned entries not seen for `max_age` seconds.
     pub fn age(&self, now: u32, max_age: u32, removed: impl FnMut(MacEntry)) {
-        self.retain_learned(|e| now.wrapping_sub(e.last_seen) < max_age, removed);
+        self.retain_learned(now, |e| e.age < max_age, removed);
     }
 
     /// All entries (a snapshot; concurrent learning may add more).
-    pub fn entries(&self) -> Vec<MacEntry> {
+    pub fn entries(&self, now: u32) -> Vec<MacEntry> {
         let mut out = Vec::with_capacity(self.len());
-        for (bi, b) in self.buckets.iter().enumerate() {
-            for (w, s) in b.0.iter().enumerate() {
+        for b in self.buckets.iter() {
+            for (w, s) in b.slots.iter().enumerate() {
                 let v = s.load(Relaxed);
                 if v != 0 {
-                    out.push(self.entry(bi * WAYS + w, v));
+                    out.push(self.entry(b, w, v, now));
                 }
             }
         }
@@ -327,45 +342,48 @@ mod tests {
 
     #[test]
     fn learn_lookup_refresh() {
-        let t = MacTable::new(16);
+        let t = MacTable::new(16, 300);
         assert_eq!(t.lookup(A), None);
-        assert_eq!(t.learn(A, 1, 10), Learn::Learned);
+        assert_eq!(t.learn(A, 1, t.stamp(10)), Learn::Learned);
         assert_eq!(t.lookup(A), Some(1));
-        assert_eq!(t.learn(A, 1, 12), Learn::Hit);
-        assert_eq!(t.get(A).unwrap().last_seen, 12);
+        assert_eq!(t.learn(A, 1, t.stamp(12)), Learn::Hit);
+        assert!(t.get(A, 20).unwrap().age <= 10);
         assert_eq!(t.len(), 1);
     }
 
     #[test]
     fn station_move() {
-        let t = MacTable::new(16);
-        t.learn(A, 1, 0);
-        assert_eq!(t.learn(A, 2, 1), Learn::Moved { from: 1 });
+        let t = MacTable::new(16, 300);
+        t.learn(A, 1, t.stamp(0));
+        assert_eq!(t.learn(A, 2, t.stamp(1)), Learn::Moved { from: 1 });
         assert_eq!(t.lookup(A), Some(2));
         assert_eq!(t.len(), 1);
     }
 
     #[test]
     fn static_wins_over_learned() {
-        let t = MacTable::new(16);
-        t.learn(A, 1, 0);
+        let t = MacTable::new(16, 300);
+        t.learn(A, 1, t.stamp(0));
         t.set_static(A, 3).unwrap();
         assert_eq!(t.lookup(A), Some(3));
-        assert_eq!(t.learn(A, 1, 5), Learn::StaticConflict { owner: 3 });
+        assert_eq!(
+            t.learn(A, 1, t.stamp(5)),
+            Learn::StaticConflict { owner: 3 }
+        );
         assert_eq!(t.lookup(A), Some(3));
-        assert_eq!(t.learn(A, 3, 5), Learn::Hit);
+        assert_eq!(t.learn(A, 3, t.stamp(5)), Learn::Hit);
         // Static entries never age and survive a learned flush.
         t.age(1000, 10, |_| panic!("static entry aged"));
-        t.retain_learned(|_| false, |_| panic!("static entry flushed"));
+        t.retain_learned(0, |_| false, |_| panic!("static entry flushed"));
         assert_eq!(t.lookup(A), Some(3));
         assert_eq!(t.len(), 1);
     }
 
     #[test]
     fn aging_removes_only_stale() {
-        let t = MacTable::new(16);
-        t.learn(A, 1, 100);
-        t.learn(B, 2, 150);
+        let t = MacTable::new(16, 300);
+        t.learn(A, 1, t.stamp(100));
+        t.learn(B, 2, t.stamp(150));
         let mut gone = vec![];
         t.age(200, 60, |e| gone.push(e.mac));
         assert_eq!(gone, vec![A]);
@@ -376,24 +394,27 @@ mod tests {
 
     #[test]
     fn limit_stops_learning() {
-        let t = MacTable::new(4);
+        let t = MacTable::new(4, 300);
         for m in 1..=4u64 {
-            assert_eq!(t.learn(0x0200_0000_0000 | m, 1, 0), Learn::Learned);
+            assert_eq!(t.learn(0x0200_0000_0000 | m, 1, t.stamp(0)), Learn::Learned);
         }
-        assert_eq!(t.learn(0x0200_0000_0099, 1, 0), Learn::Limit);
+        assert_eq!(t.learn(0x0200_0000_0099, 1, t.stamp(0)), Learn::Limit);
         assert_eq!(t.len(), 4);
         assert_eq!(t.set_static(0x0200_0000_0098, 1), Err(Learn::Limit));
         // Known MACs still refresh and move at the limit.
-        assert_eq!(t.learn(0x0200_0000_0001, 2, 0), Learn::Moved { from: 1 });
+        assert_eq!(
+            t.learn(0x0200_0000_0001, 2, t.stamp(0)),
+            Learn::Moved { from: 1 }
+        );
         t.remove(0x0200_0000_0001).unwrap();
-        assert_eq!(t.learn(0x0200_0000_0099, 1, 0), Learn::Learned);
+        assert_eq!(t.learn(0x0200_0000_0099, 1, t.stamp(0)), Learn::Learned);
     }
 
     #[test]
     fn matches_a_model_under_random_ops() {
         use rand::{Rng, SeedableRng, rngs::SmallRng};
         let mut rng = SmallRng::seed_from_u64(7);
-        let t = MacTable::new(512);
+        let t = MacTable::new(512, 300);
         let mut model: HashMap<u64, (u16, bool)> = HashMap::new();
         for step in 0..20_000u32 {
             let mac = 0x0200_0000_0000 | rng.gen_range(1..600u64);
@@ -407,7 +428,7 @@ mod tests {
                 1 => {
                     assert_eq!(t.remove(mac).is_some(), model.remove(&mac).is_some());
                 }
-                _ => match t.learn(mac, dst, step) {
+                _ => match t.learn(mac, dst, t.stamp(step)) {
                     Learn::Learned | Learn::Moved { .. } => {
                         model.insert(mac, (dst, false));
                     }
@@ -420,20 +441,24 @@ mod tests {
             assert_eq!(t.len(), model.len(), "step {step}");
         }
         for (mac, (dst, st)) in &model {
-            let e = t.get(*mac).unwrap();
+            let e = t.get(*mac, 0).unwrap();
             assert_eq!((e.dst, e.is_static), (*dst, *st));
         }
     }
 
     #[test]
     fn concurrent_learning_respects_limit() {
-        let t = Arc::new(MacTable::new(1000));
+        let t = Arc::new(MacTable::new(1000, 300));
         let hs: Vec<_> = (0..4)
             .map(|w| {
                 let t = t.clone();
                 std::thread::spawn(move || {
                     for m in 0..5000u64 {
-                        t.learn(0x0200_0000_0000 | (m * 7 + w) % 3000 + 1, w as u16, 0);
+                        t.learn(
+                            0x0200_0000_0000 | (m * 7 + w) % 3000 + 1,
+                            w as u16,
+                            t.stamp(0),
+                        );
                     }
                 })
             })
@@ -442,8 +467,8 @@ mod tests {
             h.join().unwrap();
         }
         assert!(t.len() <= 1000);
-        assert_eq!(t.entries().len(), t.len());
-        let mut macs: Vec<u64> = t.entries().iter().map(|e| e.mac).collect();
+        assert_eq!(t.entries(0).len(), t.len());
+        let mut macs: Vec<u64> = t.entries(0).iter().map(|e| e.mac).collect();
         macs.sort_unstable();
         macs.dedup();
         assert_eq!(macs.len(), t.len(), "no MAC twice");

@@ -23,7 +23,12 @@ pub type TxCapture = Arc<Mutex<Vec<Vec<u8>>>>;
 
 enum Rx {
     Queue(RxQueue),
-    Replay { frames: Vec<Vec<u8>>, next: usize },
+    /// Frames stored back to back, each padded to a multiple of 64 bytes.
+    Replay {
+        data: Vec<u8>,
+        frames: Vec<(usize, usize, usize)>,
+        next: usize,
+    },
 }
 
 /// See the module doc.
@@ -55,11 +60,23 @@ impl MemoryPort {
 
     /// A port that replays `frames` forever and discards what it transmits.
     pub fn replay(index: u16, name: &str, mac: MacAddr, frames: Vec<Vec<u8>>) -> Self {
+        let mut data = Vec::new();
+        let mut index_ = Vec::with_capacity(frames.len());
+        for f in frames.iter().filter(|f| f.len() <= MAX_PACKET) {
+            let padded = f.len().div_ceil(64).max(1) * 64;
+            index_.push((data.len(), padded, f.len()));
+            data.extend_from_slice(f);
+            data.resize(data.len() + padded - f.len(), 0);
+        }
         MemoryPort {
             index,
             name: name.to_string(),
             mac,
-            rx: Rx::Replay { frames, next: 0 },
+            rx: Rx::Replay {
+                data,
+                frames: index_,
+                next: 0,
+            },
             tx: None,
             stats: Arc::default(),
         }
@@ -111,31 +128,40 @@ impl Port for MemoryPort {
                     }
                 }
             }
-            Rx::Replay { frames, next } => {
+            Rx::Replay { data, frames, next } => {
                 if frames.is_empty() {
                     return 0;
                 }
+                let (mut n, mut bytes) = (0u64, 0u64);
                 for _ in 0..max {
-                    let Some(frame) = frames.get(*next) else {
+                    let Some(&(off, padded, len)) = frames.get(*next) else {
                         break;
                     };
                     let Some(mut buf) = pool.alloc() else {
                         PortStats::add(&self.stats.rx_dropped, 1);
                         break;
                     };
-                    if buf.write(frame).is_err() {
-                        pool.free(buf);
-                        PortStats::add(&self.stats.rx_dropped, 1);
-                    } else {
-                        PortStats::add(&self.stats.rx_packets, 1);
-                        PortStats::add(&self.stats.rx_bytes, frame.len() as u64);
-                        out.push(Pkt::new(buf, self.index));
+                    match data
+                        .get(off..off + padded)
+                        .map(|src| buf.write_padded(src, len))
+                    {
+                        Some(Ok(())) => {
+                            n += 1;
+                            bytes += len as u64;
+                            out.push(Pkt::new(buf, self.index));
+                        }
+                        _ => {
+                            pool.free(buf);
+                            PortStats::add(&self.stats.rx_dropped, 1);
+                        }
                     }
                     *next += 1;
                     if *next == frames.len() {
                         *next = 0;
                     }
                 }
+                PortStats::add(&self.stats.rx_packets, n);
+                PortStats::add(&self.stats.rx_bytes, bytes);
             }
         }
         out.len() - start

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs what vRouter needs to build, test and run its demo on Debian 12,
+# as root. Idempotent: packages already present are skipped, and a Rust
+# toolchain already on PATH is kept.
+set -euo pipefail
+
+PKGS=(
+  build-essential pkg-config clang            # C shims, bindgen
+  iproute2 iputils-ping iperf3 tcpdump tshark  # real peers and decoders
+  traceroute socat nftables                    # probes, control socket, drops
+  python3 python3-scapy                        # independent packet builder
+  libpcap-dev                                  # (pcap files are read natively; kept for tcpdump tooling)
+  libxdp-dev libbpf-dev xdp-tools              # AF_XDP
+  libdpdk-dev dpdk dpdk-dev                    # DPDK port, testpmd, test-fib
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  # tshark asks whether non-root users may capture; answer once, non-interactively.
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  if [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+  else
+    echo "deps: installing the Rust toolchain with rustup"
+    apt-get install -y -q curl ca-certificates
+    curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --component clippy,rustfmt
+    export PATH="$HOME/.cargo/bin:$PATH"
+  fi
+fi
+# bpffs for libxdp (AF_XDP ports); harmless if already mounted.
+mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf 2>/dev/null || true
