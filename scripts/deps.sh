@@ -7,6 +7,7 @@ set -euo pipefail
 PKGS=(
   build-essential pkg-config clang            # C shims, bindgen
   iproute2 iputils-ping iperf3 tcpdump tshark  # real peers and decoders
+  ethtool                                      # offloads off on test veths
   traceroute socat nftables                    # probes, control socket, drops
   python3 python3-scapy                        # independent packet builder
   libpcap-dev                                  # (pcap files are read natively; kept for tcpdump tooling)

@@ -109,6 +109,8 @@ pub enum Driver {
     Pcap,
     /// In-memory test port (no I/O).
     Memory,
+    /// AF_PACKET socket on a kernel interface (works everywhere).
+    AfPacket,
 }
 
 /// `[[port]]`: an I/O port.
@@ -121,6 +123,8 @@ pub struct PortCfg {
     pub rx_pcap: Option<PathBuf>,
     /// pcap: file to write transmitted frames to.
     pub tx_pcap: Option<PathBuf>,
+    /// af-packet: the kernel interface (default: the port's name).
+    pub interface: Option<String>,
     pub mac: Option<String>,
     #[serde(default = "default_mtu")]
     pub mtu: u16,
@@ -395,7 +399,10 @@ impl Config {
                 Driver::Pcap if p.rx_pcap.is_none() && p.tx_pcap.is_none() => {
                     err(key.clone(), "a pcap port needs rx-pcap or tx-pcap".into())
                 }
-                Driver::Memory | Driver::Pcap => {}
+                Driver::Memory | Driver::Pcap | Driver::AfPacket => {}
+            }
+            if p.driver != Driver::AfPacket && p.interface.is_some() {
+                err(format!("{key}.interface"), "only kernel-interface drivers have one".into());
             }
             if p.driver != Driver::Pcap && (p.rx_pcap.is_some() || p.tx_pcap.is_some()) {
                 err(key, "rx-pcap and tx-pcap are for driver = \"pcap\"".into());

@@ -14,6 +14,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use vrouter_dataplane::config::{Config, Driver};
 use vrouter_dataplane::control::Router;
+use vrouter_dataplane::port::af_packet::{AfPacketConfig, AfPacketPort};
 use vrouter_dataplane::port::memory::MemoryPort;
 use vrouter_dataplane::port::pcap::PcapPort;
 use vrouter_dataplane::port::{Port, PortStats, default_mac};
@@ -65,6 +66,16 @@ fn open_ports(cfg: &Config) -> Result<Vec<Box<dyn Port>>> {
                 p.tx_pcap.as_deref().and_then(|x| x.to_str()),
             )?),
             Driver::Memory => Box::new(MemoryPort::replay(idx, &p.name, mac, Vec::new())),
+            Driver::AfPacket => Box::new(AfPacketPort::open(
+                idx,
+                &p.name,
+                &AfPacketConfig {
+                    interface: p.interface.clone().unwrap_or_else(|| p.name.clone()),
+                    fanout: None,
+                    block_timeout_ms: 1,
+                    mac: p.mac.as_deref().and_then(|m| vrouter_dataplane::config::parse_mac(m, true).ok()),
+                },
+            )?),
         };
         ports.push(port);
     }
@@ -76,6 +87,7 @@ fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log).unwrap_or_default())
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
     let file = args.config.display().to_string();

@@ -6,11 +6,15 @@
 //! its own counters in a shared [`PortStats`] that other threads read while
 //! the worker runs.
 //!
-//! Ports here: [`memory`] (tests and benches) and [`pcap`] (offline runs on
-//! captures). Kernel and NIC ports come with the real-ports work.
+//! Ports here: [`memory`] (tests and benches), [`pcap`] (offline runs on
+//! captures) and [`af_packet`] (any Linux interface). `sys` holds the
+//! checked socket wrappers the kernel ports share.
 
+pub mod af_packet;
+pub mod csum;
 pub mod memory;
 pub mod pcap;
+pub mod sys;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -37,6 +41,13 @@ pub enum PortError {
         path: String,
         reason: String,
     },
+    /// A system call setting up a kernel port failed.
+    #[error("port {port}: {what}: {source}")]
+    Sys {
+        port: String,
+        what: String,
+        source: std::io::Error,
+    },
 }
 
 /// Counters of one port, shared with readers on other threads.
@@ -50,6 +61,8 @@ pub struct PortStats {
     pub tx_bytes: AtomicU64,
     /// Frames the port could not send (ring full, write error).
     pub tx_dropped: AtomicU64,
+    /// Failed transmit kicks (the kernel refused a burst).
+    pub tx_errors: AtomicU64,
 }
 
 /// A plain copy of [`PortStats`].

@@ -1,0 +1,228 @@
+//! vrouterd on real kernel interfaces: pods in namespaces, veth pairs,
+//! Linux's own ping, traceroute-style probes and iperf3 TCP through it.
+//! Each scenario runs once per port driver.
+
+use vrouter_pktgen_tests::*;
+
+const DRIVERS: &[&str] = &["af-packet"];
+
+/// Two pods on one bridge domain.
+fn bridge(driver: &str) {
+    let mut t = Topology::new();
+    for n in ["r", "a", "b"] {
+        t.add_ns(n);
+    }
+    let (ra, _) = t.veth("r", "ra", "a", "pa");
+    let (rb, _) = t.veth("r", "rb", "b", "pb");
+    t.quiet("r", &ra);
+    t.quiet("r", &rb);
+    t.exec("a", &format!("ip addr add 198.18.0.1/24 dev {}pa", t.prefix));
+    t.exec("b", &format!("ip addr add 198.18.0.2/24 dev {}pb", t.prefix));
+    let k = t.start_vrouterd(
+        "r",
+        &format!(
+            r#"
+[[port]]
+name = "a"
+driver = "{driver}"
+interface = "{ra}"
+[[port]]
+name = "b"
+driver = "{driver}"
+interface = "{rb}"
+[[bridge]]
+name = "pods"
+[[interface]]
+name = "a"
+bridge = "pods"
+[[interface]]
+name = "b"
+bridge = "pods"
+"#
+        ),
+    );
+    let out = t.exec("a", "ping -c 5 -i 0.1 -W 2 198.18.0.2");
+    assert_eq!(ping_stats(&out), (5, 5), "{out}");
+    let out = t.exec("b", "ping -c 5 -i 0.1 -W 2 198.18.0.1");
+    assert_eq!(ping_stats(&out), (5, 5), "{out}");
+    let r = iperf3(&t, "b", "a", "198.18.0.2", 5);
+    assert!(r.seconds >= 4.9, "{r:?}");
+    assert!(r.bits_per_second > 10e6, "{r:?}");
+    let segments = r.bits_per_second * r.seconds / 8.0 / 1448.0;
+    assert!((r.retransmits as f64) < segments * 0.01 + 50.0, "retransmission storm: {r:?}");
+    let report = t.stop_vrouterd(k);
+    assert_eq!(counter(&report, "l2-learned"), 2, "{report}");
+    eprintln!("{driver} bridge: {:.0} Mbit/s, {} retransmits", r.bits_per_second / 1e6, r.retransmits);
+}
+
+/// Two pods in two subnets, routed by vrouterd, which answers and asks ARP.
+fn routed4(driver: &str) {
+    let mut t = Topology::new();
+    for n in ["r", "a", "b"] {
+        t.add_ns(n);
+    }
+    let (ra, _) = t.veth("r", "ra", "a", "pa");
+    let (rb, _) = t.veth("r", "rb", "b", "pb");
+    t.quiet("r", &ra);
+    t.quiet("r", &rb);
+    let p = t.prefix.clone();
+    t.exec("a", &format!("ip addr add 198.18.1.2/24 dev {p}pa && ip route add default via 198.18.1.1"));
+    t.exec("b", &format!("ip addr add 198.18.2.2/24 dev {p}pb && ip route add default via 198.18.2.1"));
+    let k = t.start_vrouterd(
+        "r",
+        &format!(
+            r#"
+[[port]]
+name = "a"
+driver = "{driver}"
+interface = "{ra}"
+[[port]]
+name = "b"
+driver = "{driver}"
+interface = "{rb}"
+[[interface]]
+name = "a"
+addresses = ["198.18.1.1/24"]
+[[interface]]
+name = "b"
+addresses = ["198.18.2.1/24"]
+"#
+        ),
+    );
+    let out = t.exec("a", "ping -c 5 -i 0.1 -W 2 198.18.2.2");
+    assert_eq!(ping_stats(&out), (5, 5), "{out}");
+    let out = t.exec("b", "ping -c 3 -i 0.1 -W 2 198.18.1.2");
+    assert_eq!(ping_stats(&out), (3, 3), "{out}");
+    // The router itself answers on both addresses.
+    let out = t.exec("a", "ping -c 2 -i 0.1 -W 2 198.18.2.1");
+    assert_eq!(ping_stats(&out), (2, 2), "{out}");
+    // A TTL-limited probe gets the router's time-exceeded from its ingress address.
+    let out = t.exec_out("a", "ping -c 1 -t 1 -W 2 198.18.2.2");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("From 198.18.1.1") && text.contains("Time to live exceeded"), "{text}");
+    if have("traceroute") {
+        let tr = t.exec("a", "traceroute -n -q 1 -w 2 198.18.2.2");
+        let hops: Vec<&str> = tr.lines().skip(1).collect();
+        assert!(hops.first().is_some_and(|h| h.contains("198.18.1.1")), "{tr}");
+        assert!(hops.last().is_some_and(|h| h.contains("198.18.2.2")), "{tr}");
+    }
+    let r = iperf3(&t, "b", "a", "198.18.2.2", 5);
+    assert!(r.seconds >= 4.9 && r.bits_per_second > 10e6, "{r:?}");
+    let segments = r.bits_per_second * r.seconds / 8.0 / 1448.0;
+    assert!((r.retransmits as f64) < segments * 0.01 + 50.0, "retransmission storm: {r:?}");
+    // The kernel's neighbour table in the pod shows the router's MAC.
+    let neigh = t.exec("a", "ip neigh show 198.18.1.1");
+    assert!(neigh.contains("lladdr"), "{neigh}");
+    let report = t.stop_vrouterd(k);
+    assert!(counter(&report, "arp-reply-sent") >= 1, "{report}");
+    assert!(counter(&report, "ip4-ttl-expired") >= 1, "{report}");
+    assert!(counter(&report, "icmp4-error-sent") >= 1, "{report}");
+    eprintln!("{driver} routed: {:.0} Mbit/s, {} retransmits", r.bits_per_second / 1e6, r.retransmits);
+}
+
+/// IPv6: routed with neighbour discovery.
+fn routed6(driver: &str) {
+    let mut t = Topology::new();
+    for n in ["r", "a", "b"] {
+        t.add_ns(n);
+    }
+    let (ra, _) = t.veth("r", "ra", "a", "pa");
+    let (rb, _) = t.veth("r", "rb", "b", "pb");
+    t.quiet("r", &ra);
+    t.quiet("r", &rb);
+    let p = t.prefix.clone();
+    t.exec("a", &format!("ip -6 addr add 2001:db8:1::2/64 dev {p}pa nodad && ip -6 route add default via 2001:db8:1::1"));
+    t.exec("b", &format!("ip -6 addr add 2001:db8:2::2/64 dev {p}pb nodad && ip -6 route add default via 2001:db8:2::1"));
+    let k = t.start_vrouterd(
+        "r",
+        &format!(
+            r#"
+[[port]]
+name = "a"
+driver = "{driver}"
+interface = "{ra}"
+[[port]]
+name = "b"
+driver = "{driver}"
+interface = "{rb}"
+[[interface]]
+name = "a"
+addresses = ["2001:db8:1::1/64"]
+[[interface]]
+name = "b"
+addresses = ["2001:db8:2::1/64"]
+"#
+        ),
+    );
+    let out = t.exec("a", "ping -6 -c 5 -i 0.1 -W 2 2001:db8:2::2");
+    assert_eq!(ping_stats(&out), (5, 5), "{out}");
+    let out = t.exec("b", "ping -6 -c 3 -i 0.1 -W 2 2001:db8:1::2");
+    assert_eq!(ping_stats(&out), (3, 3), "{out}");
+    let out = t.exec_out("a", "ping -6 -c 1 -t 1 -W 2 2001:db8:2::2");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("From 2001:db8:1::1") && text.contains("Time exceeded"), "{text}");
+    let r = iperf3(&t, "b", "a", "2001:db8:2::2", 3);
+    assert!(r.bits_per_second > 10e6, "{r:?}");
+    let report = t.stop_vrouterd(k);
+    assert!(counter(&report, "nd-advert-sent") >= 1, "{report}");
+    assert!(counter(&report, "nd-solicit-sent") >= 1, "{report}");
+}
+
+/// vrouterd killed with SIGKILL and started again forwards again.
+fn restart(driver: &str) {
+    let mut t = Topology::new();
+    for n in ["r", "a", "b"] {
+        t.add_ns(n);
+    }
+    let (ra, _) = t.veth("r", "ra", "a", "pa");
+    let (rb, _) = t.veth("r", "rb", "b", "pb");
+    t.quiet("r", &ra);
+    t.quiet("r", &rb);
+    let p = t.prefix.clone();
+    t.exec("a", &format!("ip addr add 198.18.1.2/24 dev {p}pa && ip route add default via 198.18.1.1"));
+    t.exec("b", &format!("ip addr add 198.18.2.2/24 dev {p}pb && ip route add default via 198.18.2.1"));
+    let cfg = format!(
+        "[[port]]\nname = \"a\"\ndriver = \"{driver}\"\ninterface = \"{ra}\"\n[[port]]\nname = \"b\"\ndriver = \"{driver}\"\ninterface = \"{rb}\"\n\
+         [[interface]]\nname = \"a\"\naddresses = [\"198.18.1.1/24\"]\n[[interface]]\nname = \"b\"\naddresses = [\"198.18.2.1/24\"]\n"
+    );
+    let k = t.start_vrouterd("r", &cfg);
+    assert_eq!(ping_stats(&t.exec("a", "ping -c 2 -i 0.1 -W 2 198.18.2.2")), (2, 2));
+    t.kill_vrouterd(k);
+    let out = t.exec_out("a", "ping -c 1 -W 1 198.18.2.2");
+    assert!(!out.status.success(), "nothing forwards while vrouterd is down");
+    t.start_vrouterd("r", &cfg);
+    let out = t.exec("a", "ping -c 3 -i 0.1 -W 2 198.18.2.2");
+    assert_eq!(ping_stats(&out), (3, 3), "{out}");
+}
+
+#[test]
+fn bridge_mode() {
+    require_root!();
+    for d in DRIVERS {
+        bridge(d);
+    }
+}
+
+#[test]
+fn routed_ipv4_mode() {
+    require_root!();
+    for d in DRIVERS {
+        routed4(d);
+    }
+}
+
+#[test]
+fn routed_ipv6_mode() {
+    require_root!();
+    for d in DRIVERS {
+        routed6(d);
+    }
+}
+
+#[test]
+fn restart_after_sigkill() {
+    require_root!();
+    for d in DRIVERS {
+        restart(d);
+    }
+}
