@@ -258,6 +258,14 @@ mod tests {
     use vrouter_buf::FramePool;
 
     #[test]
+    fn architecture_doc_shows_every_node() {
+        let doc = include_str!("../../../docs/ARCHITECTURE.md");
+        for n in NodeId::ALL {
+            assert!(doc.contains(n.name()), "docs/ARCHITECTURE.md does not show node {}", n.name());
+        }
+    }
+
+    #[test]
     fn node_names_unique() {
         let names: std::collections::HashSet<_> = NodeId::ALL.iter().map(|n| n.name()).collect();
         assert_eq!(names.len(), NodeId::COUNT);
