@@ -402,7 +402,10 @@ impl Config {
                 Driver::Memory | Driver::Pcap | Driver::AfPacket => {}
             }
             if p.driver != Driver::AfPacket && p.interface.is_some() {
-                err(format!("{key}.interface"), "only kernel-interface drivers have one".into());
+                err(
+                    format!("{key}.interface"),
+                    "only kernel-interface drivers have one".into(),
+                );
             }
             if p.driver != Driver::Pcap && (p.rx_pcap.is_some() || p.tx_pcap.is_some()) {
                 err(key, "rx-pcap and tx-pcap are for driver = \"pcap\"".into());

@@ -17,7 +17,11 @@ use std::time::{Duration, Instant};
 pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
         .unwrap_or(false)
 }
 
@@ -34,14 +38,23 @@ macro_rules! require_root {
 
 /// True if `tool` is on PATH.
 pub fn have(tool: &str) -> bool {
-    Command::new("sh").arg("-c").arg(format!("command -v {tool}")).stdout(Stdio::null()).status().is_ok_and(|s| s.success())
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// Runs a command, panicking with its output if it fails.
 pub fn sh(cmd: &str) -> String {
     let out = Command::new("sh").arg("-c").arg(cmd).output().expect("sh");
     if !out.status.success() {
-        panic!("`{cmd}` failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        panic!(
+            "`{cmd}` failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -58,12 +71,18 @@ pub fn target_dir() -> PathBuf {
     if let Ok(d) = std::env::var("CARGO_TARGET_DIR") {
         return PathBuf::from(d);
     }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("target")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("target")
 }
 
 /// Path of the vrouterd binary (built on first use if missing).
 pub fn vrouterd() -> PathBuf {
-    let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
     let bin = target_dir().join(profile).join("vrouterd");
     if !bin.exists() {
         let mut c = Command::new(env!("CARGO"));
@@ -88,10 +107,19 @@ impl Topology {
     /// A new, empty topology with a unique prefix (`vt<pid><n>`, short
     /// enough for 15-character interface names).
     pub fn new() -> Topology {
-        let prefix = format!("vt{}{}", std::process::id() % 100_000, SEQ.fetch_add(1, Ordering::SeqCst));
+        let prefix = format!(
+            "vt{}{}",
+            std::process::id() % 100_000,
+            SEQ.fetch_add(1, Ordering::SeqCst)
+        );
         let dir = std::env::temp_dir().join(format!("vrouter-test-{prefix}"));
         std::fs::create_dir_all(&dir).unwrap();
-        Topology { prefix, namespaces: Vec::new(), daemons: Vec::new(), dir }
+        Topology {
+            prefix,
+            namespaces: Vec::new(),
+            daemons: Vec::new(),
+            dir,
+        }
     }
 
     /// A scratch directory removed with the topology.
@@ -116,14 +144,19 @@ impl Topology {
     /// in `nb`, both up, with offloads a userspace forwarder cannot pass on
     /// (TSO/GSO/GRO, checksum offload) turned off. Returns the two names.
     pub fn veth(&mut self, na: &str, a: &str, nb: &str, b: &str) -> (String, String) {
-        let (ia, ib) = (format!("{}{}", self.prefix, a), format!("{}{}", self.prefix, b));
+        let (ia, ib) = (
+            format!("{}{}", self.prefix, a),
+            format!("{}{}", self.prefix, b),
+        );
         let (sa, sb) = (self.ns(na), self.ns(nb));
         sh(&format!(
             "ip link add {ia} netns {sa} type veth peer name {ib} netns {sb} && \
              ip -n {sa} link set {ia} up && ip -n {sb} link set {ib} up"
         ));
         for (ns, i) in [(&sa, &ia), (&sb, &ib)] {
-            let _ = sh_out(&format!("ip netns exec {ns} ethtool -K {i} tso off gso off gro off tx off rx off 2>/dev/null"));
+            let _ = sh_out(&format!(
+                "ip netns exec {ns} ethtool -K {i} tso off gso off gro off tx off rx off 2>/dev/null"
+            ));
         }
         (ia, ib)
     }
@@ -145,13 +178,19 @@ impl Topology {
     /// Runs shell command `cmd` in namespace `n`, returning its output
     /// whatever the status.
     pub fn exec_out(&self, n: &str, cmd: &str) -> Output {
-        Command::new("ip").args(["netns", "exec", &self.ns(n), "sh", "-c", cmd]).output().expect("ip netns exec")
+        Command::new("ip")
+            .args(["netns", "exec", &self.ns(n), "sh", "-c", cmd])
+            .output()
+            .expect("ip netns exec")
     }
 
     /// Makes `ifname` in namespace `n` a pure L2 port for a forwarder: no
     /// IPv6 autoconfiguration, so the kernel stays silent on it.
     pub fn quiet(&self, n: &str, ifname: &str) {
-        self.exec(n, &format!("sysctl -qw net.ipv6.conf.{ifname}.disable_ipv6=1"));
+        self.exec(
+            n,
+            &format!("sysctl -qw net.ipv6.conf.{ifname}.disable_ipv6=1"),
+        );
     }
 
     /// Starts vrouterd in namespace `n` with `config`; waits until it runs.
@@ -176,7 +215,11 @@ impl Topology {
             if let Ok(Some(st)) = self.daemons[k].try_wait() {
                 panic!("vrouterd exited ({st}):\n{}", self.log(k));
             }
-            assert!(Instant::now() < deadline, "vrouterd did not start:\n{}", self.log(k));
+            assert!(
+                Instant::now() < deadline,
+                "vrouterd did not start:\n{}",
+                self.log(k)
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         k
@@ -235,7 +278,9 @@ impl Drop for Topology {
         // Deleting a namespace deletes the veth ends inside it, and with them
         // their peers.
         for ns in &self.namespaces {
-            let _ = sh_out(&format!("ip netns pids {ns} | xargs -r kill -9 2>/dev/null; ip netns del {ns}"));
+            let _ = sh_out(&format!(
+                "ip netns pids {ns} | xargs -r kill -9 2>/dev/null; ip netns del {ns}"
+            ));
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -255,9 +300,18 @@ pub fn counter(report: &str, name: &str) -> u64 {
 
 /// Parses `ping` output: (transmitted, received).
 pub fn ping_stats(out: &str) -> (u32, u32) {
-    let line = out.lines().find(|l| l.contains("packets transmitted")).unwrap_or("");
-    let nums: Vec<u32> = line.split(|c: char| !c.is_ascii_digit()).filter_map(|s| s.parse().ok()).collect();
-    (nums.first().copied().unwrap_or(0), nums.get(1).copied().unwrap_or(0))
+    let line = out
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .unwrap_or("");
+    let nums: Vec<u32> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    (
+        nums.first().copied().unwrap_or(0),
+        nums.get(1).copied().unwrap_or(0),
+    )
 }
 
 /// Result of an iperf3 TCP run (from its JSON output).
@@ -281,11 +335,18 @@ pub fn iperf3(t: &Topology, server_ns: &str, client_ns: &str, addr: &str, secs: 
     let out = t.exec_out(client_ns, &format!("iperf3 -c {addr} -t {secs} -J"));
     let _ = server.kill();
     let _ = server.wait();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|_| panic!("iperf3 output: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!(
+            "iperf3 output: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
     let sent = &v["end"]["sum_sent"];
     Iperf {
-        bits_per_second: v["end"]["sum_received"]["bits_per_second"].as_f64().unwrap_or(0.0),
+        bits_per_second: v["end"]["sum_received"]["bits_per_second"]
+            .as_f64()
+            .unwrap_or(0.0),
         retransmits: sent["retransmits"].as_u64().unwrap_or(0),
         seconds: sent["seconds"].as_f64().unwrap_or(0.0),
     }

@@ -16,8 +16,14 @@ fn bridge(driver: &str) {
     let (rb, _) = t.veth("r", "rb", "b", "pb");
     t.quiet("r", &ra);
     t.quiet("r", &rb);
-    t.exec("a", &format!("ip addr add 198.18.0.1/24 dev {}pa", t.prefix));
-    t.exec("b", &format!("ip addr add 198.18.0.2/24 dev {}pb", t.prefix));
+    t.exec(
+        "a",
+        &format!("ip addr add 198.18.0.1/24 dev {}pa", t.prefix),
+    );
+    t.exec(
+        "b",
+        &format!("ip addr add 198.18.0.2/24 dev {}pb", t.prefix),
+    );
     let k = t.start_vrouterd(
         "r",
         &format!(
@@ -49,10 +55,17 @@ bridge = "pods"
     assert!(r.seconds >= 4.9, "{r:?}");
     assert!(r.bits_per_second > 10e6, "{r:?}");
     let segments = r.bits_per_second * r.seconds / 8.0 / 1448.0;
-    assert!((r.retransmits as f64) < segments * 0.01 + 50.0, "retransmission storm: {r:?}");
+    assert!(
+        (r.retransmits as f64) < segments * 0.01 + 50.0,
+        "retransmission storm: {r:?}"
+    );
     let report = t.stop_vrouterd(k);
     assert_eq!(counter(&report, "l2-learned"), 2, "{report}");
-    eprintln!("{driver} bridge: {:.0} Mbit/s, {} retransmits", r.bits_per_second / 1e6, r.retransmits);
+    eprintln!(
+        "{driver} bridge: {:.0} Mbit/s, {} retransmits",
+        r.bits_per_second / 1e6,
+        r.retransmits
+    );
 }
 
 /// Two pods in two subnets, routed by vrouterd, which answers and asks ARP.
@@ -66,8 +79,14 @@ fn routed4(driver: &str) {
     t.quiet("r", &ra);
     t.quiet("r", &rb);
     let p = t.prefix.clone();
-    t.exec("a", &format!("ip addr add 198.18.1.2/24 dev {p}pa && ip route add default via 198.18.1.1"));
-    t.exec("b", &format!("ip addr add 198.18.2.2/24 dev {p}pb && ip route add default via 198.18.2.1"));
+    t.exec(
+        "a",
+        &format!("ip addr add 198.18.1.2/24 dev {p}pa && ip route add default via 198.18.1.1"),
+    );
+    t.exec(
+        "b",
+        &format!("ip addr add 198.18.2.2/24 dev {p}pb && ip route add default via 198.18.2.1"),
+    );
     let k = t.start_vrouterd(
         "r",
         &format!(
@@ -99,17 +118,29 @@ addresses = ["198.18.2.1/24"]
     // A TTL-limited probe gets the router's time-exceeded from its ingress address.
     let out = t.exec_out("a", "ping -c 1 -t 1 -W 2 198.18.2.2");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("From 198.18.1.1") && text.contains("Time to live exceeded"), "{text}");
+    assert!(
+        text.contains("From 198.18.1.1") && text.contains("Time to live exceeded"),
+        "{text}"
+    );
     if have("traceroute") {
         let tr = t.exec("a", "traceroute -n -q 1 -w 2 198.18.2.2");
         let hops: Vec<&str> = tr.lines().skip(1).collect();
-        assert!(hops.first().is_some_and(|h| h.contains("198.18.1.1")), "{tr}");
-        assert!(hops.last().is_some_and(|h| h.contains("198.18.2.2")), "{tr}");
+        assert!(
+            hops.first().is_some_and(|h| h.contains("198.18.1.1")),
+            "{tr}"
+        );
+        assert!(
+            hops.last().is_some_and(|h| h.contains("198.18.2.2")),
+            "{tr}"
+        );
     }
     let r = iperf3(&t, "b", "a", "198.18.2.2", 5);
     assert!(r.seconds >= 4.9 && r.bits_per_second > 10e6, "{r:?}");
     let segments = r.bits_per_second * r.seconds / 8.0 / 1448.0;
-    assert!((r.retransmits as f64) < segments * 0.01 + 50.0, "retransmission storm: {r:?}");
+    assert!(
+        (r.retransmits as f64) < segments * 0.01 + 50.0,
+        "retransmission storm: {r:?}"
+    );
     // The kernel's neighbour table in the pod shows the router's MAC.
     let neigh = t.exec("a", "ip neigh show 198.18.1.1");
     assert!(neigh.contains("lladdr"), "{neigh}");
@@ -117,7 +148,11 @@ addresses = ["198.18.2.1/24"]
     assert!(counter(&report, "arp-reply-sent") >= 1, "{report}");
     assert!(counter(&report, "ip4-ttl-expired") >= 1, "{report}");
     assert!(counter(&report, "icmp4-error-sent") >= 1, "{report}");
-    eprintln!("{driver} routed: {:.0} Mbit/s, {} retransmits", r.bits_per_second / 1e6, r.retransmits);
+    eprintln!(
+        "{driver} routed: {:.0} Mbit/s, {} retransmits",
+        r.bits_per_second / 1e6,
+        r.retransmits
+    );
 }
 
 /// IPv6: routed with neighbour discovery.
@@ -160,7 +195,10 @@ addresses = ["2001:db8:2::1/64"]
     assert_eq!(ping_stats(&out), (3, 3), "{out}");
     let out = t.exec_out("a", "ping -6 -c 1 -t 1 -W 2 2001:db8:2::2");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("From 2001:db8:1::1") && text.contains("Time exceeded"), "{text}");
+    assert!(
+        text.contains("From 2001:db8:1::1") && text.contains("Time exceeded"),
+        "{text}"
+    );
     let r = iperf3(&t, "b", "a", "2001:db8:2::2", 3);
     assert!(r.bits_per_second > 10e6, "{r:?}");
     let report = t.stop_vrouterd(k);
@@ -179,17 +217,29 @@ fn restart(driver: &str) {
     t.quiet("r", &ra);
     t.quiet("r", &rb);
     let p = t.prefix.clone();
-    t.exec("a", &format!("ip addr add 198.18.1.2/24 dev {p}pa && ip route add default via 198.18.1.1"));
-    t.exec("b", &format!("ip addr add 198.18.2.2/24 dev {p}pb && ip route add default via 198.18.2.1"));
+    t.exec(
+        "a",
+        &format!("ip addr add 198.18.1.2/24 dev {p}pa && ip route add default via 198.18.1.1"),
+    );
+    t.exec(
+        "b",
+        &format!("ip addr add 198.18.2.2/24 dev {p}pb && ip route add default via 198.18.2.1"),
+    );
     let cfg = format!(
         "[[port]]\nname = \"a\"\ndriver = \"{driver}\"\ninterface = \"{ra}\"\n[[port]]\nname = \"b\"\ndriver = \"{driver}\"\ninterface = \"{rb}\"\n\
          [[interface]]\nname = \"a\"\naddresses = [\"198.18.1.1/24\"]\n[[interface]]\nname = \"b\"\naddresses = [\"198.18.2.1/24\"]\n"
     );
     let k = t.start_vrouterd("r", &cfg);
-    assert_eq!(ping_stats(&t.exec("a", "ping -c 2 -i 0.1 -W 2 198.18.2.2")), (2, 2));
+    assert_eq!(
+        ping_stats(&t.exec("a", "ping -c 2 -i 0.1 -W 2 198.18.2.2")),
+        (2, 2)
+    );
     t.kill_vrouterd(k);
     let out = t.exec_out("a", "ping -c 1 -W 1 198.18.2.2");
-    assert!(!out.status.success(), "nothing forwards while vrouterd is down");
+    assert!(
+        !out.status.success(),
+        "nothing forwards while vrouterd is down"
+    );
     t.start_vrouterd("r", &cfg);
     let out = t.exec("a", "ping -c 3 -i 0.1 -W 2 198.18.2.2");
     assert_eq!(ping_stats(&out), (3, 3), "{out}");

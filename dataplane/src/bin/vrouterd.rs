@@ -73,7 +73,10 @@ fn open_ports(cfg: &Config) -> Result<Vec<Box<dyn Port>>> {
                     interface: p.interface.clone().unwrap_or_else(|| p.name.clone()),
                     fanout: None,
                     block_timeout_ms: 1,
-                    mac: p.mac.as_deref().and_then(|m| vrouter_dataplane::config::parse_mac(m, true).ok()),
+                    mac: p
+                        .mac
+                        .as_deref()
+                        .and_then(|m| vrouter_dataplane::config::parse_mac(m, true).ok()),
                 },
             )?),
         };

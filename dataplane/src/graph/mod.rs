@@ -261,7 +261,11 @@ mod tests {
     fn architecture_doc_shows_every_node() {
         let doc = include_str!("../../../docs/ARCHITECTURE.md");
         for n in NodeId::ALL {
-            assert!(doc.contains(n.name()), "docs/ARCHITECTURE.md does not show node {}", n.name());
+            assert!(
+                doc.contains(n.name()),
+                "docs/ARCHITECTURE.md does not show node {}",
+                n.name()
+            );
         }
     }
 

@@ -72,7 +72,11 @@ pub struct AfPacketPort {
 }
 
 fn err(port: &str, what: &str, e: io::Error) -> PortError {
-    PortError::Sys { port: port.to_string(), what: what.to_string(), source: e }
+    PortError::Sys {
+        port: port.to_string(),
+        what: what.to_string(),
+        source: e,
+    }
 }
 
 impl AfPacketPort {
@@ -81,14 +85,21 @@ impl AfPacketPort {
         let ifindex = sys::ifindex(&cfg.interface).map_err(|e| err(name, "interface", e))?;
         let mac = match cfg.mac {
             Some(m) => m,
-            None => sys::if_mac(&cfg.interface).map_err(|e| err(name, "reading the MAC address", e))?,
+            None => {
+                sys::if_mac(&cfg.interface).map_err(|e| err(name, "reading the MAC address", e))?
+            }
         };
 
         // RX: TPACKET_V3 ring.
-        let rx_fd = sys::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(ETH_P_ALL.to_be()))
-            .map_err(|e| err(name, "AF_PACKET socket (are you root?)", e))?;
+        let rx_fd = sys::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW,
+            i32::from(ETH_P_ALL.to_be()),
+        )
+        .map_err(|e| err(name, "AF_PACKET socket (are you root?)", e))?;
         let v3 = libc::tpacket_versions::TPACKET_V3 as i32;
-        sys::setsockopt(&rx_fd, libc::SOL_PACKET, libc::PACKET_VERSION, &v3).map_err(|e| err(name, "PACKET_VERSION", e))?;
+        sys::setsockopt(&rx_fd, libc::SOL_PACKET, libc::PACKET_VERSION, &v3)
+            .map_err(|e| err(name, "PACKET_VERSION", e))?;
         let req = libc::tpacket_req3 {
             tp_block_size: RX_BLOCK as u32,
             tp_block_nr: RX_BLOCKS as u32,
@@ -98,11 +109,13 @@ impl AfPacketPort {
             tp_sizeof_priv: 0,
             tp_feature_req_word: 0,
         };
-        sys::setsockopt(&rx_fd, libc::SOL_PACKET, libc::PACKET_RX_RING, &req).map_err(|e| err(name, "PACKET_RX_RING", e))?;
+        sys::setsockopt(&rx_fd, libc::SOL_PACKET, libc::PACKET_RX_RING, &req)
+            .map_err(|e| err(name, "PACKET_RX_RING", e))?;
         let one: i32 = 1;
         sys::setsockopt(&rx_fd, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &one)
             .map_err(|e| err(name, "PACKET_IGNORE_OUTGOING", e))?;
-        let rx_ring = Mmap::new(rx_fd.as_raw_fd(), RX_BLOCK * RX_BLOCKS).map_err(|e| err(name, "mapping the RX ring", e))?;
+        let rx_ring = Mmap::new(rx_fd.as_raw_fd(), RX_BLOCK * RX_BLOCKS)
+            .map_err(|e| err(name, "mapping the RX ring", e))?;
         sys::bind_ll(&rx_fd, ifindex, ETH_P_ALL).map_err(|e| err(name, "bind", e))?;
         // SAFETY: packet_mreq is plain data; all-zero is valid.
         let mut mreq: libc::packet_mreq = unsafe { std::mem::zeroed() };
@@ -112,13 +125,16 @@ impl AfPacketPort {
             .map_err(|e| err(name, "promiscuous mode", e))?;
         if let Some(group) = cfg.fanout {
             let arg: u32 = u32::from(group) | (libc::PACKET_FANOUT_HASH << 16);
-            sys::setsockopt(&rx_fd, libc::SOL_PACKET, libc::PACKET_FANOUT, &arg).map_err(|e| err(name, "PACKET_FANOUT", e))?;
+            sys::setsockopt(&rx_fd, libc::SOL_PACKET, libc::PACKET_FANOUT, &arg)
+                .map_err(|e| err(name, "PACKET_FANOUT", e))?;
         }
 
         // TX: TPACKET_V2 ring on a socket that receives nothing (protocol 0).
-        let tx_fd = sys::socket(libc::AF_PACKET, libc::SOCK_RAW, 0).map_err(|e| err(name, "AF_PACKET socket", e))?;
+        let tx_fd = sys::socket(libc::AF_PACKET, libc::SOCK_RAW, 0)
+            .map_err(|e| err(name, "AF_PACKET socket", e))?;
         let v2 = libc::tpacket_versions::TPACKET_V2 as i32;
-        sys::setsockopt(&tx_fd, libc::SOL_PACKET, libc::PACKET_VERSION, &v2).map_err(|e| err(name, "PACKET_VERSION", e))?;
+        sys::setsockopt(&tx_fd, libc::SOL_PACKET, libc::PACKET_VERSION, &v2)
+            .map_err(|e| err(name, "PACKET_VERSION", e))?;
         sys::setsockopt(&tx_fd, libc::SOL_PACKET, libc::PACKET_QDISC_BYPASS, &one)
             .map_err(|e| err(name, "PACKET_QDISC_BYPASS", e))?;
         let treq = libc::tpacket_req {
@@ -127,8 +143,10 @@ impl AfPacketPort {
             tp_frame_size: FRAME as u32,
             tp_frame_nr: TX_FRAMES as u32,
         };
-        sys::setsockopt(&tx_fd, libc::SOL_PACKET, libc::PACKET_TX_RING, &treq).map_err(|e| err(name, "PACKET_TX_RING", e))?;
-        let tx_ring = Mmap::new(tx_fd.as_raw_fd(), TX_BLOCK * TX_BLOCKS).map_err(|e| err(name, "mapping the TX ring", e))?;
+        sys::setsockopt(&tx_fd, libc::SOL_PACKET, libc::PACKET_TX_RING, &treq)
+            .map_err(|e| err(name, "PACKET_TX_RING", e))?;
+        let tx_ring = Mmap::new(tx_fd.as_raw_fd(), TX_BLOCK * TX_BLOCKS)
+            .map_err(|e| err(name, "mapping the TX ring", e))?;
         sys::bind_ll(&tx_fd, ifindex, 0).map_err(|e| err(name, "bind", e))?;
 
         Ok(AfPacketPort {
@@ -162,7 +180,13 @@ impl AfPacketPort {
     fn block_u32(&self, block: usize, off: usize) -> u32 {
         // SAFETY: `off` < 64 is inside the block descriptor of a block we own
         // (status USER), which the kernel does not write until we release it.
-        unsafe { self.rx_ring.ptr().add(block * RX_BLOCK + off).cast::<u32>().read_unaligned() }
+        unsafe {
+            self.rx_ring
+                .ptr()
+                .add(block * RX_BLOCK + off)
+                .cast::<u32>()
+                .read_unaligned()
+        }
     }
 
     /// The TX frame `i`'s status word, shared with the kernel.
@@ -191,13 +215,16 @@ impl Port for AfPacketPort {
         let (mut n, mut bytes, mut dropped) = (0usize, 0u64, 0u64);
         while n < max {
             if self.rx_left == 0 {
-                if self.block_status(self.rx_block).load(Ordering::Acquire) & libc::TP_STATUS_USER == 0 {
+                if self.block_status(self.rx_block).load(Ordering::Acquire) & libc::TP_STATUS_USER
+                    == 0
+                {
                     break;
                 }
                 self.rx_left = self.block_u32(self.rx_block, 12);
                 self.rx_off = self.block_u32(self.rx_block, 16) as usize;
                 if self.rx_left == 0 {
-                    self.block_status(self.rx_block).store(libc::TP_STATUS_KERNEL, Ordering::Release);
+                    self.block_status(self.rx_block)
+                        .store(libc::TP_STATUS_KERNEL, Ordering::Release);
                     self.rx_block = (self.rx_block + 1) % RX_BLOCKS;
                     continue;
                 }
@@ -211,7 +238,13 @@ impl Port for AfPacketPort {
                 self.rx_left = 1;
             } else {
                 // SAFETY: the header lies inside a block we own (checked above).
-                let h: libc::tpacket3_hdr = unsafe { self.rx_ring.ptr().add(base + off).cast::<libc::tpacket3_hdr>().read_unaligned() };
+                let h: libc::tpacket3_hdr = unsafe {
+                    self.rx_ring
+                        .ptr()
+                        .add(base + off)
+                        .cast::<libc::tpacket3_hdr>()
+                        .read_unaligned()
+                };
                 let (mac, snap) = (h.tp_mac as usize, h.tp_snaplen as usize);
                 let vlan = h.tp_status & libc::TP_STATUS_VLAN_VALID != 0;
                 let total = snap + if vlan { 4 } else { 0 };
@@ -220,11 +253,17 @@ impl Port for AfPacketPort {
                     pool.free(buf);
                 } else {
                     // SAFETY: the frame bytes lie inside a block we own (checked).
-                    let src = unsafe { std::slice::from_raw_parts(self.rx_ring.ptr().add(base + off + mac), snap) };
+                    let src = unsafe {
+                        std::slice::from_raw_parts(self.rx_ring.ptr().add(base + off + mac), snap)
+                    };
                     let _ = buf.set_window(HEADROOM, total);
                     let d = buf.data_mut();
                     if vlan {
-                        let tpid = if h.tp_status & libc::TP_STATUS_VLAN_TPID_VALID != 0 { h.hv1.tp_vlan_tpid } else { 0x8100 };
+                        let tpid = if h.tp_status & libc::TP_STATUS_VLAN_TPID_VALID != 0 {
+                            h.hv1.tp_vlan_tpid
+                        } else {
+                            0x8100
+                        };
                         d[..12].copy_from_slice(&src[..12]);
                         d[12..14].copy_from_slice(&tpid.to_be_bytes());
                         d[14..16].copy_from_slice(&(h.hv1.tp_vlan_tci as u16).to_be_bytes());
@@ -243,7 +282,8 @@ impl Port for AfPacketPort {
             }
             self.rx_left -= 1;
             if self.rx_left == 0 {
-                self.block_status(self.rx_block).store(libc::TP_STATUS_KERNEL, Ordering::Release);
+                self.block_status(self.rx_block)
+                    .store(libc::TP_STATUS_KERNEL, Ordering::Release);
                 self.rx_block = (self.rx_block + 1) % RX_BLOCKS;
             }
         }
@@ -258,7 +298,9 @@ impl Port for AfPacketPort {
         for b in bufs.drain(..) {
             let st = self.tx_status(self.tx_head);
             let s = st.load(Ordering::Acquire);
-            if s & (libc::TP_STATUS_SEND_REQUEST | libc::TP_STATUS_SENDING) != 0 || b.len() > FRAME - TX_DATA {
+            if s & (libc::TP_STATUS_SEND_REQUEST | libc::TP_STATUS_SENDING) != 0
+                || b.len() > FRAME - TX_DATA
+            {
                 dropped += 1;
                 pool.free(b);
                 continue;

@@ -22,19 +22,31 @@ pub fn complete(frame: &mut [u8]) -> bool {
     }
     let (proto, l4, pseudo) = match et {
         0x0800 => {
-            let Some(ip) = frame.get(l3..l3 + 20) else { return false };
+            let Some(ip) = frame.get(l3..l3 + 20) else {
+                return false;
+            };
             let ihl = (ip[0] & 0x0f) as usize * 4;
             let total = u16::from_be_bytes([ip[2], ip[3]]) as usize;
-            if ihl < 20 || u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 || total < ihl || l3 + total > frame.len() {
+            if ihl < 20
+                || u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0
+                || total < ihl
+                || l3 + total > frame.len()
+            {
                 return false;
             }
             let src = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
             let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
             let len = total - ihl;
-            (ip[9], l3 + ihl..l3 + total, checksum::pseudo_header_v4(src, dst, ip[9], len as u16))
+            (
+                ip[9],
+                l3 + ihl..l3 + total,
+                checksum::pseudo_header_v4(src, dst, ip[9], len as u16),
+            )
         }
         0x86dd => {
-            let Some(ip) = frame.get(l3..l3 + 40) else { return false };
+            let Some(ip) = frame.get(l3..l3 + 40) else {
+                return false;
+            };
             let len = u16::from_be_bytes([ip[4], ip[5]]) as usize;
             if l3 + 40 + len > frame.len() {
                 return false;
@@ -44,7 +56,11 @@ pub fn complete(frame: &mut [u8]) -> bool {
             let src = Ipv6Addr::from(a);
             a.copy_from_slice(&ip[24..40]);
             let dst = Ipv6Addr::from(a);
-            (ip[6], l3 + 40..l3 + 40 + len, checksum::pseudo_header_v6(&src, &dst, ip[6], len as u32))
+            (
+                ip[6],
+                l3 + 40..l3 + 40 + len,
+                checksum::pseudo_header_v6(&src, &dst, ip[6], len as u32),
+            )
         }
         _ => return false,
     };
@@ -85,7 +101,11 @@ mod tests {
         assert_eq!(v4, good);
         let mut v6 = Vec::new();
         PacketBuilder::ethernet2([2; 6], [4; 6])
-            .ipv6([0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2], 64)
+            .ipv6(
+                [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+                [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+                64,
+            )
             .tcp(1, 2, 3, 4)
             .write(&mut v6, b"world")
             .unwrap();

@@ -33,7 +33,11 @@ pub fn setsockopt<T: Copy>(fd: &OwnedFd, level: i32, name: i32, value: &T) -> io
             std::mem::size_of::<T>() as libc::socklen_t,
         )
     };
-    if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }
 
 /// `getsockopt(2)` into a plain-data value.
@@ -41,8 +45,20 @@ pub fn getsockopt<T: Copy>(fd: &OwnedFd, level: i32, name: i32, value: &mut T) -
     let mut len = std::mem::size_of::<T>() as libc::socklen_t;
     // SAFETY: `value` points to a writable `T`; `len` says how many bytes the
     // kernel may write, and is updated by it.
-    let r = unsafe { libc::getsockopt(fd.as_raw_fd(), level, name, (value as *mut T).cast(), &mut len) };
-    if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+    let r = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (value as *mut T).cast(),
+            &mut len,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }
 
 /// `bind(2)` to a link-layer address.
@@ -60,16 +76,24 @@ pub fn bind_ll(fd: &OwnedFd, ifindex: i32, protocol: u16) -> io::Result<()> {
             std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
         )
     };
-    if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }
 
 /// The index of a network interface by name.
 pub fn ifindex(name: &str) -> io::Result<i32> {
-    let c = CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "interface name has a NUL"))?;
+    let c = CString::new(name)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "interface name has a NUL"))?;
     // SAFETY: `c` is a valid NUL-terminated string for the call's duration.
     let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
     if i == 0 {
-        Err(io::Error::new(io::ErrorKind::NotFound, format!("no network interface `{name}`")))
+        Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no network interface `{name}`"),
+        ))
     } else {
         Ok(i as i32)
     }
@@ -77,7 +101,10 @@ pub fn ifindex(name: &str) -> io::Result<i32> {
 
 fn ifreq(name: &str) -> io::Result<libc::ifreq> {
     if name.len() >= libc::IFNAMSIZ {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "interface name too long"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "interface name too long",
+        ));
     }
     // SAFETY: ifreq is plain data; all-zero is valid.
     let mut r: libc::ifreq = unsafe { std::mem::zeroed() };
@@ -167,7 +194,16 @@ impl Drop for Mmap {
 /// frames queued in a TX ring. Errors other than "try again" are returned.
 pub fn kick_tx(fd: &OwnedFd) -> io::Result<()> {
     // SAFETY: no buffer is passed; the kernel reads the mapped TX ring.
-    let r = unsafe { libc::sendto(fd.as_raw_fd(), std::ptr::null(), 0, libc::MSG_DONTWAIT, std::ptr::null(), 0) };
+    let r = unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            std::ptr::null(),
+            0,
+            libc::MSG_DONTWAIT,
+            std::ptr::null(),
+            0,
+        )
+    };
     if r < 0 {
         let e = io::Error::last_os_error();
         if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::ENOBUFS)) {
