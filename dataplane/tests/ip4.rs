@@ -164,15 +164,24 @@ fn ttl_expiry_sends_time_exceeded_from_ingress_address() {
         0,
         udp(H1, R1, [198, 18, 1, 2], [198, 18, 2, 2], 1, 1000, 18),
     );
+    h.inject(
+        0,
+        udp(H1, R1, [198, 18, 1, 2], [198, 18, 2, 2], 0, 1000, 18),
+    );
     assert_eq!(h.out(1).len(), 0);
-    assert_eq!(h.counter(Counter::Ip4TtlExpired), 1);
+    assert_eq!(h.counter(Counter::Ip4TtlExpired), 2, "TTL 1 and TTL 0");
     // The error goes back towards 198.18.1.2, which must be resolved first.
     let out = h.out(0);
     assert_eq!(out.len(), 1, "ARP request for the sender");
     assert_eq!(&out[0][12..14], &[0x08, 0x06]);
     h.inject(0, arp(2, H1, [198, 18, 1, 2], R1, [198, 18, 1, 1], R1));
     let out = h.out(0);
-    assert_eq!(out.len(), 1, "held error released after ARP reply");
+    assert_eq!(
+        out.len(),
+        2,
+        "held errors released after ARP reply\n{}",
+        h.report()
+    );
     let icmp = icmp4(&out[0]);
     assert!(matches!(icmp.icmp_type(), Icmpv4Type::TimeExceeded(_)));
     let p = decode(&out[0]);
@@ -183,7 +192,7 @@ fn ttl_expiry_sends_time_exceeded_from_ingress_address() {
     assert_eq!(ip.header().destination(), [198, 18, 1, 2]);
     // The quote starts with the original IP header.
     assert_eq!(&icmp.payload()[12..20], &[198, 18, 1, 2, 198, 18, 2, 2]);
-    assert_eq!(h.counter(Counter::Icmp4ErrorSent), 1);
+    assert_eq!(h.counter(Counter::Icmp4ErrorSent), 2);
 }
 
 #[test]

@@ -197,7 +197,7 @@ impl PacketBuf {
     #[inline(always)]
     pub fn write_padded(&mut self, padded: &[u8], len: usize) -> Result<(), BufError> {
         let n = padded.len();
-        if n % 64 != 0 || len > n || HEADROOM + n > FRAME_SIZE {
+        if !n.is_multiple_of(64) || len > n || HEADROOM + n > FRAME_SIZE {
             return Err(BufError::BadWindow {
                 off: HEADROOM,
                 len: n,
@@ -229,6 +229,14 @@ impl PacketBuf {
         self.data_mut().copy_from_slice(bytes);
         Ok(())
     }
+}
+
+/// Gives up a buffer without returning its frame (a foreign buffer is not
+/// ours to recycle). `PacketBuf` has no destructor, so this only ends the
+/// handle; the frame stays counted as outstanding and its pool leaks its
+/// region rather than free memory still in use.
+fn leak(buf: PacketBuf) {
+    let _ = buf;
 }
 
 const NOT_LENT: u8 = 0;
@@ -341,7 +349,7 @@ impl FramePool {
             // A foreign buffer: not ours to recycle. Leaking it is safe; a
             // debug build stops here because it is a bug in the caller.
             debug_assert!(false, "buffer returned to a foreign pool");
-            std::mem::forget(buf);
+            leak(buf);
         }
     }
 
@@ -379,12 +387,13 @@ impl FramePool {
     #[inline]
     pub fn lend(&mut self, buf: PacketBuf) -> Result<u64, BufError> {
         if !self.owns(&buf) {
-            std::mem::forget(buf);
+            leak(buf);
             return Err(BufError::ForeignBuffer);
         }
         let addr = Self::addr_of(&buf);
         self.state[buf.index as usize] = LENT;
-        std::mem::forget(buf);
+        // The handle ends here; the frame now belongs to the kernel ring.
+        let _ = buf;
         Ok(addr)
     }
 
