@@ -111,6 +111,9 @@ pub enum Driver {
     Memory,
     /// AF_PACKET socket on a kernel interface (works everywhere).
     AfPacket,
+    /// AF_XDP socket(s) on a kernel interface (zero-copy where the driver
+    /// allows it, copy mode otherwise).
+    AfXdp,
 }
 
 /// `[[port]]`: an I/O port.
@@ -123,11 +126,38 @@ pub struct PortCfg {
     pub rx_pcap: Option<PathBuf>,
     /// pcap: file to write transmitted frames to.
     pub tx_pcap: Option<PathBuf>,
-    /// af-packet: the kernel interface (default: the port's name).
+    /// af-packet, af-xdp: the kernel interface (default: the port's name).
     pub interface: Option<String>,
+    /// af-xdp: queues (one socket each), af-packet: sockets in a fanout
+    /// group. Queue q goes to worker q modulo the worker count.
+    #[serde(default = "one")]
+    pub queues: u16,
+    /// af-xdp: descriptors per ring (power of two).
+    #[serde(default = "default_ring")]
+    pub ring_size: u32,
+    /// af-xdp: `auto` (zero-copy, else copy mode) or `required`.
+    #[serde(default)]
+    pub zero_copy: ZeroCopy,
     pub mac: Option<String>,
     #[serde(default = "default_mtu")]
     pub mtu: u16,
+}
+
+/// Whether an AF_XDP port may fall back to copy mode.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ZeroCopy {
+    #[default]
+    Auto,
+    Required,
+}
+
+fn one() -> u16 {
+    1
+}
+
+fn default_ring() -> u32 {
+    2048
 }
 
 fn default_mtu() -> u16 {
@@ -399,12 +429,25 @@ impl Config {
                 Driver::Pcap if p.rx_pcap.is_none() && p.tx_pcap.is_none() => {
                     err(key.clone(), "a pcap port needs rx-pcap or tx-pcap".into())
                 }
-                Driver::Memory | Driver::Pcap | Driver::AfPacket => {}
+                Driver::Memory | Driver::Pcap | Driver::AfPacket | Driver::AfXdp => {}
             }
-            if p.driver != Driver::AfPacket && p.interface.is_some() {
+            let kernel = matches!(p.driver, Driver::AfPacket | Driver::AfXdp);
+            if !kernel && p.interface.is_some() {
                 err(
                     format!("{key}.interface"),
                     "only kernel-interface drivers have one".into(),
+                );
+            }
+            if p.queues == 0 || p.queues > 64 || (!kernel && p.queues != 1) {
+                err(
+                    format!("{key}.queues"),
+                    format!("{} is out of range (1..=64; 1 for this driver)", p.queues),
+                );
+            }
+            if !p.ring_size.is_power_of_two() || !(64..=16384).contains(&p.ring_size) {
+                err(
+                    format!("{key}.ring-size"),
+                    format!("{} is not a power of two in 64..=16384", p.ring_size),
                 );
             }
             if p.driver != Driver::Pcap && (p.rx_pcap.is_some() || p.tx_pcap.is_some()) {

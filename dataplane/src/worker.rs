@@ -22,6 +22,17 @@ use crate::graph::BURST;
 use crate::pipeline::{Ctx, Pipeline};
 use crate::port::Port;
 
+/// Why a worker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// Its buffer pool could not be allocated.
+    #[error(transparent)]
+    Pool(#[from] vrouter_buf::BufError),
+    /// A port could not be attached to the pool.
+    #[error(transparent)]
+    Port(#[from] crate::port::PortError),
+}
+
 /// See the module doc.
 pub struct Worker {
     pub link: Arc<WorkerLink>,
@@ -44,7 +55,7 @@ impl Worker {
         frames: u32,
         poll: PollMode,
         idle_sleep: Duration,
-    ) -> Result<Self, vrouter_buf::BufError> {
+    ) -> Result<Self, WorkerError> {
         let link = shared.add_worker();
         let n = ports
             .iter()
@@ -59,13 +70,19 @@ impl Worker {
             .iter()
             .map(|_| Vec::with_capacity(crate::graph::ARENA))
             .collect();
+        let mut pool = FramePool::new(frames)?;
+        let mut ports = ports;
+        let mut umem = None;
+        for p in ports.iter_mut() {
+            p.attach(&mut pool, &mut umem)?;
+        }
         Ok(Worker {
             link,
             shared,
             ports,
             slot,
             tx,
-            pool: FramePool::new(frames)?,
+            pool,
             pipeline: Pipeline::new(),
             poll,
             idle_sleep,

@@ -4,7 +4,7 @@
 
 use vrouter_pktgen_tests::*;
 
-const DRIVERS: &[&str] = &["af-packet"];
+const DRIVERS: &[&str] = &["af-packet", "af-xdp"];
 
 /// Two pods on one bridge domain.
 fn bridge(driver: &str) {
@@ -234,15 +234,27 @@ fn restart(driver: &str) {
         ping_stats(&t.exec("a", "ping -c 2 -i 0.1 -W 2 198.18.2.2")),
         (2, 2)
     );
+    let xdp_attached = |t: &Topology| {
+        t.exec("r", &format!("ip link show {ra}"))
+            .contains("prog/xdp")
+    };
     t.kill_vrouterd(k);
     let out = t.exec_out("a", "ping -c 1 -W 1 198.18.2.2");
     assert!(
         !out.status.success(),
         "nothing forwards while vrouterd is down"
     );
-    t.start_vrouterd("r", &cfg);
+    let k = t.start_vrouterd("r", &cfg);
     let out = t.exec("a", "ping -c 3 -i 0.1 -W 2 198.18.2.2");
     assert_eq!(ping_stats(&out), (3, 3), "{out}");
+    if driver == "af-xdp" {
+        assert!(xdp_attached(&t), "AF_XDP port runs with its XDP program");
+    }
+    t.stop_vrouterd(k);
+    assert!(
+        !xdp_attached(&t),
+        "no XDP program left behind after a clean stop"
+    );
 }
 
 #[test]

@@ -200,13 +200,19 @@ impl<K: Key> Core<K> {
     ) -> Result<(), Exhausted> {
         let (lo_i, hi_i, shift, base, ed) = self.span(level, lo, hi);
         for i in lo_i..=hi_i {
-            let start = base | (K::from_usize(i) << shift);
-            let end = start.last(ed);
             let Some(slot) = t.slot(tbl, i) else { continue };
             let old = slot.load(Ordering::Relaxed);
+            // Entries strictly between the first and the last are covered.
+            let inner = i != lo_i && i != hi_i;
+            let start = if inner {
+                lo
+            } else {
+                base | (K::from_usize(i) << shift)
+            };
+            let end = if inner { hi } else { start.last(ed) };
             if lo <= start && end <= hi {
                 if old != nh {
-                    slot.store(nh, Ordering::Release);
+                    publish(slot, nh);
                     if is_group(old) {
                         self.retire_tree(t, old & !GROUP_FLAG);
                     }
@@ -218,7 +224,7 @@ impl<K: Key> Core<K> {
                 let g = old & !GROUP_FLAG;
                 self.write(t, level + 1, Tbl::Group(g), clo, chi, nh)?;
                 if let Some(v) = uniform(t.store.group(g)) {
-                    slot.store(v, Ordering::Release);
+                    publish(slot, v);
                     self.alloc.retire(g);
                 }
             } else if old != nh {
@@ -232,7 +238,7 @@ impl<K: Key> Core<K> {
                 }
                 self.write(t, level + 1, Tbl::Group(g), clo, chi, nh)?;
                 // Publish only the complete group.
-                slot.store(GROUP_FLAG | g, Ordering::Release);
+                publish(slot, GROUP_FLAG | g);
             }
         }
         Ok(())
@@ -299,6 +305,15 @@ impl<K: Key> Core<K> {
     }
 }
 
+/// Stores `v` into a table slot readers may see (`Release`: everything the
+/// writer stored before, such as a new group's entries, is visible first).
+#[inline]
+fn publish(slot: &AtomicU32, v: u32) {
+    slot.store(v, Ordering::Release);
+    #[cfg(test)]
+    tests::after_publish();
+}
+
 /// The common value of a group whose entries are all the same next hop.
 fn uniform(group: &[AtomicU32]) -> Option<u32> {
     let (first, last) = (
@@ -312,4 +327,147 @@ fn uniform(group: &[AtomicU32]) -> Option<u32> {
         .iter()
         .all(|e| e.load(Ordering::Relaxed) == first)
         .then_some(first)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    //! Every intermediate state of a change is checked: a hook runs lookups
+    //! after each store the writer makes to a slot readers may see, and every
+    //! answer must be the address's next hop before or after the change.
+
+    use std::cell::RefCell;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    use rand::rngs::SmallRng;
+    use rand::{Rng, SeedableRng};
+
+    use crate::{Fib4, Fib4Config, Fib6, Fib6Config};
+
+    type Hook = Box<dyn FnMut()>;
+
+    thread_local! {
+        static HOOK: RefCell<Option<Hook>> = const { RefCell::new(None) };
+    }
+
+    pub(crate) fn after_publish() {
+        HOOK.with_borrow_mut(|h| {
+            if let Some(h) = h.as_mut() {
+                h();
+            }
+        });
+    }
+
+    /// Runs `ops` changes through `change`, checking with `lookup` after each
+    /// published store that every probe answers its old or its new next hop.
+    fn check_every_state<A: Copy + 'static>(
+        probes: Vec<A>,
+        lookup: impl Fn(A) -> u32 + Clone + 'static,
+        ops: usize,
+        mut change: impl FnMut(usize),
+    ) {
+        let seen: std::rc::Rc<RefCell<Vec<Vec<u32>>>> = std::rc::Rc::default();
+        let (p2, l2, s2) = (probes.clone(), lookup.clone(), seen.clone());
+        HOOK.with_borrow_mut(|h| {
+            *h = Some(Box::new(move || {
+                let mut s = s2.borrow_mut();
+                for (i, &a) in p2.iter().enumerate() {
+                    s[i].push(l2(a));
+                }
+            }))
+        });
+        for op in 0..ops {
+            let before: Vec<u32> = probes.iter().map(|&a| lookup(a)).collect();
+            *seen.borrow_mut() = vec![Vec::new(); probes.len()];
+            change(op);
+            let after: Vec<u32> = probes.iter().map(|&a| lookup(a)).collect();
+            for (i, s) in seen.borrow().iter().enumerate() {
+                for &v in s {
+                    assert!(
+                        v == before[i] || v == after[i],
+                        "op {op} probe {i}: saw {v}, old {}, new {}",
+                        before[i],
+                        after[i]
+                    );
+                }
+            }
+        }
+        HOOK.with_borrow_mut(|h| *h = None);
+    }
+
+    #[test]
+    fn v4_every_intermediate_state_is_old_or_new() {
+        let mut fib = Fib4::new(Fib4Config { max_groups: 256 }).unwrap();
+        let table = fib.table().clone();
+        let base = 0xc612_0000u32;
+        let mut probes = Vec::new();
+        for k in 0..4u32 {
+            for h in [0u32, 1, 63, 64, 100, 127, 128, 129, 191, 192, 200, 255] {
+                probes.push(base | (k << 8) | h);
+            }
+        }
+        let mut rng = SmallRng::seed_from_u64(1);
+        let mut routes: Vec<(u32, u8)> = Vec::new();
+        check_every_state(
+            probes,
+            move |a| table.lookup(a),
+            1200,
+            |op| {
+                if op % 50 == 0 {
+                    // The hook's lookups run between stores, never across a reclaim.
+                    let t = fib.retire_barrier();
+                    fib.reclaim(t);
+                }
+                if rng.gen_bool(0.5) || routes.is_empty() {
+                    let len = rng.gen_range(20..=32u8);
+                    let p = (base | rng.gen_range(0..1024u32)) & (u32::MAX << (32 - len));
+                    fib.insert(Ipv4Addr::from(p), len, rng.gen_range(1..4))
+                        .unwrap();
+                    routes.push((p, len));
+                } else {
+                    let (p, l) = routes.swap_remove(rng.gen_range(0..routes.len()));
+                    fib.remove(Ipv4Addr::from(p), l).unwrap();
+                }
+            },
+        );
+    }
+
+    #[test]
+    fn v6_every_intermediate_state_is_old_or_new() {
+        let mut fib = Fib6::new(Fib6Config {
+            root_bits: 16,
+            max_groups: 4096,
+        })
+        .unwrap();
+        let table = fib.table().clone();
+        let base = 0x2001_0db8_0000_0000_0000_0000_0000_0000u128;
+        let probes: Vec<u128> = (0..48)
+            .map(|i| base | ((i as u128 % 4) << 88) | ((i as u128 * 0x9e37_79b9) << 40) | i as u128)
+            .collect();
+        let mut rng = SmallRng::seed_from_u64(2);
+        let mut routes: Vec<(u128, u8)> = Vec::new();
+        let p2 = probes.clone();
+        check_every_state(
+            probes,
+            move |a| table.lookup(a),
+            800,
+            |op| {
+                if op % 50 == 0 {
+                    // The hook's lookups run between stores, never across a reclaim.
+                    let t = fib.retire_barrier();
+                    fib.reclaim(t);
+                }
+                if rng.gen_bool(0.5) || routes.is_empty() {
+                    let len = rng.gen_range(24..=128u8);
+                    let a = p2[rng.gen_range(0..p2.len())] ^ (1u128 << rng.gen_range(0..128));
+                    let p = a & (u128::MAX << (128 - u32::from(len)));
+                    fib.insert(Ipv6Addr::from(p), len, rng.gen_range(1..4))
+                        .unwrap();
+                    routes.push((p, len));
+                } else {
+                    let (p, l) = routes.swap_remove(rng.gen_range(0..routes.len()));
+                    fib.remove(Ipv6Addr::from(p), l).unwrap();
+                }
+            },
+        );
+    }
 }

@@ -291,6 +291,6 @@ mod tests {
             }
         );
         assert!(store.slot(g1, 255).is_some());
-        assert!(store.slot(5, 0).is_none());
+        assert!(store.slot(CHUNK_GROUPS as u32, 0).is_none());
     }
 }

@@ -334,15 +334,17 @@ mod tests {
 
     #[test]
     fn overlapping_prefixes_in_every_order() {
+        // Kept short of /8 so the 720 orders stay fast in debug builds.
         let routes = [
-            ("10.0.0.0", 8, 1),
+            ("10.0.0.0", 12, 1),
+            ("10.0.0.0", 15, 6),
             ("10.1.0.0", 16, 2),
             ("10.1.2.0", 24, 3),
             ("10.1.2.64", 26, 4),
             ("10.1.2.64", 32, 5),
-            ("0.0.0.0", 0, 6),
         ];
         let probes = [
+            "10.2.0.1",
             "10.0.0.1",
             "10.1.0.1",
             "10.1.2.1",
@@ -374,7 +376,7 @@ mod tests {
             assert_eq!(f.group_stats().in_use, 0);
             assert!(f.reclaim_unshared());
         });
-        assert_eq!(expect.unwrap(), vec![1, 2, 3, 5, 4, 3, 6]);
+        assert_eq!(expect.unwrap(), vec![1, 6, 2, 3, 5, 4, 3, 0]);
     }
 
     fn permute(v: &mut Vec<usize>, k: usize, f: &mut dyn FnMut(&[usize])) {

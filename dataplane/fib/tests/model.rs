@@ -83,7 +83,8 @@ fn v4_op() -> impl Strategy<Value = Op<u32>> {
     let base = prop_oneof![Just(0xc612_0000u32), Just(0x0a00_0000), Just(0xffff_ff00)];
     let addr = (base, any::<u32>(), 0u32..=32)
         .prop_map(|(b, r, span)| b ^ (r & u32::MAX.checked_shr(32 - span).unwrap_or(0)));
-    let len = prop_oneof![0u8..=32, 20u8..=32, 23u8..=26];
+    // Short prefixes rewrite up to 2^24 entries: keep them rare (debug builds).
+    let len = prop_oneof![1 => 0u8..=32, 4 => 16u8..=32, 4 => 23u8..=26];
     prop_oneof![
         5 => (addr.clone(), len.clone(), 1u32..6).prop_map(|(a, l, nh)| Op::Insert(a, l, nh)),
         2 => (addr, len).prop_map(|(a, l)| Op::Remove(a, l)),
@@ -101,7 +102,7 @@ fn v6_op() -> impl Strategy<Value = Op<u128>> {
     // Perturb a few bits at one chosen depth only: parents stay shared.
     let addr =
         (base, any::<u8>(), 0u32..128).prop_map(|(b, r, pos)| b ^ (u128::from(r) << pos.min(120)));
-    let len = prop_oneof![0u8..=128, 16u8..=64, 120u8..=128];
+    let len = prop_oneof![1 => 0u8..=128, 3 => 16u8..=64, 2 => 120u8..=128];
     prop_oneof![
         5 => (addr.clone(), len.clone(), 1u32..6).prop_map(|(a, l, nh)| Op::Insert(a, l, nh)),
         2 => (addr, len).prop_map(|(a, l)| Op::Remove(a, l)),
@@ -236,7 +237,7 @@ fn run_v6(ops: &[Op<u128>], extra: &[u128], root_bits: u8) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
 
     #[test]
     fn v4_matches_model(ops in proptest::collection::vec(v4_op(), 1..60),
@@ -247,7 +248,7 @@ proptest! {
     #[test]
     fn v6_matches_model(ops in proptest::collection::vec(v6_op(), 1..60),
                         extra in proptest::collection::vec(any::<u128>(), 0..8),
-                        root_bits in prop_oneof![Just(8u8), Just(16), Just(24)]) {
+                        root_bits in prop_oneof![2 => Just(8u8), 6 => Just(16), 1 => Just(24)]) {
         run_v6(&ops, &extra, root_bits);
     }
 }

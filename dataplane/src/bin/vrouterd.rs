@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use vrouter_dataplane::config::{Config, Driver};
+use vrouter_dataplane::config::{Config, Driver, ZeroCopy, parse_mac};
 use vrouter_dataplane::control::Router;
 use vrouter_dataplane::port::af_packet::{AfPacketConfig, AfPacketPort};
+use vrouter_dataplane::port::af_xdp::{AfXdpConfig, AfXdpPort};
 use vrouter_dataplane::port::memory::MemoryPort;
 use vrouter_dataplane::port::pcap::PcapPort;
 use vrouter_dataplane::port::{Port, PortStats, default_mac};
@@ -48,39 +49,63 @@ struct Args {
     log: String,
 }
 
-fn open_ports(cfg: &Config) -> Result<Vec<Box<dyn Port>>> {
-    let mut ports: Vec<Box<dyn Port>> = Vec::new();
+/// Opens every port (one object per queue) with the worker each goes to.
+fn open_ports(cfg: &Config, workers: usize) -> Result<Vec<(usize, Box<dyn Port>)>> {
+    let mut ports: Vec<(usize, Box<dyn Port>)> = Vec::new();
     for (k, p) in cfg.ports.iter().enumerate() {
         let idx = k as u16;
-        let mac = p
-            .mac
-            .as_deref()
-            .and_then(|m| vrouter_dataplane::config::parse_mac(m, true).ok())
-            .unwrap_or_else(|| default_mac(idx));
-        let port: Box<dyn Port> = match p.driver {
-            Driver::Pcap => Box::new(PcapPort::open(
-                idx,
-                &p.name,
-                mac,
-                p.rx_pcap.as_deref().and_then(|x| x.to_str()),
-                p.tx_pcap.as_deref().and_then(|x| x.to_str()),
-            )?),
-            Driver::Memory => Box::new(MemoryPort::replay(idx, &p.name, mac, Vec::new())),
-            Driver::AfPacket => Box::new(AfPacketPort::open(
-                idx,
-                &p.name,
-                &AfPacketConfig {
-                    interface: p.interface.clone().unwrap_or_else(|| p.name.clone()),
-                    fanout: None,
-                    block_timeout_ms: 1,
-                    mac: p
-                        .mac
-                        .as_deref()
-                        .and_then(|m| vrouter_dataplane::config::parse_mac(m, true).ok()),
-                },
-            )?),
-        };
-        ports.push(port);
+        let configured_mac = p.mac.as_deref().and_then(|m| parse_mac(m, true).ok());
+        let mac = configured_mac.unwrap_or_else(|| default_mac(idx));
+        let interface = p.interface.clone().unwrap_or_else(|| p.name.clone());
+        match p.driver {
+            Driver::Pcap => ports.push((
+                k % workers,
+                Box::new(PcapPort::open(
+                    idx,
+                    &p.name,
+                    mac,
+                    p.rx_pcap.as_deref().and_then(|x| x.to_str()),
+                    p.tx_pcap.as_deref().and_then(|x| x.to_str()),
+                )?),
+            )),
+            Driver::Memory => ports.push((
+                k % workers,
+                Box::new(MemoryPort::replay(idx, &p.name, mac, Vec::new())),
+            )),
+            Driver::AfPacket => {
+                for q in 0..p.queues {
+                    let c = AfPacketConfig {
+                        interface: interface.clone(),
+                        fanout: (p.queues > 1).then_some(idx),
+                        block_timeout_ms: 1,
+                        mac: configured_mac,
+                    };
+                    let w = if p.queues > 1 {
+                        q as usize % workers
+                    } else {
+                        k % workers
+                    };
+                    ports.push((w, Box::new(AfPacketPort::open(idx, &p.name, &c)?)));
+                }
+            }
+            Driver::AfXdp => {
+                for q in 0..p.queues {
+                    let c = AfXdpConfig {
+                        interface: interface.clone(),
+                        queue: u32::from(q),
+                        ring_size: p.ring_size,
+                        require_zero_copy: p.zero_copy == ZeroCopy::Required,
+                        mac: configured_mac,
+                    };
+                    let w = if p.queues > 1 {
+                        q as usize % workers
+                    } else {
+                        k % workers
+                    };
+                    ports.push((w, Box::new(AfXdpPort::open(idx, &p.name, &c)?)));
+                }
+            }
+        }
     }
     Ok(ports)
 }
@@ -96,8 +121,12 @@ fn main() -> Result<()> {
     let file = args.config.display().to_string();
     let cfg =
         Config::load(&args.config).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
-    let ports = open_ports(&cfg).context("opening ports")?;
-    let macs: Vec<_> = ports.iter().map(|p| Some(p.mac())).collect();
+    let nworkers = cfg.dataplane.workers;
+    let ports = open_ports(&cfg, nworkers).context("opening ports")?;
+    let mut macs: Vec<Option<vrouter_wire::MacAddr>> = vec![None; cfg.ports.len()];
+    for (_, p) in &ports {
+        macs[p.index() as usize] = Some(p.mac());
+    }
     let mut router = Router::from_config(&cfg, &macs, &file)
         .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
     if args.check {
@@ -108,7 +137,7 @@ fn main() -> Result<()> {
     let offline = !ports.is_empty() && cfg.ports.iter().all(|p| p.driver == Driver::Pcap);
     let port_stats: Vec<(String, Arc<PortStats>)> = ports
         .iter()
-        .map(|p| (p.name().to_string(), p.stats().clone()))
+        .map(|(_, p)| (p.name().to_string(), p.stats().clone()))
         .collect();
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -119,11 +148,9 @@ fn main() -> Result<()> {
     signal_hook::flag::register(signal_hook::consts::SIGUSR1, usr1.clone())
         .context("installing signal handlers")?;
 
-    // Ports are spread over workers round-robin; real-port queues come later.
-    let nworkers = cfg.dataplane.workers.min(ports.len().max(1));
     let mut per_worker: Vec<Vec<Box<dyn Port>>> = (0..nworkers).map(|_| Vec::new()).collect();
-    for (k, p) in ports.into_iter().enumerate() {
-        per_worker[k % nworkers].push(p);
+    for (w, p) in ports {
+        per_worker[w].push(p);
     }
     let mut handles = Vec::new();
     for (w, ports) in per_worker.into_iter().enumerate() {

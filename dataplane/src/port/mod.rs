@@ -11,10 +11,12 @@
 //! checked socket wrappers the kernel ports share.
 
 pub mod af_packet;
+pub mod af_xdp;
 pub mod csum;
 pub mod memory;
 pub mod pcap;
 pub mod sys;
+mod xdp_ffi;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -61,8 +63,14 @@ pub struct PortStats {
     pub tx_bytes: AtomicU64,
     /// Frames the port could not send (ring full, write error).
     pub tx_dropped: AtomicU64,
-    /// Failed transmit kicks (the kernel refused a burst).
+    /// Failed transmit kicks or rejected descriptors.
     pub tx_errors: AtomicU64,
+    /// Frames the port had no room for in its TX ring.
+    pub tx_ring_full: AtomicU64,
+    /// Times the kernel found the fill ring empty (AF_XDP).
+    pub rx_fill_empty: AtomicU64,
+    /// Malformed receive descriptors.
+    pub rx_errors: AtomicU64,
 }
 
 /// A plain copy of [`PortStats`].
@@ -74,6 +82,10 @@ pub struct PortCounters {
     pub tx_packets: u64,
     pub tx_bytes: u64,
     pub tx_dropped: u64,
+    pub tx_errors: u64,
+    pub tx_ring_full: u64,
+    pub rx_fill_empty: u64,
+    pub rx_errors: u64,
 }
 
 impl PortStats {
@@ -85,13 +97,18 @@ impl PortStats {
 
     /// A copy of the current values.
     pub fn snapshot(&self) -> PortCounters {
+        let g = |c: &AtomicU64| c.load(Relaxed);
         PortCounters {
-            rx_packets: self.rx_packets.load(Relaxed),
-            rx_bytes: self.rx_bytes.load(Relaxed),
-            rx_dropped: self.rx_dropped.load(Relaxed),
-            tx_packets: self.tx_packets.load(Relaxed),
-            tx_bytes: self.tx_bytes.load(Relaxed),
-            tx_dropped: self.tx_dropped.load(Relaxed),
+            rx_packets: g(&self.rx_packets),
+            rx_bytes: g(&self.rx_bytes),
+            rx_dropped: g(&self.rx_dropped),
+            tx_packets: g(&self.tx_packets),
+            tx_bytes: g(&self.tx_bytes),
+            tx_dropped: g(&self.tx_dropped),
+            tx_errors: g(&self.tx_errors),
+            tx_ring_full: g(&self.tx_ring_full),
+            rx_fill_empty: g(&self.rx_fill_empty),
+            rx_errors: g(&self.rx_errors),
         }
     }
 }
@@ -106,6 +123,16 @@ pub trait Port: Send {
 
     /// The port's MAC address.
     fn mac(&self) -> MacAddr;
+
+    /// Finishes set-up once the worker's pool exists (AF_XDP registers it
+    /// as UMEM; `shared_umem` carries the worker's first AF_XDP socket).
+    fn attach(
+        &mut self,
+        _pool: &mut FramePool,
+        _shared_umem: &mut Option<i32>,
+    ) -> Result<(), PortError> {
+        Ok(())
+    }
 
     /// Receives up to `max` packets, appending them to `out`.
     /// Returns how many were appended.

@@ -146,6 +146,12 @@ unsafe impl Send for Mmap {}
 impl Mmap {
     /// Maps `len` bytes of `fd` at offset 0.
     pub fn new(fd: RawFd, len: usize) -> io::Result<Mmap> {
+        Self::at(fd, len, 0)
+    }
+
+    /// Maps `len` bytes of `fd` at `offset` (AF_XDP rings live at fixed
+    /// page offsets of the socket).
+    pub fn at(fd: RawFd, len: usize, offset: i64) -> io::Result<Mmap> {
         // SAFETY: a fresh shared mapping chosen by the kernel; no existing
         // memory is affected. Failure is reported as MAP_FAILED.
         let p = unsafe {
@@ -155,7 +161,7 @@ impl Mmap {
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_SHARED | libc::MAP_POPULATE,
                 fd,
-                0,
+                offset,
             )
         };
         if p == libc::MAP_FAILED {
@@ -212,4 +218,37 @@ pub fn kick_tx(fd: &OwnedFd) -> io::Result<()> {
         return Err(e);
     }
     Ok(())
+}
+
+/// `recvfrom(fd, NULL, 0, MSG_DONTWAIT)`: wakes the kernel to refill an
+/// AF_XDP RX path (need_wakeup). Errors are ignored: a wakeup is a hint.
+pub fn kick_rx(fd: &OwnedFd) {
+    // SAFETY: no buffer is passed; the call only wakes the kernel side.
+    unsafe {
+        libc::recvfrom(
+            fd.as_raw_fd(),
+            std::ptr::null_mut(),
+            0,
+            libc::MSG_DONTWAIT,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        );
+    }
+}
+
+/// `bind(2)` of an AF_XDP socket.
+pub fn bind_xdp(fd: &OwnedFd, sa: &libc::sockaddr_xdp) -> io::Result<()> {
+    // SAFETY: `sa` is a valid sockaddr_xdp and its size is passed.
+    let r = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (sa as *const libc::sockaddr_xdp).cast(),
+            std::mem::size_of::<libc::sockaddr_xdp>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }
