@@ -235,7 +235,7 @@ fn load() -> Data {
 /// Writes the sets in dpdk-test-fib's `-f` / `-t` format.
 fn dump(dir: &str, d: &Data) {
     let mut s = String::new();
-    let mut write = |name: &str, s: &mut String| {
+    let write = |name: &str, s: &mut String| {
         std::fs::write(format!("{dir}/{name}"), s.as_bytes()).unwrap();
         s.clear();
     };

@@ -16,6 +16,8 @@ fn main() {
     let mut b = match which {
         "l2" => vrouter_benches::l2(65536),
         "l2-small" => vrouter_benches::l2(512),
+        "ip4-small" => vrouter_benches::ip4(10_000, 512),
+        "ip6-small" => vrouter_benches::ip6(10_000, 512),
         "ip4" => vrouter_benches::ip4(1_000_000, 65536),
         "ip6" => vrouter_benches::ip6(200_000, 65536),
         other => panic!("unknown pipeline {other}"),

@@ -21,6 +21,12 @@ use crate::tables::IfaceMode;
 const ETH: usize = 14;
 const VLAN: usize = 4;
 
+/// The first 8 bytes of a frame (at least 14 long) as a big-endian integer.
+#[inline(always)]
+fn d8(d: &[u8]) -> u64 {
+    d.first_chunk::<8>().map_or(0, |b| u64::from_be_bytes(*b))
+}
+
 #[inline(always)]
 fn be16(d: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([d[at], d[at + 1]])
@@ -89,7 +95,9 @@ pub fn input(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
                 q.push(NodeId::L2Input, i);
             }
             IfaceMode::Routed { vrf } => {
-                if !multi && p.buf.data()[0..6] != iface.mac.0 {
+                // Compare as integers: the first 8 bytes, top 6 are the MAC.
+                let dst = d8(p.buf.data()) >> 16;
+                if !multi && dst != iface.mac.to_u64() {
                     drop_pkt(p, q, i, Counter::EthNotForUs);
                     continue;
                 }

@@ -16,14 +16,14 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use vrouter_wire::checksum;
-use vrouter_wire::{EtherType, Ipv4Packet};
+use vrouter_wire::{EtherType, Ipv4Packet, MacAddr};
 
 use super::{be16, be32, flow_hash, icmp_error};
 use crate::ethernet::{drop_pkt, l3_output, set_l2_header};
 use crate::graph::{Counter, NodeId, Queues};
 use crate::pipeline::{Ctx, NodeState};
 use crate::pkt::{Pkt, flags};
-use crate::tables::{NextHop, Tables};
+use crate::tables::{IfaceMode, NextHop, Tables};
 
 const ICMP: u8 = 1;
 const UDP: u8 = 17;
@@ -44,42 +44,78 @@ fn is_martian_src(a: u32) -> bool {
     a >> 28 == 0xe || a == u32::MAX || a >> 24 == 127
 }
 
+/// One's-complement sum of a 20-byte header, as five 32-bit words (2^32 is
+/// 1 modulo 2^16 - 1, so 32-bit words fold to the same 16-bit sum). A valid
+/// header sums to 0xffff.
+#[inline(always)]
+fn sum20(h: &[u8; 20]) -> u32 {
+    let w = |k: usize| u64::from(u32::from_be_bytes([h[k], h[k + 1], h[k + 2], h[k + 3]]));
+    let s = w(0) + w(4) + w(8) + w(12) + w(16);
+    let s = (s & 0xffff_ffff) + (s >> 32);
+    let s = (s & 0xffff) + (s >> 16);
+    let s = (s & 0xffff) + (s >> 16);
+    ((s & 0xffff) + (s >> 16)) as u32
+}
+
+/// Header checks with the exact reason, for what the fast path does not
+/// take (options, a wrong version or IHL, short frames).
+fn check_slow(l3: &[u8]) -> Result<usize, Counter> {
+    if l3.len() < 20 {
+        return Err(Counter::Ip4Truncated);
+    }
+    if l3[0] >> 4 != 4 {
+        return Err(Counter::Ip4BadVersion);
+    }
+    let ihl = (l3[0] & 0x0f) as usize * 4;
+    if ihl < 20 {
+        return Err(Counter::Ip4BadIhl);
+    }
+    let total = be16(l3, 2) as usize;
+    if ihl > l3.len() || total > l3.len() {
+        return Err(Counter::Ip4Truncated);
+    }
+    if total < ihl {
+        return Err(Counter::Ip4BadLength);
+    }
+    if checksum::sum(&l3[..ihl]) != 0xffff {
+        return Err(Counter::Ip4BadChecksum);
+    }
+    Ok(total)
+}
+
 /// The `ip4-input` node.
 pub fn input(_cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
     for &i in input {
         let p = &mut pkts[i as usize];
         let l3 = p.l3();
-        if l3.len() < 20 {
-            drop_pkt(p, q, i, Counter::Ip4Truncated);
-            continue;
-        }
-        if l3[0] >> 4 != 4 {
-            drop_pkt(p, q, i, Counter::Ip4BadVersion);
-            continue;
-        }
-        let ihl = (l3[0] & 0x0f) as usize * 4;
-        if ihl < 20 {
-            drop_pkt(p, q, i, Counter::Ip4BadIhl);
-            continue;
-        }
-        let total = be16(l3, 2) as usize;
-        if ihl > l3.len() || total > l3.len() {
-            drop_pkt(p, q, i, Counter::Ip4Truncated);
-            continue;
-        }
-        if total < ihl {
-            drop_pkt(p, q, i, Counter::Ip4BadLength);
-            continue;
-        }
-        if checksum::sum(&l3[..ihl]) != 0xffff {
-            drop_pkt(p, q, i, Counter::Ip4BadChecksum);
-            continue;
-        }
-        if is_martian_src(be32(l3, 12)) {
+        // Fast path: a 20-byte header (no options).
+        let checked = match l3.first_chunk::<20>() {
+            Some(h) if h[0] == 0x45 => {
+                let total = u16::from_be_bytes([h[2], h[3]]) as usize;
+                if total > l3.len() {
+                    Err(Counter::Ip4Truncated)
+                } else if total < 20 {
+                    Err(Counter::Ip4BadLength)
+                } else if sum20(h) != 0xffff {
+                    Err(Counter::Ip4BadChecksum)
+                } else {
+                    Ok(total)
+                }
+            }
+            _ => check_slow(l3),
+        };
+        let total = match checked {
+            Ok(t) => t,
+            Err(c) => {
+                drop_pkt(p, q, i, c);
+                continue;
+            }
+        };
+        let (src, dst) = (be32(l3, 12), be32(l3, 16));
+        if is_martian_src(src) {
             drop_pkt(p, q, i, Counter::Ip4BadSource);
             continue;
         }
-        let dst = be32(l3, 16);
         let l3_off = p.meta.l3_off as usize;
         p.buf.truncate(l3_off + total);
         if dst >> 28 == 0xe || dst == u32::MAX {
@@ -226,22 +262,93 @@ pub fn lookup(cx: &mut Ctx, st: &mut NodeState, pkts: &mut [Pkt], input: &[u16],
     }
 }
 
+/// What rewriting towards one next hop needs, resolved once per run of
+/// packets with the same next hop.
+#[derive(Clone, Copy)]
+pub(crate) struct Adjacency {
+    pub id: u32,
+    pub iface: u16,
+    pub mtu: u16,
+    /// Output through a BVI (into a bridge domain) rather than a port.
+    pub bvi: bool,
+    /// The Ethernet header to write: destination, source, EtherType.
+    pub header: [u8; 14],
+}
+
+impl Adjacency {
+    /// The adjacency of next hop `id`, if it is a resolved neighbour.
+    #[inline]
+    pub(crate) fn of(t: &Tables, id: u32, ethertype: EtherType) -> Option<Adjacency> {
+        let &NextHop::Rewrite { iface, mac } = t.nexthop(id)? else {
+            return None;
+        };
+        let f = t.iface(iface)?;
+        let mut header = [0u8; 14];
+        header[0..6].copy_from_slice(mac.as_bytes());
+        header[6..12].copy_from_slice(f.mac.as_bytes());
+        header[12..14].copy_from_slice(&ethertype.0.to_be_bytes());
+        Some(Adjacency {
+            id,
+            iface,
+            mtu: f.mtu,
+            bvi: matches!(f.mode, IfaceMode::Bvi { .. }),
+            header,
+        })
+    }
+
+    /// Writes the Ethernet header in front of the L3 header and sends the
+    /// packet to its output node.
+    #[inline(always)]
+    pub(crate) fn send(&self, cx: &Ctx, p: &mut Pkt, q: &mut Queues, i: u16) {
+        if p.meta.l3_off == 14 {
+            if let Some(h) = p.buf.data_mut().first_chunk_mut::<14>() {
+                *h = self.header;
+            }
+        } else {
+            let (dst, src) = (
+                MacAddr::from_slice(&self.header[0..6]).unwrap_or(MacAddr::ZERO),
+                MacAddr::from_slice(&self.header[6..12]).unwrap_or(MacAddr::ZERO),
+            );
+            let et = EtherType(u16::from_be_bytes([self.header[12], self.header[13]]));
+            if !set_l2_header(p, dst, src, et) {
+                drop_pkt(p, q, i, Counter::GraphNoSpace);
+                return;
+            }
+        }
+        if self.bvi {
+            l3_output(cx, p, q, i, self.iface);
+        } else {
+            p.meta.tx_if = self.iface;
+            q.push(NodeId::InterfaceOutput, i);
+        }
+    }
+}
+
 /// The `ip4-rewrite` node.
 pub fn rewrite(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
     let t = cx.t;
+    let mut adj: Option<Adjacency> = None;
     for &i in input {
         let p = &mut pkts[i as usize];
-        let Some(&NextHop::Rewrite { iface, mac }) = t.nexthop(p.meta.nh) else {
-            drop_pkt(p, q, i, Counter::Ip4BadNextHop);
-            continue;
+        let a = match adj {
+            Some(a) if a.id == p.meta.nh => a,
+            _ => match Adjacency::of(t, p.meta.nh, EtherType::IPV4) {
+                Some(a) => {
+                    adj = Some(a);
+                    a
+                }
+                None => {
+                    drop_pkt(p, q, i, Counter::Ip4BadNextHop);
+                    continue;
+                }
+            },
         };
-        let Some(f) = t.iface(iface) else {
-            drop_pkt(p, q, i, Counter::Ip4BadNextHop);
+        let l3 = p.l3_mut();
+        if l3.len() < 20 {
+            drop_pkt(p, q, i, Counter::GraphLost);
             continue;
-        };
-        let l3 = p.l3();
-        let total = be16(l3, 2);
-        if total > f.mtu {
+        }
+        if be16(l3, 2) > a.mtu {
             if be16(l3, 6) & 0x4000 != 0 {
                 icmp_error(
                     p,
@@ -251,19 +358,15 @@ pub fn rewrite(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
                     Counter::Ip4MtuExceeded,
                     icmp4::DEST_UNREACHABLE,
                     icmp4::FRAG_NEEDED,
-                    u32::from(f.mtu),
+                    u32::from(a.mtu),
                 );
             } else {
                 drop_pkt(p, q, i, Counter::Ip4FragmentNeeded);
             }
             continue;
         }
-        Ipv4Packet::new_unchecked(p.l3_mut()).decrement_ttl();
-        if !set_l2_header(p, mac, f.mac, EtherType::IPV4) {
-            drop_pkt(p, q, i, Counter::GraphNoSpace);
-            continue;
-        }
-        l3_output(cx, p, q, i, iface);
+        Ipv4Packet::new_unchecked(l3).decrement_ttl();
+        a.send(cx, p, q, i);
     }
 }
 

@@ -15,13 +15,13 @@ use std::net::{IpAddr, Ipv6Addr};
 use vrouter_wire::{EtherType, IpProtocol, Ipv6ExtHeaders, MacAddr, solicited_node_multicast};
 
 use super::icmp::{fill_icmp6_checksum, icmp6};
-use super::ip4::{Step, follow};
+use super::ip4::{Adjacency, Step, follow};
 use super::{be16, be128, flow_hash, icmp_error};
 use crate::ethernet::{drop_pkt, l3_output, set_l2_header};
 use crate::graph::{Counter, NodeId, Queues};
 use crate::pipeline::{Ctx, Event, NodeState};
 use crate::pkt::{Pkt, flags};
-use crate::tables::{Iface, NextHop};
+use crate::tables::Iface;
 
 const HDR: usize = 40;
 const UDP: u8 = 17;
@@ -168,18 +168,28 @@ pub fn lookup(cx: &mut Ctx, st: &mut NodeState, pkts: &mut [Pkt], input: &[u16],
 /// The `ip6-rewrite` node.
 pub fn rewrite(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
     let t = cx.t;
+    let mut adj: Option<Adjacency> = None;
     for &i in input {
         let p = &mut pkts[i as usize];
-        let Some(&NextHop::Rewrite { iface, mac }) = t.nexthop(p.meta.nh) else {
-            drop_pkt(p, q, i, Counter::Ip6BadNextHop);
-            continue;
+        let a = match adj {
+            Some(a) if a.id == p.meta.nh => a,
+            _ => match Adjacency::of(t, p.meta.nh, EtherType::IPV6) {
+                Some(a) => {
+                    adj = Some(a);
+                    a
+                }
+                None => {
+                    drop_pkt(p, q, i, Counter::Ip6BadNextHop);
+                    continue;
+                }
+            },
         };
-        let Some(f) = t.iface(iface) else {
-            drop_pkt(p, q, i, Counter::Ip6BadNextHop);
+        let l3 = p.l3_mut();
+        if l3.len() < HDR {
+            drop_pkt(p, q, i, Counter::GraphLost);
             continue;
-        };
-        let len = p.l3().len();
-        if len > f.mtu as usize {
+        }
+        if l3.len() > a.mtu as usize {
             icmp_error(
                 p,
                 q,
@@ -188,16 +198,12 @@ pub fn rewrite(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
                 Counter::Ip6MtuExceeded,
                 icmp6::PACKET_TOO_BIG,
                 0,
-                u32::from(f.mtu),
+                u32::from(a.mtu),
             );
             continue;
         }
-        p.l3_mut()[7] -= 1;
-        if !set_l2_header(p, mac, f.mac, EtherType::IPV6) {
-            drop_pkt(p, q, i, Counter::GraphNoSpace);
-            continue;
-        }
-        l3_output(cx, p, q, i, iface);
+        l3[7] -= 1;
+        a.send(cx, p, q, i);
     }
 }
 
