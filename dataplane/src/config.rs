@@ -114,6 +114,8 @@ pub enum Driver {
     /// AF_XDP socket(s) on a kernel interface (zero-copy where the driver
     /// allows it, copy mode otherwise).
     AfXdp,
+    /// A TAP device vrouterd creates: the node's own kernel stack.
+    Tap,
 }
 
 /// `[[port]]`: an I/O port.
@@ -429,16 +431,19 @@ impl Config {
                 Driver::Pcap if p.rx_pcap.is_none() && p.tx_pcap.is_none() => {
                     err(key.clone(), "a pcap port needs rx-pcap or tx-pcap".into())
                 }
-                Driver::Memory | Driver::Pcap | Driver::AfPacket | Driver::AfXdp => {}
+                Driver::Memory | Driver::Pcap | Driver::AfPacket | Driver::AfXdp | Driver::Tap => {}
             }
-            let kernel = matches!(p.driver, Driver::AfPacket | Driver::AfXdp);
+            let kernel = matches!(p.driver, Driver::AfPacket | Driver::AfXdp | Driver::Tap);
             if !kernel && p.interface.is_some() {
                 err(
                     format!("{key}.interface"),
                     "only kernel-interface drivers have one".into(),
                 );
             }
-            if p.queues == 0 || p.queues > 64 || (!kernel && p.queues != 1) {
+            if p.queues == 0
+                || p.queues > 64
+                || (!matches!(p.driver, Driver::AfPacket | Driver::AfXdp) && p.queues != 1)
+            {
                 err(
                     format!("{key}.queues"),
                     format!("{} is out of range (1..=64; 1 for this driver)", p.queues),

@@ -288,3 +288,58 @@ fn restart_after_sigkill() {
         restart(d);
     }
 }
+
+/// A TAP port gives the node's own kernel stack an interface behind
+/// vrouterd: a pod reaches an address of the router namespace's kernel.
+#[test]
+fn tap_host_interface() {
+    require_root!();
+    let mut t = Topology::new();
+    for n in ["r", "a"] {
+        t.add_ns(n);
+    }
+    let (ra, _) = t.veth("r", "ra", "a", "pa");
+    t.quiet("r", &ra);
+    let p = t.prefix.clone();
+    let tap = format!("{p}tap");
+    t.exec(
+        "a",
+        &format!("ip addr add 198.18.1.2/24 dev {p}pa && ip route add default via 198.18.1.1"),
+    );
+    let k = t.start_vrouterd(
+        "r",
+        &format!(
+            r#"
+[[port]]
+name = "a"
+driver = "af-packet"
+interface = "{ra}"
+[[port]]
+name = "host"
+driver = "tap"
+interface = "{tap}"
+[[interface]]
+name = "a"
+addresses = ["198.18.1.1/24"]
+[[interface]]
+name = "host"
+addresses = ["198.18.5.1/24"]
+"#
+        ),
+    );
+    // The kernel side of the TAP device, in the router's namespace.
+    t.exec(
+        "r",
+        &format!(
+            "ip addr add 198.18.5.2/24 dev {tap} && ip route add 198.18.1.0/24 via 198.18.5.1"
+        ),
+    );
+    let out = t.exec("a", "ping -c 3 -i 0.1 -W 2 198.18.5.2");
+    assert_eq!(ping_stats(&out), (3, 3), "{out}");
+    let out = t.exec("r", "ping -c 2 -i 0.1 -W 2 198.18.1.2");
+    assert_eq!(ping_stats(&out), (2, 2), "{out}");
+    let report = t.stop_vrouterd(k);
+    assert!(report.contains("host"), "{report}");
+    let gone = t.exec_out("r", &format!("ip link show {tap}"));
+    assert!(!gone.status.success(), "the TAP device goes with vrouterd");
+}

@@ -18,6 +18,7 @@ use vrouter_dataplane::port::af_packet::{AfPacketConfig, AfPacketPort};
 use vrouter_dataplane::port::af_xdp::{AfXdpConfig, AfXdpPort};
 use vrouter_dataplane::port::memory::MemoryPort;
 use vrouter_dataplane::port::pcap::PcapPort;
+use vrouter_dataplane::port::tap::TapPort;
 use vrouter_dataplane::port::{Port, PortStats, default_mac};
 use vrouter_dataplane::report;
 use vrouter_dataplane::worker::Worker;
@@ -88,6 +89,10 @@ fn open_ports(cfg: &Config, workers: usize) -> Result<Vec<(usize, Box<dyn Port>)
                     ports.push((w, Box::new(AfPacketPort::open(idx, &p.name, &c)?)));
                 }
             }
+            Driver::Tap => ports.push((
+                k % workers,
+                Box::new(TapPort::open(idx, &p.name, &interface, mac)?),
+            )),
             Driver::AfXdp => {
                 for q in 0..p.queues {
                     let c = AfXdpConfig {

@@ -16,6 +16,7 @@ pub mod csum;
 pub mod memory;
 pub mod pcap;
 pub mod sys;
+pub mod tap;
 mod xdp_ffi;
 
 use std::sync::Arc;

@@ -252,3 +252,72 @@ pub fn bind_xdp(fd: &OwnedFd, sa: &libc::sockaddr_xdp) -> io::Result<()> {
         Ok(())
     }
 }
+
+/// `read(2)` into `buf`; `Ok(None)` when nothing is ready (non-blocking).
+pub fn read_nb(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    // SAFETY: `buf` is a valid, writable slice of the length passed.
+    let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::WouldBlock {
+            Ok(None)
+        } else {
+            Err(e)
+        };
+    }
+    Ok(Some(n as usize))
+}
+
+/// `write(2)` of `buf`; `Ok(false)` when the device would block.
+pub fn write_nb(fd: &OwnedFd, buf: &[u8]) -> io::Result<bool> {
+    // SAFETY: `buf` is a valid slice of the length passed.
+    let n = unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::WouldBlock {
+            Ok(false)
+        } else {
+            Err(e)
+        };
+    }
+    Ok(true)
+}
+
+/// Opens a TAP device named `name` (created if needed, removed when the
+/// descriptor closes unless made persistent elsewhere), non-blocking, and
+/// sets its link up.
+pub fn open_tap(name: &str) -> io::Result<OwnedFd> {
+    let path = c"/dev/net/tun";
+    // SAFETY: a valid NUL-terminated path; the result is checked.
+    let fd = unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by open(2) and is owned by no one else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut r = ifreq(name)?;
+    r.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short;
+    // SAFETY: TUNSETIFF reads the name and flags from `r`, a valid ifreq.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut r) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let s = socket(libc::AF_INET, libc::SOCK_DGRAM, 0)?;
+    let mut r = ifreq(name)?;
+    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write `r`, a valid ifreq;
+    // the union holds `ifru_flags` for both.
+    unsafe {
+        if libc::ioctl(s.as_raw_fd(), libc::SIOCGIFFLAGS, &mut r) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        r.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        if libc::ioctl(s.as_raw_fd(), libc::SIOCSIFFLAGS, &mut r) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(fd)
+}
