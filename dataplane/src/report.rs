@@ -99,22 +99,27 @@ pub fn render(t: &Tables, ports: &[(String, PortCounters)], workers: &[Arc<Worke
         );
     }
     let _ = writeln!(o, "workers:");
+    let rx: u64 = ports.iter().map(|(_, c)| c.rx_packets).sum();
+    let mut busy_total = 0;
     for w in workers {
         let s = &w.stats;
         let (bc, ic) = (s.busy_cycles.get(), s.idle_cycles.get());
-        let busy = if bc + ic > 0 {
-            100.0 * bc as f64 / (bc + ic) as f64
-        } else {
-            0.0
-        };
+        busy_total += bc;
+        let busy = if bc + ic > 0 { 100.0 * bc as f64 / (bc + ic) as f64 } else { 0.0 };
         let _ = writeln!(
             o,
-            "  worker {}: busy polls {} idle polls {} busy cycles {:.1}%",
+            "  worker {}: busy polls {} idle polls {} busy cycles {} idle cycles {} ({:.1}% busy)",
             w.id,
             s.busy_polls.get(),
             s.idle_polls.get(),
+            bc,
+            ic,
             busy
         );
+    }
+    if rx > 0 {
+        // Cost per packet: cycles of polls that found work, over packets received.
+        let _ = writeln!(o, "  busy cycles per received packet: {:.1}", busy_total as f64 / rx as f64);
     }
     o
 }
