@@ -47,6 +47,20 @@ pub struct Config {
     pub neighbors: Vec<NeighborCfg>,
     #[serde(default, rename = "static-mac")]
     pub static_macs: Vec<StaticMacCfg>,
+    #[serde(default)]
+    pub dpdk: DpdkCfg,
+}
+
+/// `[dpdk]`: EAL settings for DPDK ports.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DpdkCfg {
+    /// Extra EAL arguments. Without free hugepages `--no-huge -m 1024` is
+    /// added; `--no-pci` unless a port names a PCI device.
+    pub eal_args: Vec<String>,
+    /// RX and TX descriptors per queue.
+    pub rx_desc: Option<u16>,
+    pub tx_desc: Option<u16>,
 }
 
 /// How idle workers poll.
@@ -116,6 +130,9 @@ pub enum Driver {
     AfXdp,
     /// A TAP device vrouterd creates: the node's own kernel stack.
     Tap,
+    /// A DPDK device (PCI address or vdev); needs vrouterd built with the
+    /// `dpdk` feature.
+    Dpdk,
 }
 
 /// `[[port]]`: an I/O port.
@@ -140,6 +157,9 @@ pub struct PortCfg {
     /// af-xdp: `auto` (zero-copy, else copy mode) or `required`.
     #[serde(default)]
     pub zero_copy: ZeroCopy,
+    /// dpdk: a PCI address (`0000:01:00.0`) or a vdev string
+    /// (`net_af_xdp0,iface=eth1`).
+    pub device: Option<String>,
     pub mac: Option<String>,
     #[serde(default = "default_mtu")]
     pub mtu: u16,
@@ -431,7 +451,20 @@ impl Config {
                 Driver::Pcap if p.rx_pcap.is_none() && p.tx_pcap.is_none() => {
                     err(key.clone(), "a pcap port needs rx-pcap or tx-pcap".into())
                 }
-                Driver::Memory | Driver::Pcap | Driver::AfPacket | Driver::AfXdp | Driver::Tap => {}
+                Driver::Dpdk if p.device.is_none() => err(
+                    key.clone(),
+                    "a dpdk port needs `device` (PCI address or vdev string)".into(),
+                ),
+                Driver::Dpdk if !cfg!(feature = "dpdk") => err(
+                    format!("{key}.driver"),
+                    "this vrouterd was built without DPDK (cargo build --features dpdk)".into(),
+                ),
+                Driver::Memory
+                | Driver::Pcap
+                | Driver::AfPacket
+                | Driver::AfXdp
+                | Driver::Tap
+                | Driver::Dpdk => {}
             }
             let kernel = matches!(p.driver, Driver::AfPacket | Driver::AfXdp | Driver::Tap);
             if !kernel && p.interface.is_some() {

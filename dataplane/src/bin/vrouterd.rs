@@ -89,6 +89,38 @@ fn open_ports(cfg: &Config, workers: usize) -> Result<Vec<(usize, Box<dyn Port>)
                     ports.push((w, Box::new(AfPacketPort::open(idx, &p.name, &c)?)));
                 }
             }
+            #[cfg(feature = "dpdk")]
+            Driver::Dpdk => {
+                let pci = cfg.ports.iter().any(|p| {
+                    p.driver == Driver::Dpdk
+                        && p.device.as_deref().is_some_and(|d| !d.starts_with("net_"))
+                });
+                vrouter_dataplane::port::dpdk::eal_init(&cfg.dpdk.eal_args, pci)
+                    .map_err(|e| anyhow::anyhow!(e))?;
+                for q in 0..p.queues {
+                    let c = vrouter_dataplane::port::dpdk::DpdkConfig {
+                        device: p.device.clone().unwrap_or_default(),
+                        queue: q,
+                        queues: p.queues,
+                        rx_desc: cfg.dpdk.rx_desc.unwrap_or(1024),
+                        tx_desc: cfg.dpdk.tx_desc.unwrap_or(1024),
+                        mac: configured_mac,
+                    };
+                    let w = if p.queues > 1 {
+                        q as usize % workers
+                    } else {
+                        k % workers
+                    };
+                    ports.push((
+                        w,
+                        Box::new(vrouter_dataplane::port::dpdk::DpdkPort::open(
+                            idx, &p.name, &c,
+                        )?),
+                    ));
+                }
+            }
+            #[cfg(not(feature = "dpdk"))]
+            Driver::Dpdk => anyhow::bail!("port {}: this vrouterd was built without DPDK", p.name),
             Driver::Tap => ports.push((
                 k % workers,
                 Box::new(TapPort::open(idx, &p.name, &interface, mac)?),

@@ -13,6 +13,8 @@
 pub mod af_packet;
 pub mod af_xdp;
 pub mod csum;
+#[cfg(feature = "dpdk")]
+pub mod dpdk;
 pub mod memory;
 pub mod pcap;
 pub mod sys;

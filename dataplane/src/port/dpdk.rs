@@ -1,0 +1,471 @@
+//! A DPDK port (cargo feature `dpdk`): a NIC by PCI address, or a DPDK
+//! virtual device (`net_af_xdp0,iface=…`, `net_af_packet0,iface=…`,
+//! `net_tap0`, `net_pcap0,rx_pcap=…`, `net_null0`), polled with
+//! `rte_eth_rx_burst`/`rte_eth_tx_burst` through the C shim of
+//! `vrouter-dpdk-sys`.
+//!
+//! Buffers are shared, not copied: each worker gives a range of its frame
+//! pool to a DPDK mempool created on it as external memory
+//! (`rte_pktmbuf_pool_create_extbuf`), so mbuf *k* owns frame *k* of that
+//! range for the life of the process. A received mbuf's frame is adopted as
+//! a packet buffer (the mbuf stays allocated); transmitting it hands the same
+//! mbuf back with the packet's window; a buffer of that range that is freed
+//! anywhere else (a drop, a transmit on another port's completion) frees its
+//! mbuf, through the pool's return hook. Only a packet from another port type
+//! going out on DPDK is copied, into a fresh mbuf.
+//!
+//! EAL is initialised once per process from the `[dpdk]` section; without
+//! reserved hugepages it runs with `--no-huge` (so it works on any machine).
+
+use std::collections::HashMap;
+use std::ffi::{CStr, CString, c_void};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use vrouter_buf::{FRAME_SIZE, FramePool, PacketBuf};
+use vrouter_dpdk_sys as ffi;
+use vrouter_wire::MacAddr;
+
+use super::{AttachCtx, Port, PortError, PortStats};
+use crate::pkt::Pkt;
+
+const BURST: usize = 256;
+
+fn err(port: &str, what: impl Into<String>, code: i32) -> PortError {
+    // SAFETY: rte_strerror returns a pointer to a static or thread-local
+    // NUL-terminated string for any error number.
+    let msg = unsafe { CStr::from_ptr(ffi::rte_strerror(code.abs())) }
+        .to_string_lossy()
+        .into_owned();
+    PortError::Sys {
+        port: port.to_string(),
+        what: what.into(),
+        source: std::io::Error::other(msg),
+    }
+}
+
+static EAL: OnceLock<Result<(), String>> = OnceLock::new();
+
+/// True if hugepages are reserved and free (then EAL uses them).
+pub fn hugepages_available() -> bool {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("HugePages_Free:"))
+                .and_then(|l| {
+                    l.split_whitespace()
+                        .nth(1)
+                        .and_then(|v| v.parse::<u64>().ok())
+                })
+        })
+        .is_some_and(|n| n > 0)
+}
+
+/// Initialises EAL once with `args` (plus `--no-huge` when no hugepages are
+/// free, `--no-pci` unless a PCI device is used, and a per-process file
+/// prefix). Later calls return the first result.
+pub fn eal_init(args: &[String], pci: bool) -> Result<(), String> {
+    EAL.get_or_init(|| {
+        let mut argv: Vec<String> = vec!["vrouterd".into()];
+        argv.extend(args.iter().cloned());
+        if !hugepages_available() && !args.iter().any(|a| a == "--no-huge") {
+            argv.extend(["--no-huge".into(), "-m".into(), "1024".into()]);
+        }
+        if !pci && !args.iter().any(|a| a == "--no-pci") {
+            argv.push("--no-pci".into());
+        }
+        if !args.iter().any(|a| a.starts_with("--file-prefix")) {
+            argv.push(format!("--file-prefix=vrouterd{}", std::process::id()));
+        }
+        if !args.iter().any(|a| a == "-l" || a.starts_with("--lcores")) {
+            // vrouterd's workers are its own threads; EAL needs one lcore.
+            argv.extend(["-l".into(), "0".into()]);
+        }
+        let cs: Vec<CString> = argv
+            .iter()
+            .filter_map(|a| CString::new(a.as_str()).ok())
+            .collect();
+        let mut ptrs: Vec<*mut std::ffi::c_char> =
+            cs.iter().map(|c| c.as_ptr().cast_mut()).collect();
+        // SAFETY: argc/argv describe live NUL-terminated strings that outlive
+        // the call (EAL may reorder the pointer array, which we own).
+        let r = unsafe { ffi::rte_eal_init(ptrs.len() as i32, ptrs.as_mut_ptr()) };
+        if r < 0 {
+            // SAFETY: reads DPDK's per-thread error number.
+            let e = unsafe { ffi::vr_errno() };
+            // SAFETY: as in `err`.
+            let msg = unsafe { CStr::from_ptr(ffi::rte_strerror(e)) }
+                .to_string_lossy()
+                .into_owned();
+            return Err(format!("EAL init ({}): {msg}", argv.join(" ")));
+        }
+        Ok(())
+    })
+    .clone()
+}
+
+/// Options of a DPDK port (one object per queue).
+#[derive(Debug, Clone)]
+pub struct DpdkConfig {
+    /// PCI address (`0000:01:00.0`) or vdev string (`net_af_xdp0,iface=eth1`).
+    pub device: String,
+    pub queue: u16,
+    pub queues: u16,
+    pub rx_desc: u16,
+    pub tx_desc: u16,
+    pub mac: Option<MacAddr>,
+}
+
+/// A worker's DPDK mempool over part of its frame pool.
+pub struct DpdkPool {
+    mp: *mut ffi::rte_mempool,
+    /// First frame of the range and the mbuf of each frame in it.
+    first: u32,
+    mbufs: Arc<Vec<usize>>,
+}
+
+// SAFETY: the mempool is used by the worker thread that owns the pool; the
+// pointer is only a handle.
+unsafe impl Send for DpdkPool {}
+
+/// Ports whose queues are being set up, to start each when its last queue is ready.
+static PENDING: Mutex<Option<HashMap<u16, u16>>> = Mutex::new(None);
+
+/// See the module doc.
+pub struct DpdkPort {
+    index: u16,
+    name: String,
+    mac: MacAddr,
+    port_id: u16,
+    cfg: DpdkConfig,
+    pool: Option<(usize, u32, Arc<Vec<usize>>)>,
+    rx: Vec<*mut ffi::rte_mbuf>,
+    tx: Vec<*mut ffi::rte_mbuf>,
+    stats: Arc<PortStats>,
+}
+
+// SAFETY: mbuf pointers are handles owned by this port's worker thread.
+unsafe impl Send for DpdkPort {}
+
+extern "C" fn collect(arg: *mut c_void, m: *mut ffi::rte_mbuf) {
+    // SAFETY: `arg` is the `(base, Vec<(usize, usize)>)` passed by
+    // `make_pool` for the duration of the iteration; `m` a live mbuf.
+    let (base, out) = unsafe { &mut *arg.cast::<(usize, Vec<(usize, usize)>)>() };
+    // SAFETY: `m` is a valid mbuf of the pool being iterated.
+    let addr = unsafe { ffi::vr_mbuf_buf_addr(m) } as usize;
+    out.push(((addr - *base) / FRAME_SIZE, m as usize));
+}
+
+impl DpdkPort {
+    /// Finds (probing a vdev if needed) and configures the device; queues
+    /// are set up in `attach`.
+    pub fn open(index: u16, name: &str, cfg: &DpdkConfig) -> Result<Self, PortError> {
+        let dev_name = cfg
+            .device
+            .split(',')
+            .next()
+            .unwrap_or(&cfg.device)
+            .to_string();
+        let cname = CString::new(dev_name.as_str()).map_err(|_| err(name, "device name", 22))?;
+        let mut port_id: u16 = 0;
+        // SAFETY: valid C string and out-pointer for the call.
+        let mut found =
+            unsafe { ffi::rte_eth_dev_get_port_by_name(cname.as_ptr(), &mut port_id) } == 0;
+        if !found && cfg.device.starts_with("net_") {
+            let devargs = CString::new(cfg.device.as_str()).map_err(|_| err(name, "device", 22))?;
+            // SAFETY: valid C string; probing creates the vdev.
+            let r = unsafe { ffi::rte_dev_probe(devargs.as_ptr()) };
+            if r < 0 {
+                return Err(err(name, format!("probing {}", cfg.device), r));
+            }
+            // SAFETY: as above.
+            found = unsafe { ffi::rte_eth_dev_get_port_by_name(cname.as_ptr(), &mut port_id) } == 0;
+        }
+        if !found {
+            return Err(err(name, format!("no DPDK device {}", cfg.device), 19));
+        }
+        if cfg.queue == 0 {
+            let conf = ffi::rte_eth_conf::default();
+            // SAFETY: a valid port id and a default configuration.
+            let r = unsafe { ffi::rte_eth_dev_configure(port_id, cfg.queues, cfg.queues, &conf) };
+            if r < 0 {
+                return Err(err(name, "configuring the device", r));
+            }
+            let mut p = PENDING.lock().unwrap_or_else(|e| e.into_inner());
+            p.get_or_insert_with(HashMap::new)
+                .insert(port_id, cfg.queues);
+        }
+        let mac = match cfg.mac {
+            Some(m) => m,
+            None => {
+                let mut a = ffi::rte_ether_addr::default();
+                // SAFETY: valid port id and out-pointer.
+                unsafe { ffi::rte_eth_macaddr_get(port_id, &mut a) };
+                MacAddr(a.addr_bytes)
+            }
+        };
+        Ok(DpdkPort {
+            index,
+            name: name.to_string(),
+            mac,
+            port_id,
+            cfg: cfg.clone(),
+            pool: None,
+            rx: vec![std::ptr::null_mut(); BURST],
+            tx: Vec::with_capacity(BURST),
+            stats: Arc::default(),
+        })
+    }
+
+    /// Creates a worker's mempool on `count` frames of its pool.
+    fn make_pool(pool: &mut FramePool, count: u32, name: &str) -> Result<DpdkPool, PortError> {
+        let first = pool
+            .lend_range(count)
+            .map_err(|e| err(name, format!("reserving frames: {e}"), 12))?;
+        let (base, _) = pool.region();
+        let ext = ffi::rte_pktmbuf_extmem {
+            buf_ptr: base.wrapping_add(first as usize * FRAME_SIZE).cast(),
+            buf_iova: base as u64 + first as u64 * FRAME_SIZE as u64,
+            buf_len: count as usize * FRAME_SIZE,
+            elt_size: FRAME_SIZE as u16,
+        };
+        let mp_name = CString::new(format!("vr{}_{}", std::process::id() % 10000, first))
+            .map_err(|_| err(name, "pool name", 22))?;
+        // SAFETY: `ext` describes memory of the worker pool that stays
+        // allocated and lent (never handed out by the pool) for the life of
+        // the mempool; the name is a valid C string.
+        let mp = unsafe {
+            ffi::rte_pktmbuf_pool_create_extbuf(
+                mp_name.as_ptr(),
+                count,
+                0,
+                0,
+                FRAME_SIZE as u16,
+                -1,
+                &ext,
+                1,
+            )
+        };
+        if mp.is_null() {
+            // SAFETY: reads DPDK's per-thread error number.
+            return Err(err(name, "creating the mbuf pool", unsafe {
+                ffi::vr_errno()
+            }));
+        }
+        let mut arg: (usize, Vec<(usize, usize)>) =
+            (base as usize, Vec::with_capacity(count as usize));
+        // SAFETY: `collect` matches the callback type and `arg` outlives the call.
+        unsafe {
+            ffi::vr_mempool_mbufs(
+                mp,
+                Some(collect),
+                (&mut arg as *mut (usize, Vec<(usize, usize)>)).cast(),
+            )
+        };
+        let mut mbufs = vec![0usize; count as usize];
+        for (frame, m) in arg.1 {
+            if let Some(slot) = frame
+                .checked_sub(first as usize)
+                .and_then(|k| mbufs.get_mut(k))
+            {
+                *slot = m;
+            }
+        }
+        let mbufs = Arc::new(mbufs);
+        let hook_mbufs = mbufs.clone();
+        pool.set_return_hook(Box::new(move |frame: u32| {
+            if let Some(&m) = frame
+                .checked_sub(first)
+                .and_then(|k| hook_mbufs.get(k as usize))
+                && m != 0
+            {
+                // SAFETY: `m` is the mbuf that owns this frame; the frame's
+                // last user just gave it up, so the mbuf goes back to DPDK.
+                unsafe { ffi::vr_pktmbuf_free(m as *mut ffi::rte_mbuf) };
+            }
+        }));
+        Ok(DpdkPool { mp, first, mbufs })
+    }
+}
+
+impl Port for DpdkPort {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn index(&self) -> u16 {
+        self.index
+    }
+
+    fn mac(&self) -> MacAddr {
+        self.mac
+    }
+
+    fn attach(&mut self, pool: &mut FramePool, ctx: &mut AttachCtx) -> Result<(), PortError> {
+        if ctx.dpdk.is_none() {
+            let count = (pool.frames() / 2).max(2048);
+            ctx.dpdk = Some(Self::make_pool(pool, count, &self.name)?);
+        }
+        let Some(dp) = &ctx.dpdk else { return Ok(()) };
+        let (port, q, name) = (self.port_id, self.cfg.queue, self.name.clone());
+        // SAFETY: valid port, queue within the configured count, a live
+        // mempool; default queue configuration (null).
+        let r = unsafe {
+            ffi::rte_eth_rx_queue_setup(port, q, self.cfg.rx_desc, 0, std::ptr::null(), dp.mp)
+        };
+        if r < 0 {
+            return Err(err(&name, "RX queue set-up", r));
+        }
+        // SAFETY: as above.
+        let r =
+            unsafe { ffi::rte_eth_tx_queue_setup(port, q, self.cfg.tx_desc, 0, std::ptr::null()) };
+        if r < 0 {
+            return Err(err(&name, "TX queue set-up", r));
+        }
+        let start = {
+            let mut p = PENDING.lock().unwrap_or_else(|e| e.into_inner());
+            let m = p.get_or_insert_with(HashMap::new);
+            match m.get_mut(&port) {
+                Some(n) if *n > 1 => {
+                    *n -= 1;
+                    false
+                }
+                _ => {
+                    m.remove(&port);
+                    true
+                }
+            }
+        };
+        if start {
+            // SAFETY: every queue of the port is set up.
+            let r = unsafe { ffi::rte_eth_dev_start(port) };
+            if r < 0 {
+                return Err(err(&name, "starting the device", r));
+            }
+            // SAFETY: a started port.
+            unsafe { ffi::rte_eth_promiscuous_enable(port) };
+        }
+        self.pool = Some((dp.mp as usize, dp.first, dp.mbufs.clone()));
+        tracing::info!(port = %self.name, device = %self.cfg.device, queue = q, "DPDK port ready");
+        Ok(())
+    }
+
+    fn rx_burst(&mut self, pool: &mut FramePool, out: &mut Vec<Pkt>, max: usize) -> usize {
+        let n = max.min(BURST) as u16;
+        // SAFETY: `rx` has room for BURST mbuf pointers.
+        let got = unsafe { ffi::vr_rx_burst(self.port_id, self.cfg.queue, self.rx.as_mut_ptr(), n) }
+            as usize;
+        let (base, _) = pool.region();
+        let (mut k, mut bytes, mut bad) = (0usize, 0u64, 0u64);
+        for &m in &self.rx[..got] {
+            // SAFETY: the PMD returned `m` as a received, valid mbuf.
+            let (buf, off, len, segs) = unsafe {
+                (
+                    ffi::vr_mbuf_buf_addr(m),
+                    ffi::vr_mbuf_data_off(m),
+                    ffi::vr_mbuf_data_len(m),
+                    ffi::vr_mbuf_nb_segs(m),
+                )
+            };
+            let addr = (buf as usize).wrapping_sub(base as usize) as u64 + u64::from(off);
+            match (segs == 1).then(|| pool.adopt(addr, usize::from(len))) {
+                Some(Ok(b)) => {
+                    bytes += u64::from(len);
+                    out.push(Pkt::new(b, self.index));
+                    k += 1;
+                }
+                _ => {
+                    bad += 1;
+                    // SAFETY: not adopted: the mbuf is still ours to free.
+                    unsafe { ffi::vr_pktmbuf_free(m) };
+                }
+            }
+        }
+        PortStats::add(&self.stats.rx_packets, k as u64);
+        PortStats::add(&self.stats.rx_bytes, bytes);
+        PortStats::add(&self.stats.rx_errors, bad);
+        k
+    }
+
+    fn tx_burst(&mut self, pool: &mut FramePool, bufs: &mut Vec<PacketBuf>) {
+        let Some((mp, first, mbufs)) = &self.pool else {
+            for b in bufs.drain(..) {
+                pool.free(b);
+            }
+            return;
+        };
+        let (mut bytes, mut dropped) = (0u64, 0u64);
+        self.tx.clear();
+        for b in bufs.drain(..) {
+            let (off, len) = (b.offset() as u16, b.len() as u16);
+            let own = b
+                .frame_index()
+                .checked_sub(*first)
+                .and_then(|k| mbufs.get(k as usize))
+                .copied()
+                .unwrap_or(0);
+            let m = if own != 0 {
+                // A frame of our mempool: its own mbuf carries it out.
+                if pool.lend(b).is_err() {
+                    dropped += 1;
+                    continue;
+                }
+                own as *mut ffi::rte_mbuf
+            } else {
+                // SAFETY: a live mempool.
+                let m = unsafe { ffi::vr_pktmbuf_alloc(*mp as *mut ffi::rte_mempool) };
+                if m.is_null() {
+                    dropped += 1;
+                    pool.free(b);
+                    continue;
+                }
+                // SAFETY: a fresh mbuf owns FRAME_SIZE bytes at buf_addr;
+                // the packet fits (off + len <= FRAME_SIZE by PacketBuf).
+                unsafe {
+                    let dst = ffi::vr_mbuf_buf_addr(m).cast::<u8>().add(usize::from(off));
+                    std::ptr::copy_nonoverlapping(b.data().as_ptr(), dst, usize::from(len));
+                }
+                pool.free(b);
+                m
+            };
+            // SAFETY: `m` is an mbuf we own, whose buffer holds the packet.
+            unsafe { ffi::vr_mbuf_set(m, off, len) };
+            bytes += u64::from(len);
+            self.tx.push(m);
+        }
+        // SAFETY: `tx` holds owned mbufs; the PMD takes those it sends.
+        let sent = unsafe {
+            ffi::vr_tx_burst(
+                self.port_id,
+                self.cfg.queue,
+                self.tx.as_mut_ptr(),
+                self.tx.len() as u16,
+            )
+        } as usize;
+        for &m in &self.tx[sent..] {
+            // SAFETY: not taken by the PMD: still ours. Freeing returns it
+            // to the mempool (its frame stays lent to DPDK).
+            unsafe { ffi::vr_pktmbuf_free(m) };
+            dropped += 1;
+        }
+        PortStats::add(&self.stats.tx_packets, sent as u64);
+        PortStats::add(&self.stats.tx_bytes, bytes);
+        PortStats::add(&self.stats.tx_dropped, dropped);
+        PortStats::add(&self.stats.tx_ring_full, (self.tx.len() - sent) as u64);
+    }
+
+    fn stats(&self) -> &Arc<PortStats> {
+        &self.stats
+    }
+}
+
+impl Drop for DpdkPort {
+    fn drop(&mut self) {
+        if self.cfg.queue == 0 {
+            // SAFETY: a configured port; stopping drains its queues.
+            unsafe {
+                ffi::rte_eth_dev_stop(self.port_id);
+            }
+        }
+    }
+}
