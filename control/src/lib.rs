@@ -1,1 +1,12 @@
-//! placeholder
+//! The vRouter control socket: a Unix domain socket carrying
+//! newline-delimited JSON (`docs/control-protocol.md`).
+//!
+//! `proto` holds the wire types shared by the daemon and every client (the
+//! agent, `vrouterctl`, scripts); `client` a small blocking client. This
+//! crate knows nothing of the dataplane and never touches packets.
+
+pub mod client;
+pub mod proto;
+
+pub use client::{Client, ClientError};
+pub use proto::*;

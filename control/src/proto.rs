@@ -1,0 +1,541 @@
+//! Wire types of the control protocol.
+//!
+//! Every line is one JSON object. A request is
+//! `{"id": N, "op": "route.add", "args": {…}}`; its response
+//! `{"id": N, "result": …}` or `{"id": N, "error": {"code": "…", "message": "…"}}`.
+//! The first request of a connection must be `hello` with the protocol
+//! version. Events of a subscription arrive as `{"event": {…}}`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The protocol version this crate speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Longest request line the server accepts (bytes, newline excluded).
+pub const MAX_LINE: usize = 1 << 20;
+/// Default socket path.
+pub const DEFAULT_SOCKET: &str = "/run/vrouter/vrouterd.sock";
+
+/// A request line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Request {
+    pub id: u64,
+    #[serde(flatten)]
+    pub op: Op,
+}
+
+/// Every operation, with its arguments.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", content = "args")]
+pub enum Op {
+    #[serde(rename = "hello")]
+    Hello(Hello),
+    #[serde(rename = "show.ports")]
+    ShowPorts,
+    #[serde(rename = "show.interfaces")]
+    ShowInterfaces,
+    #[serde(rename = "show.vrfs")]
+    ShowVrfs,
+    #[serde(rename = "show.bridges")]
+    ShowBridges,
+    #[serde(rename = "show.mac")]
+    ShowMac(BridgeSel),
+    #[serde(rename = "show.routes")]
+    ShowRoutes(RouteSel),
+    #[serde(rename = "show.neighbors")]
+    ShowNeighbors,
+    #[serde(rename = "show.endpoints")]
+    ShowEndpoints,
+    #[serde(rename = "show.counters")]
+    ShowCounters,
+    #[serde(rename = "show.errors")]
+    ShowErrors,
+    #[serde(rename = "show.runtime")]
+    ShowRuntime,
+    #[serde(rename = "route.add")]
+    RouteAdd(Route),
+    #[serde(rename = "route.replace")]
+    RouteReplace(Route),
+    #[serde(rename = "route.del")]
+    RouteDel(RouteKey),
+    #[serde(rename = "neighbor.add")]
+    NeighborAdd(Neighbor),
+    #[serde(rename = "neighbor.del")]
+    NeighborDel(NeighborKey),
+    #[serde(rename = "address.add")]
+    AddressAdd(Address),
+    #[serde(rename = "address.del")]
+    AddressDel(Address),
+    #[serde(rename = "static-mac.add")]
+    StaticMacAdd(StaticMac),
+    #[serde(rename = "static-mac.del")]
+    StaticMacDel(StaticMac),
+    #[serde(rename = "mac.flush")]
+    MacFlush(MacFlush),
+    #[serde(rename = "endpoint.add")]
+    EndpointAdd(Endpoint),
+    #[serde(rename = "endpoint.del")]
+    EndpointDel(EndpointKey),
+    /// Applies every op in order, all or nothing.
+    #[serde(rename = "batch")]
+    Batch(Batch),
+    /// Replaces the desired state of one scope.
+    #[serde(rename = "sync")]
+    Sync(Sync),
+    #[serde(rename = "subscribe")]
+    Subscribe(Subscribe),
+}
+
+impl Op {
+    /// Every op name, for error messages and completion.
+    pub const NAMES: &'static [&'static str] = &[
+        "hello",
+        "show.ports",
+        "show.interfaces",
+        "show.vrfs",
+        "show.bridges",
+        "show.mac",
+        "show.routes",
+        "show.neighbors",
+        "show.endpoints",
+        "show.counters",
+        "show.errors",
+        "show.runtime",
+        "route.add",
+        "route.replace",
+        "route.del",
+        "neighbor.add",
+        "neighbor.del",
+        "address.add",
+        "address.del",
+        "static-mac.add",
+        "static-mac.del",
+        "mac.flush",
+        "endpoint.add",
+        "endpoint.del",
+        "batch",
+        "sync",
+        "subscribe",
+    ];
+
+    /// True for operations that change state (allowed inside `batch`).
+    pub fn is_change(&self) -> bool {
+        matches!(
+            self,
+            Op::RouteAdd(_)
+                | Op::RouteReplace(_)
+                | Op::RouteDel(_)
+                | Op::NeighborAdd(_)
+                | Op::NeighborDel(_)
+                | Op::AddressAdd(_)
+                | Op::AddressDel(_)
+                | Op::StaticMacAdd(_)
+                | Op::StaticMacDel(_)
+                | Op::MacFlush(_)
+                | Op::EndpointAdd(_)
+                | Op::EndpointDel(_)
+        )
+    }
+}
+
+/// `hello`: the first request of a connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hello {
+    pub version: u32,
+    #[serde(default)]
+    pub client: String,
+}
+
+/// The server's answer to `hello`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HelloReply {
+    pub version: u32,
+    pub server: String,
+}
+
+/// Selects one bridge domain (or all).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BridgeSel {
+    #[serde(default)]
+    pub bridge: Option<String>,
+}
+
+/// Selects routes of a VRF (default `default`), optionally one family.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSel {
+    #[serde(default)]
+    pub vrf: Option<String>,
+    /// `ipv4` or `ipv6`.
+    #[serde(default)]
+    pub family: Option<String>,
+}
+
+/// A static route.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    #[serde(default)]
+    pub vrf: Option<String>,
+    pub prefix: String,
+    #[serde(default)]
+    pub via: Vec<String>,
+    #[serde(default)]
+    pub interface: Option<String>,
+    /// `drop` or `unreachable` instead of `via`.
+    #[serde(default)]
+    pub action: Option<String>,
+}
+
+/// Names a route.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteKey {
+    #[serde(default)]
+    pub vrf: Option<String>,
+    pub prefix: String,
+}
+
+/// A static neighbour.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Neighbor {
+    pub interface: String,
+    pub ip: String,
+    pub mac: String,
+}
+
+/// Names a neighbour.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NeighborKey {
+    pub interface: String,
+    pub ip: String,
+}
+
+/// An interface address (`198.18.0.1/24`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Address {
+    pub interface: String,
+    pub address: String,
+}
+
+/// A static MAC entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticMac {
+    pub bridge: String,
+    pub mac: String,
+    pub interface: String,
+}
+
+/// Flushes learned MACs of a bridge (optionally of one interface).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MacFlush {
+    pub bridge: String,
+    #[serde(default)]
+    pub interface: Option<String>,
+}
+
+/// A pod: who it is and where it is attached.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Endpoint {
+    pub namespace: String,
+    pub name: String,
+    #[serde(default)]
+    pub node: String,
+    pub ips: Vec<String>,
+    pub mac: String,
+    /// The vrouterd interface the pod is attached to.
+    pub interface: String,
+}
+
+/// Names an endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+/// `batch`: changes applied in order, all or nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Batch {
+    pub ops: Vec<BatchOp>,
+}
+
+/// One change inside a batch (`{"op": …, "args": …}`, no id).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchOp {
+    #[serde(flatten)]
+    pub op: Op,
+}
+
+/// `sync`: the complete desired state of a scope. Objects of the scope that
+/// are not listed are removed, listed ones are added or changed, unchanged
+/// ones are left alone. A generation not newer than the scope's last one is
+/// refused (a stale agent).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sync {
+    pub scope: String,
+    pub generation: u64,
+    #[serde(default)]
+    pub routes: Vec<Route>,
+    #[serde(default)]
+    pub neighbors: Vec<Neighbor>,
+    #[serde(default)]
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// What a `sync` did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SyncResult {
+    pub added: usize,
+    pub changed: usize,
+    pub removed: usize,
+    pub unchanged: usize,
+}
+
+/// `subscribe`: event kinds to receive (`mac`, `neighbor`, `port`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Subscribe {
+    pub events: Vec<String>,
+}
+
+/// A structured error: a stable code and a message naming the object and
+/// the reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ApiError {
+    pub code: String,
+    pub message: String,
+}
+
+/// Error codes.
+pub mod code {
+    pub const BAD_JSON: &str = "bad_json";
+    pub const BAD_REQUEST: &str = "bad_request";
+    pub const UNKNOWN_OP: &str = "unknown_op";
+    pub const HELLO_FIRST: &str = "hello_first";
+    pub const UNSUPPORTED_VERSION: &str = "unsupported_version";
+    pub const NOT_FOUND: &str = "not_found";
+    pub const EXISTS: &str = "exists";
+    pub const INVALID: &str = "invalid";
+    pub const TOO_LARGE: &str = "too_large";
+    pub const STALE: &str = "stale_generation";
+    pub const INTERNAL: &str = "internal";
+}
+
+impl ApiError {
+    /// An error with `code` and `message`.
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        ApiError {
+            code: code.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A response line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    pub id: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ApiError>,
+}
+
+/// Parses one request line, telling bad JSON, unknown ops and bad
+/// arguments apart. The id is recovered when possible so the error can
+/// answer it.
+pub fn parse_request(line: &str) -> Result<Request, (u64, ApiError)> {
+    let v: Value = serde_json::from_str(line)
+        .map_err(|e| (0, ApiError::new(code::BAD_JSON, format!("request: {e}"))))?;
+    let id = v.get("id").and_then(Value::as_u64).unwrap_or(0);
+    let Some(op) = v.get("op").and_then(Value::as_str).map(str::to_string) else {
+        return Err((
+            id,
+            ApiError::new(code::BAD_REQUEST, "request: missing `op` (a string)"),
+        ));
+    };
+    if !Op::NAMES.contains(&op.as_str()) {
+        return Err((
+            id,
+            ApiError::new(code::UNKNOWN_OP, format!("request: unknown op `{op}`")),
+        ));
+    }
+    if v.get("id").is_some_and(|i| !i.is_u64()) {
+        return Err((
+            0,
+            ApiError::new(
+                code::BAD_REQUEST,
+                "request: `id` must be a non-negative integer",
+            ),
+        ));
+    }
+    // From the text, not the Value: a Value keeps only the last of
+    // duplicate keys, and a duplicate key must be refused.
+    serde_json::from_str(line)
+        .map_err(|e| (id, ApiError::new(code::BAD_REQUEST, format!("{op}: {e}"))))
+}
+
+/// Information returned by `show.*`.
+pub mod info {
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct Port {
+        pub name: String,
+        pub driver: String,
+        pub mac: String,
+        pub rx_packets: u64,
+        pub rx_bytes: u64,
+        pub rx_dropped: u64,
+        pub tx_packets: u64,
+        pub tx_bytes: u64,
+        pub tx_dropped: u64,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct Interface {
+        pub name: String,
+        pub port: Option<String>,
+        pub vlan: u16,
+        /// `bridged`, `routed` or `bvi`.
+        pub mode: String,
+        pub bridge: Option<String>,
+        pub vrf: Option<String>,
+        pub mac: String,
+        pub mtu: u16,
+        pub addresses: Vec<String>,
+        pub rx_packets: u64,
+        pub tx_packets: u64,
+        pub drops: u64,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct Bridge {
+        pub name: String,
+        pub members: Vec<String>,
+        pub gateway: Option<String>,
+        pub macs: usize,
+        pub mac_limit: u32,
+        pub mac_age: u32,
+        pub learning: bool,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct Mac {
+        pub bridge: String,
+        pub mac: String,
+        pub interface: String,
+        #[serde(rename = "static")]
+        pub is_static: bool,
+        pub age: u32,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct Route {
+        pub vrf: String,
+        pub prefix: String,
+        /// `local`, `connected`, `static`, `neighbor`.
+        pub source: String,
+        pub next_hop: String,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct Neighbor {
+        pub interface: String,
+        pub ip: String,
+        pub mac: String,
+        #[serde(rename = "static")]
+        pub is_static: bool,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct Counter {
+        pub name: String,
+        pub value: u64,
+        pub drop: bool,
+        pub help: String,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct Node {
+        pub name: String,
+        pub calls: u64,
+        pub packets: u64,
+        pub clocks_per_packet: f64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_errors() {
+        let r = Request {
+            id: 3,
+            op: Op::RouteDel(RouteKey {
+                vrf: None,
+                prefix: "198.19.0.0/16".into(),
+            }),
+        };
+        let s = serde_json::to_string(&r).unwrap();
+        assert_eq!(
+            s,
+            r#"{"id":3,"op":"route.del","args":{"vrf":null,"prefix":"198.19.0.0/16"}}"#
+        );
+        assert_eq!(parse_request(&s).unwrap(), r);
+        let show: Request = parse_request(r#"{"id":1,"op":"show.ports"}"#).unwrap();
+        assert_eq!(show.op, Op::ShowPorts);
+        assert_eq!(parse_request("{nope").unwrap_err().1.code, code::BAD_JSON);
+        assert_eq!(
+            parse_request(r#"{"id":4,"op":"route.ad"}"#).unwrap_err(),
+            (
+                4,
+                ApiError::new(code::UNKNOWN_OP, "request: unknown op `route.ad`")
+            )
+        );
+        let (id, e) =
+            parse_request(r#"{"id":5,"op":"route.del","args":{"prefix":7}}"#).unwrap_err();
+        assert_eq!((id, e.code.as_str()), (5, code::BAD_REQUEST));
+        assert!(e.message.contains("invalid type"), "{e}");
+        let (_, e) = parse_request(r#"{"id":5,"op":"route.del","args":{}}"#).unwrap_err();
+        assert!(e.message.contains("missing field `prefix`"), "{e}");
+        let (_, e) =
+            parse_request(r#"{"id":5,"op":"route.del","args":{"prefix":"a","prefix":"b"}}"#)
+                .unwrap_err();
+        assert!(e.message.contains("duplicate field"), "{e}");
+        let (_, e) = parse_request(r#"{"id":5,"op":"route.del","args":{"prefix":"a","color":1}}"#)
+            .unwrap_err();
+        assert!(e.message.contains("unknown field `color`"), "{e}");
+        let (_, e) = parse_request(r#"{"id":-1,"op":"show.ports"}"#).unwrap_err();
+        assert_eq!(e.code, code::BAD_REQUEST);
+        for n in Op::NAMES {
+            assert!(!n.is_empty());
+        }
+    }
+
+    #[test]
+    fn batch_nests_ops() {
+        let b = parse_request(
+            r#"{"id":9,"op":"batch","args":{"ops":[{"op":"route.del","args":{"prefix":"198.19.0.0/16"}},{"op":"neighbor.del","args":{"interface":"a","ip":"198.18.0.2"}}]}}"#,
+        )
+        .unwrap();
+        let Op::Batch(b) = b.op else { panic!() };
+        assert_eq!(b.ops.len(), 2);
+        assert!(b.ops.iter().all(|o| o.op.is_change()));
+    }
+}
