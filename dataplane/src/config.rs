@@ -49,6 +49,32 @@ pub struct Config {
     pub static_macs: Vec<StaticMacCfg>,
     #[serde(default)]
     pub dpdk: DpdkCfg,
+    #[serde(default)]
+    pub control: ControlCfg,
+}
+
+/// `[control]`: the control socket.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ControlCfg {
+    /// Socket path; empty disables the socket.
+    pub socket: String,
+    /// Uids allowed to connect (vrouterd's own uid always is).
+    pub allowed_uids: Vec<u32>,
+    /// Gids allowed to connect.
+    pub allowed_gids: Vec<u32>,
+    pub max_connections: usize,
+}
+
+impl Default for ControlCfg {
+    fn default() -> Self {
+        ControlCfg {
+            socket: vrouter_control::proto::DEFAULT_SOCKET.to_string(),
+            allowed_uids: vec![0],
+            allowed_gids: Vec::new(),
+            max_connections: 64,
+        }
+    }
 }
 
 /// `[dpdk]`: EAL settings for DPDK ports.

@@ -123,6 +123,8 @@ impl Shared {
 pub enum ControlError {
     #[error("{object}: {reason}")]
     Invalid { object: String, reason: String },
+    #[error("{object}: {reason}")]
+    NotFound { object: String, reason: String },
     #[error("route {prefix}/{len}: {source}")]
     Fib {
         prefix: IpAddr,
@@ -208,7 +210,18 @@ pub struct Router {
     routes: HashMap<RouteKey, Route>,
     neighbors: HashMap<(u16, IpAddr), Neighbor>,
     max_neighbors: usize,
+    /// What each static route was configured as (for `show` and for undoing
+    /// a change inside a failed batch).
+    static_specs: HashMap<RouteKey, StaticSpec>,
     pub stats: ControlStats,
+}
+
+/// A static route as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaticSpec {
+    pub via: Vec<IpAddr>,
+    pub iface: Option<u16>,
+    pub action: Option<RouteAction>,
 }
 
 fn ll6_of(mac: MacAddr) -> Ipv6Addr {
@@ -288,6 +301,7 @@ impl Router {
             routes: HashMap::new(),
             neighbors: HashMap::new(),
             max_neighbors: d.max_neighbors,
+            static_specs: HashMap::new(),
             stats: ControlStats::default(),
         };
         let vrf_names: Vec<String> = std::iter::once("default".to_string())
@@ -758,6 +772,10 @@ impl Router {
         if vrf as usize >= self.vrfs.len() {
             return Err(invalid(object, "no such VRF"));
         }
+        let mut via: Vec<IpAddr> = via.to_vec();
+        via.sort_unstable();
+        via.dedup();
+        let via = via.as_slice();
         let nh = match (action, via, iface) {
             (Some(RouteAction::Drop), _, _) => self.nh_get(NhKey::Drop, |_| NextHop::Drop),
             (Some(RouteAction::Unreachable), _, _) => {
@@ -812,7 +830,16 @@ impl Router {
                 }
             }
         };
-        self.route_set(key, Source::Static, nh)
+        self.route_set(key, Source::Static, nh)?;
+        self.static_specs.insert(
+            key,
+            StaticSpec {
+                via: via.to_vec(),
+                iface,
+                action,
+            },
+        );
+        Ok(())
     }
 
     /// Removes a static route.
@@ -824,12 +851,21 @@ impl Router {
     ) -> Result<(), ControlError> {
         let key = net_key(vrf, prefix, len);
         match self.routes.get(&key) {
-            Some(r) if r.source == Source::Static => self.route_unset(key),
-            _ => Err(invalid(
-                format!("route {prefix}/{len}"),
-                "no such static route",
-            )),
+            Some(r) if r.source == Source::Static => {
+                self.route_unset(key)?;
+                self.static_specs.remove(&key);
+                Ok(())
+            }
+            _ => Err(ControlError::NotFound {
+                object: format!("route {prefix}/{len}"),
+                reason: "no such static route".into(),
+            }),
         }
+    }
+
+    /// The configuration of a static route.
+    pub fn static_route(&self, vrf: u16, prefix: IpAddr, len: u8) -> Option<&StaticSpec> {
+        self.static_specs.get(&net_key(vrf, prefix, len))
     }
 
     // ---- neighbours ----
@@ -1009,5 +1045,145 @@ impl Router {
             bd.macs.age(now_s, bd.mac_age, |_| aged += 1);
             self.stats.macs_aged += aged;
         }
+    }
+}
+
+impl Router {
+    /// A VRF's index by name.
+    pub fn vrf_id(&self, name: &str) -> Option<u16> {
+        self.t
+            .vrfs
+            .iter()
+            .position(|v| v.name == name)
+            .map(|x| x as u16)
+    }
+
+    /// A bridge domain's index by name.
+    pub fn bd_id(&self, name: &str) -> Option<u16> {
+        self.t
+            .bds
+            .iter()
+            .position(|b| b.name == name)
+            .map(|x| x as u16)
+    }
+
+    /// Removes a neighbour (static or learned): its host route goes, and a
+    /// route through it goes back to resolving the address.
+    pub fn del_neighbor(&mut self, iface: u16, ip: IpAddr) -> Result<Neighbor, ControlError> {
+        let object = || {
+            format!(
+                "neighbor {ip} on {}",
+                self.t.iface(iface).map_or("?", |f| f.name.as_str())
+            )
+        };
+        let Some(n) = self.neighbors.get(&(iface, ip)).copied() else {
+            return Err(ControlError::NotFound {
+                object: object(),
+                reason: "no such neighbour".into(),
+            });
+        };
+        if let Some(vrf) = self.t.iface(iface).and_then(|f| f.vrf()) {
+            let key = RouteKey {
+                vrf,
+                prefix: ip,
+                len: if ip.is_ipv4() { 32 } else { 128 },
+            };
+            if self
+                .routes
+                .get(&key)
+                .is_some_and(|r| r.source == Source::Neighbor)
+            {
+                self.route_unset(key)?;
+            }
+        }
+        self.neighbors.remove(&(iface, ip));
+        if self.nh_refs.get(n.nh as usize).is_some_and(|&r| r > 1) {
+            // Still used by routes: resolve again from now on.
+            self.nh_list[n.nh as usize] = NextHop::Resolve { iface, addr: ip };
+            self.nh_dirty = true;
+        }
+        self.nh_put(n.nh);
+        Ok(n)
+    }
+
+    /// Removes an address from an interface with its local and connected routes.
+    pub fn del_address(&mut self, iface: u16, addr: IpAddr) -> Result<u8, ControlError> {
+        let f = self
+            .t
+            .iface(iface)
+            .ok_or_else(|| invalid("interface", "no such interface"))?;
+        let name = f.name.clone();
+        let vrf = f
+            .vrf()
+            .ok_or_else(|| invalid(name.clone(), "a bridged interface has no addresses"))?;
+        let len = match addr {
+            IpAddr::V4(a) => f.ip4.iter().find(|n| n.addr == a).map(|n| n.len),
+            IpAddr::V6(a) => f.ip6.iter().find(|n| n.addr == a).map(|n| n.len),
+        }
+        .ok_or_else(|| ControlError::NotFound {
+            object: format!("{name}: address {addr}"),
+            reason: "not configured".into(),
+        })?;
+        let host = if addr.is_ipv4() { 32 } else { 128 };
+        let _ = self.route_unset(RouteKey {
+            vrf,
+            prefix: addr,
+            len: host,
+        });
+        if len < host {
+            let key = net_key(vrf, addr, len);
+            if self
+                .routes
+                .get(&key)
+                .is_some_and(|r| r.source == Source::Connected)
+            {
+                let _ = self.route_unset(key);
+            }
+        }
+        let f = &mut self.t.ifaces[iface as usize];
+        f.ip4.retain(|n| IpAddr::V4(n.addr) != addr);
+        f.ip6.retain(|n| IpAddr::V6(n.addr) != addr);
+        Ok(len)
+    }
+
+    /// Removes a static MAC entry of a bridge domain.
+    pub fn del_static_mac(&mut self, bridge: &str, mac: MacAddr) -> Result<(), ControlError> {
+        let bd = self
+            .t
+            .bds
+            .iter()
+            .find(|b| b.name == bridge)
+            .ok_or_else(|| ControlError::NotFound {
+                object: format!("bridge {bridge}"),
+                reason: "no such bridge".into(),
+            })?;
+        match bd.macs.get(mac.to_u64(), 0) {
+            Some(e) if e.is_static && bd.bvi != Some(e.dst) => {
+                bd.macs.remove(mac.to_u64());
+                Ok(())
+            }
+            _ => Err(ControlError::NotFound {
+                object: format!("static MAC {mac} in {bridge}"),
+                reason: "no such static entry".into(),
+            }),
+        }
+    }
+
+    /// Flushes learned MACs of a bridge domain (of one interface if given);
+    /// returns how many.
+    pub fn flush_macs(&mut self, bridge: &str, iface: Option<u16>) -> Result<usize, ControlError> {
+        let bd = self
+            .t
+            .bds
+            .iter()
+            .find(|b| b.name == bridge)
+            .ok_or_else(|| ControlError::NotFound {
+                object: format!("bridge {bridge}"),
+                reason: "no such bridge".into(),
+            })?;
+        let mut n = 0;
+        bd.macs
+            .retain_learned(0, |e| iface.is_some_and(|i| e.dst != i), |_| n += 1);
+        Ok(n)
     }
 }

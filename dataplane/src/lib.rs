@@ -12,11 +12,13 @@
 //! | `ethernet`, `l2`, `ip`, `output` | the nodes, one folder per feature |
 //! | `tables` | the snapshot workers read |
 //! | `control` | the authoritative state, publication, events |
+//! | `api` | the control socket (mio server, protocol handling, sync scopes) |
 //! | `config` | the TOML file and its validation |
 //! | `port` | ports (memory, pcap) |
 //! | `worker` | the poll loop |
 //! | `report` | human-readable counters |
 
+pub mod api;
 pub mod config;
 pub mod control;
 pub mod ethernet;

@@ -198,6 +198,11 @@ impl Topology {
     pub fn start_vrouterd(&mut self, n: &str, config: &str) -> usize {
         let k = self.daemons.len();
         let cfg = self.dir.join(format!("vrouterd-{k}.toml"));
+        let mut config = config.to_string();
+        if !config.contains("[control]") {
+            // Each vrouterd of a test gets its own control socket.
+            config += &format!("\n[control]\nsocket = \"{}\"\n", self.socket(k).display());
+        }
         std::fs::write(&cfg, config).unwrap();
         let log = std::fs::File::create(self.dir.join(format!("vrouterd-{k}.log"))).unwrap();
         let child = Command::new("ip")
@@ -223,6 +228,11 @@ impl Topology {
             std::thread::sleep(Duration::from_millis(20));
         }
         k
+    }
+
+    /// The control socket of vrouterd `k`.
+    pub fn socket(&self, k: usize) -> PathBuf {
+        self.dir.join(format!("vrouterd-{k}.sock"))
     }
 
     /// The output of vrouterd `k` so far.

@@ -40,7 +40,7 @@ fn fields(file: &Path, names: &[&str]) -> Vec<Vec<String>> {
 
 fn run_vrouterd(d: &Path, cfg: &str) -> String {
     let c = d.join("vrouter.toml");
-    std::fs::write(&c, cfg).unwrap();
+    std::fs::write(&c, format!("{cfg}\n[control]\nsocket = \"\"\n")).unwrap();
     let out = sh_out(&format!(
         "cd {} && timeout 60 {} --config {}",
         d.display(),

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use vrouter_dataplane::api::{Api, ApiConfig, PortInfo};
 use vrouter_dataplane::config::{Config, Driver, ZeroCopy, parse_mac};
 use vrouter_dataplane::control::Router;
 use vrouter_dataplane::port::af_packet::{AfPacketConfig, AfPacketPort};
@@ -221,6 +222,44 @@ fn main() -> Result<()> {
         "vrouterd running"
     );
 
+    let mut api = if cfg.control.socket.is_empty() {
+        None
+    } else {
+        let mut uids = cfg.control.allowed_uids.clone();
+        uids.push(nix_uid());
+        let infos: Vec<PortInfo> = cfg
+            .ports
+            .iter()
+            .enumerate()
+            .map(|(k, p)| PortInfo {
+                name: p.name.clone(),
+                driver: format!("{:?}", p.driver).to_lowercase(),
+                mac: macs
+                    .get(k)
+                    .copied()
+                    .flatten()
+                    .unwrap_or_else(|| default_mac(k as u16)),
+                stats: port_stats
+                    .iter()
+                    .filter(|(n, _)| *n == p.name)
+                    .map(|(_, s)| s.clone())
+                    .collect(),
+            })
+            .collect();
+        let a = Api::bind(
+            ApiConfig {
+                path: cfg.control.socket.clone().into(),
+                allowed_uids: uids,
+                allowed_gids: cfg.control.allowed_gids.clone(),
+                max_connections: cfg.control.max_connections,
+            },
+            infos,
+        )
+        .context("control socket")?;
+        tracing::info!(socket = %a.path().display(), "control socket listening");
+        Some(a)
+    };
+
     let started = std::time::Instant::now();
     let print = |router: &Router| {
         let pc: Vec<_> = port_stats
@@ -250,8 +289,15 @@ fn main() -> Result<()> {
         if handles.iter().all(|h| h.is_finished()) {
             break;
         }
-        if !busy {
-            std::thread::sleep(Duration::from_micros(200));
+        match api.as_mut() {
+            Some(a) => {
+                a.poll(
+                    &mut router,
+                    Duration::from_micros(if busy { 0 } else { 500 }),
+                );
+            }
+            None if !busy => std::thread::sleep(Duration::from_micros(200)),
+            None => {}
         }
     }
     for h in handles {
@@ -262,4 +308,16 @@ fn main() -> Result<()> {
     router.process_events();
     print(&router);
     Ok(())
+}
+
+/// The effective uid of this process (allowed on the control socket).
+fn nix_uid() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2)?.parse().ok())
+        })
+        .unwrap_or(0)
 }

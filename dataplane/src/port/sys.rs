@@ -321,3 +321,26 @@ pub fn open_tap(name: &str) -> io::Result<OwnedFd> {
     }
     Ok(fd)
 }
+
+/// The credentials (pid, uid, gid) of the process at the other end of a
+/// Unix socket (`SO_PEERCRED`). Lives here with the other socket wrappers;
+/// the control socket uses it to check who connects.
+pub fn peer_cred(fd: RawFd) -> io::Result<(i32, u32, u32)> {
+    // SAFETY: ucred is plain data; all-zero is valid.
+    let mut c: libc::ucred = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `c` is a writable ucred and `len` its size.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut c as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((c.pid, c.uid, c.gid))
+}
