@@ -78,7 +78,18 @@ impl Client {
                 path: self.path.clone(),
                 detail: e.to_string(),
             })?;
-        self.send_raw(&line)?;
+        if let Err(e) = self.send_raw(&line) {
+            // The server may have refused the connection before closing it
+            // (credentials, limits): report its reason if it left one.
+            if let Ok(v) = self.read_line()
+                && let Ok(Response {
+                    error: Some(err), ..
+                }) = serde_json::from_value::<Response>(v)
+            {
+                return Err(ClientError::Api(err));
+            }
+            return Err(e);
+        }
         loop {
             let v = self.read_line()?;
             if v.get("event").is_some() {
@@ -88,7 +99,8 @@ impl Client {
                 path: self.path.clone(),
                 detail: e.to_string(),
             })?;
-            if r.id != id {
+            // Id 0 answers a connection-level refusal (credentials, limits).
+            if r.id != id && !(r.id == 0 && r.error.is_some()) {
                 continue;
             }
             if let Some(e) = r.error {

@@ -76,23 +76,129 @@ pub fn target_dir() -> PathBuf {
         .join("target")
 }
 
-/// Path of the vrouterd binary (built on first use if missing).
-pub fn vrouterd() -> PathBuf {
+/// Path of a workspace binary (built on first use if missing).
+fn binary(package: &str, name: &str) -> PathBuf {
     let profile = if cfg!(debug_assertions) {
         "debug"
     } else {
         "release"
     };
-    let bin = target_dir().join(profile).join("vrouterd");
+    let bin = target_dir().join(profile).join(name);
     if !bin.exists() {
         let mut c = Command::new(env!("CARGO"));
-        c.args(["build", "-p", "vrouter-dataplane", "--bin", "vrouterd"]);
+        c.args(["build", "-p", package, "--bin", name]);
         if profile == "release" {
             c.arg("--release");
         }
-        assert!(c.status().expect("cargo").success(), "building vrouterd");
+        assert!(c.status().expect("cargo").success(), "building {name}");
     }
     bin
+}
+
+/// Path of the vrouterd binary.
+pub fn vrouterd() -> PathBuf {
+    binary("vrouter-dataplane", "vrouterd")
+}
+
+/// Path of the vrouterctl binary.
+pub fn vrouterctl() -> PathBuf {
+    binary("vrouter-control", "vrouterctl")
+}
+
+/// A vrouterd started directly (no namespace) with a config written to a
+/// scratch directory; its control socket is `<dir>/ctl.sock`. Stopped (by
+/// PID) and cleaned up on drop.
+pub struct Daemon {
+    pub dir: PathBuf,
+    child: Child,
+}
+
+impl Daemon {
+    /// Starts vrouterd with `config` plus a `[control]` section (socket in
+    /// the scratch dir, and `control_extra` lines).
+    pub fn start(config: &str, control_extra: &str) -> Daemon {
+        let dir = std::env::temp_dir().join(format!(
+            "vrouter-d{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let sock = dir.join("ctl.sock");
+        let cfg = dir.join("vrouter.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "{config}\n[control]\nsocket = \"{}\"\n{control_extra}\n",
+                sock.display()
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.join("vrouterd.log")).unwrap();
+        let child = Command::new(vrouterd())
+            .arg("--config")
+            .arg(&cfg)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting vrouterd");
+        let mut d = Daemon { dir, child };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !d.log().contains("control socket listening") {
+            if let Ok(Some(st)) = d.child.try_wait() {
+                panic!("vrouterd exited ({st}):\n{}", d.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "vrouterd did not start:\n{}",
+                d.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        d
+    }
+
+    /// The control socket.
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("ctl.sock")
+    }
+
+    /// vrouterd's output so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("vrouterd.log")).unwrap_or_default()
+    }
+
+    /// True while the process runs.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Runs vrouterctl against this daemon: (exit code, stdout, stderr).
+    pub fn ctl(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(vrouterctl())
+            .arg("--socket")
+            .arg(self.socket())
+            .args(args)
+            .output()
+            .expect("vrouterctl");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = sh_out(&format!("kill -TERM {}", self.child.id()));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// A set of namespaces and veth pairs, all named `<prefix>…`, removed on drop.

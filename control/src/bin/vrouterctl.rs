@@ -1,2 +1,494 @@
-//! placeholder
-fn main() {}
+//! vrouterctl: the operator's command line for a running vrouterd, over its
+//! control socket. Tables by default, JSON with `--json`.
+//!
+//! Exit codes: 0 done; 1 vrouterd refused the request (its error is
+//! printed); 2 bad command line; 3 vrouterd could not be reached.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::Value;
+use vrouter_control::proto::{self, Op};
+use vrouter_control::{Client, ClientError};
+
+#[derive(Parser, Debug)]
+#[command(version, about = "Inspect and change a running vrouterd through its control socket.", long_about = None,
+    after_help = "Exit codes: 0 done, 1 request refused by vrouterd, 2 bad command line, 3 vrouterd unreachable.\n\
+Examples:\n  vrouterctl show routes\n  vrouterctl route add 198.19.0.0/16 via 198.18.1.2\n  vrouterctl neighbor add net1 198.18.1.2 02:00:00:00:01:02\n  vrouterctl --json show counters")]
+struct Cli {
+    /// Control socket of vrouterd.
+    #[arg(short, long, env = "VROUTER_SOCKET", default_value = proto::DEFAULT_SOCKET)]
+    socket: PathBuf,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Show state and counters.
+    Show {
+        #[command(subcommand)]
+        what: Show,
+    },
+    /// Static routes.
+    Route {
+        #[command(subcommand)]
+        cmd: RouteCmd,
+    },
+    /// Static neighbours (ARP/ND entries).
+    Neighbor {
+        #[command(subcommand)]
+        cmd: NeighborCmd,
+    },
+    /// Interface addresses.
+    Address {
+        #[command(subcommand)]
+        cmd: AddressCmd,
+    },
+    /// Static MAC entries and flushing.
+    Mac {
+        #[command(subcommand)]
+        cmd: MacCmd,
+    },
+    /// Endpoints (pods).
+    Endpoint {
+        #[command(subcommand)]
+        cmd: EndpointCmd,
+    },
+    /// Apply the changes in a JSON file (an array of {"op","args"}) all or nothing.
+    Batch { file: PathBuf },
+    /// Replace the state of a scope with a JSON file ({"scope","generation","routes",...}).
+    Sync { file: PathBuf },
+    /// Print events as they happen (mac, neighbor, port).
+    Events {
+        #[arg(default_values = ["mac", "neighbor", "port"])]
+        kinds: Vec<String>,
+    },
+    /// Send one raw request ({"op": ..., "args": ...}; the id is added).
+    Raw { request: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum Show {
+    Ports,
+    Interfaces,
+    Vrfs,
+    Bridge,
+    /// MAC table (of one bridge, or all).
+    Mac {
+        bridge: Option<String>,
+    },
+    Routes {
+        #[arg(long)]
+        vrf: Option<String>,
+        /// ipv4 or ipv6
+        #[arg(long)]
+        family: Option<String>,
+    },
+    Neighbors,
+    Endpoints,
+    /// Every non-zero named counter.
+    Counters,
+    /// Drop counters only.
+    Errors,
+    /// Per-node calls, packets and clocks per packet.
+    Runtime,
+}
+
+#[derive(Args, Debug)]
+struct RouteArgs {
+    prefix: String,
+    /// Gateways (`via 198.18.1.2 198.18.2.2` or just the addresses).
+    gateways: Vec<String>,
+    #[arg(long)]
+    interface: Option<String>,
+    #[arg(long)]
+    vrf: Option<String>,
+    #[arg(long, conflicts_with_all = ["unreachable"])]
+    drop: bool,
+    #[arg(long)]
+    unreachable: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum RouteCmd {
+    Add(RouteArgs),
+    Replace(RouteArgs),
+    Del {
+        prefix: String,
+        #[arg(long)]
+        vrf: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum NeighborCmd {
+    Add {
+        interface: String,
+        ip: String,
+        mac: String,
+    },
+    Del {
+        interface: String,
+        ip: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AddressCmd {
+    Add { interface: String, address: String },
+    Del { interface: String, address: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum MacCmd {
+    Add {
+        bridge: String,
+        mac: String,
+        interface: String,
+    },
+    Del {
+        bridge: String,
+        mac: String,
+        interface: String,
+    },
+    Flush {
+        bridge: String,
+        interface: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum EndpointCmd {
+    Add {
+        /// namespace/name
+        pod: String,
+        #[arg(long)]
+        interface: String,
+        #[arg(long)]
+        mac: String,
+        #[arg(long = "ip", required = true)]
+        ips: Vec<String>,
+        #[arg(long, default_value = "")]
+        node: String,
+    },
+    Del {
+        pod: String,
+    },
+}
+
+fn route(a: RouteArgs) -> proto::Route {
+    let via = a.gateways.into_iter().filter(|g| g != "via").collect();
+    let action = if a.drop {
+        Some("drop".to_string())
+    } else if a.unreachable {
+        Some("unreachable".to_string())
+    } else {
+        None
+    };
+    proto::Route {
+        vrf: a.vrf,
+        prefix: a.prefix,
+        via,
+        interface: a.interface,
+        action,
+    }
+}
+
+fn pod(s: &str) -> Result<(String, String), String> {
+    s.split_once('/')
+        .map(|(n, p)| (n.to_string(), p.to_string()))
+        .ok_or_else(|| format!("`{s}` is not namespace/name"))
+}
+
+fn read_json(path: &PathBuf) -> Result<Value, String> {
+    let t = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_str(&t).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The request a command sends (None for commands handled otherwise).
+fn op_of(cmd: Cmd) -> Result<Op, String> {
+    Ok(match cmd {
+        Cmd::Show { what } => match what {
+            Show::Ports => Op::ShowPorts,
+            Show::Interfaces => Op::ShowInterfaces,
+            Show::Vrfs => Op::ShowVrfs,
+            Show::Bridge => Op::ShowBridges,
+            Show::Mac { bridge } => Op::ShowMac(proto::BridgeSel { bridge }),
+            Show::Routes { vrf, family } => Op::ShowRoutes(proto::RouteSel { vrf, family }),
+            Show::Neighbors => Op::ShowNeighbors,
+            Show::Endpoints => Op::ShowEndpoints,
+            Show::Counters => Op::ShowCounters,
+            Show::Errors => Op::ShowErrors,
+            Show::Runtime => Op::ShowRuntime,
+        },
+        Cmd::Route { cmd } => match cmd {
+            RouteCmd::Add(a) => Op::RouteAdd(route(a)),
+            RouteCmd::Replace(a) => Op::RouteReplace(route(a)),
+            RouteCmd::Del { prefix, vrf } => Op::RouteDel(proto::RouteKey { vrf, prefix }),
+        },
+        Cmd::Neighbor { cmd } => match cmd {
+            NeighborCmd::Add { interface, ip, mac } => {
+                Op::NeighborAdd(proto::Neighbor { interface, ip, mac })
+            }
+            NeighborCmd::Del { interface, ip } => {
+                Op::NeighborDel(proto::NeighborKey { interface, ip })
+            }
+        },
+        Cmd::Address { cmd } => match cmd {
+            AddressCmd::Add { interface, address } => {
+                Op::AddressAdd(proto::Address { interface, address })
+            }
+            AddressCmd::Del { interface, address } => {
+                Op::AddressDel(proto::Address { interface, address })
+            }
+        },
+        Cmd::Mac { cmd } => match cmd {
+            MacCmd::Add {
+                bridge,
+                mac,
+                interface,
+            } => Op::StaticMacAdd(proto::StaticMac {
+                bridge,
+                mac,
+                interface,
+            }),
+            MacCmd::Del {
+                bridge,
+                mac,
+                interface,
+            } => Op::StaticMacDel(proto::StaticMac {
+                bridge,
+                mac,
+                interface,
+            }),
+            MacCmd::Flush { bridge, interface } => {
+                Op::MacFlush(proto::MacFlush { bridge, interface })
+            }
+        },
+        Cmd::Endpoint { cmd } => match cmd {
+            EndpointCmd::Add {
+                pod: p,
+                interface,
+                mac,
+                ips,
+                node,
+            } => {
+                let (namespace, name) = pod(&p)?;
+                Op::EndpointAdd(proto::Endpoint {
+                    namespace,
+                    name,
+                    node,
+                    ips,
+                    mac,
+                    interface,
+                })
+            }
+            EndpointCmd::Del { pod: p } => {
+                let (namespace, name) = pod(&p)?;
+                Op::EndpointDel(proto::EndpointKey { namespace, name })
+            }
+        },
+        Cmd::Batch { file } => {
+            let v = read_json(&file)?;
+            let ops: Vec<proto::BatchOp> =
+                serde_json::from_value(v).map_err(|e| format!("{}: {e}", file.display()))?;
+            Op::Batch(proto::Batch { ops })
+        }
+        Cmd::Sync { file } => {
+            let v = read_json(&file)?;
+            Op::Sync(serde_json::from_value(v).map_err(|e| format!("{}: {e}", file.display()))?)
+        }
+        Cmd::Events { kinds } => Op::Subscribe(proto::Subscribe { events: kinds }),
+        Cmd::Raw { .. } => return Err("raw is sent as is".into()),
+    })
+}
+
+/// Prints an array of objects as a table with the given columns.
+fn table(v: &Value, cols: &[&str]) {
+    let rows: Vec<Vec<String>> = v
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|o| {
+                    cols.iter()
+                        .map(|c| match o.get(*c) {
+                            Some(Value::String(s)) => s.clone(),
+                            Some(Value::Null) | None => "-".to_string(),
+                            Some(Value::Array(a)) => a
+                                .iter()
+                                .map(|x| x.as_str().map_or(x.to_string(), str::to_string))
+                                .collect::<Vec<_>>()
+                                .join(","),
+                            Some(Value::Number(n)) if n.is_f64() => {
+                                format!("{:.1}", n.as_f64().unwrap_or(0.0))
+                            }
+                            Some(x) => x.to_string(),
+                        })
+                        .collect()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let widths: Vec<usize> = cols
+        .iter()
+        .enumerate()
+        .map(|(k, c)| {
+            rows.iter()
+                .map(|r| r[k].len())
+                .chain([c.len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: Vec<String>| {
+        let s: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", s.join("  ").trim_end());
+    };
+    line(cols.iter().map(|c| c.to_string()).collect());
+    for r in rows {
+        line(r);
+    }
+}
+
+fn print(what: &Op, v: &Value) {
+    match what {
+        Op::ShowPorts => table(
+            v,
+            &[
+                "name",
+                "driver",
+                "mac",
+                "rx_packets",
+                "rx_dropped",
+                "tx_packets",
+                "tx_dropped",
+            ],
+        ),
+        Op::ShowInterfaces => table(
+            v,
+            &[
+                "name",
+                "port",
+                "vlan",
+                "mode",
+                "bridge",
+                "vrf",
+                "mac",
+                "mtu",
+                "addresses",
+                "rx_packets",
+                "tx_packets",
+                "drops",
+            ],
+        ),
+        Op::ShowBridges => table(
+            v,
+            &[
+                "name",
+                "members",
+                "gateway",
+                "macs",
+                "mac_limit",
+                "mac_age",
+                "learning",
+            ],
+        ),
+        Op::ShowMac(_) => table(v, &["bridge", "mac", "interface", "static", "age"]),
+        Op::ShowRoutes(_) => table(v, &["vrf", "prefix", "source", "next_hop"]),
+        Op::ShowNeighbors => table(v, &["interface", "ip", "mac", "static"]),
+        Op::ShowEndpoints => table(v, &["namespace", "name", "node", "interface", "mac", "ips"]),
+        Op::ShowCounters | Op::ShowErrors => table(v, &["name", "value", "drop", "help"]),
+        Op::ShowRuntime => table(v, &["name", "calls", "packets", "clocks_per_packet"]),
+        _ => println!(
+            "{}",
+            if v.is_object() || v.is_array() {
+                serde_json::to_string_pretty(v).unwrap_or_default()
+            } else {
+                v.to_string()
+            }
+        ),
+    }
+}
+
+fn fail(e: ClientError) -> ExitCode {
+    match e {
+        ClientError::Api(e) => {
+            eprintln!("vrouterctl: {}: {}", e.code, e.message);
+            ExitCode::from(1)
+        }
+        other => {
+            eprintln!("vrouterctl: {other}");
+            ExitCode::from(3)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = cli.json;
+    let mut c = match Client::connect(&cli.socket, "vrouterctl") {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    if let Cmd::Raw { request } = &cli.cmd {
+        let mut v: Value = match serde_json::from_str(request) {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("vrouterctl: raw: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        v["id"] = Value::from(999_999u64);
+        if let Err(e) = c.send_raw(&v.to_string()) {
+            return fail(e);
+        }
+        return match c.read_line() {
+            Ok(v) => {
+                println!("{v}");
+                if v.get("error").is_some() {
+                    ExitCode::from(1)
+                } else {
+                    ExitCode::SUCCESS
+                }
+            }
+            Err(e) => fail(e),
+        };
+    }
+    let events = matches!(cli.cmd, Cmd::Events { .. });
+    let op = match op_of(cli.cmd) {
+        Ok(op) => op,
+        Err(e) => {
+            eprintln!("vrouterctl: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let shown = op.clone();
+    match c.call(op) {
+        Ok(v) => {
+            if events {
+                loop {
+                    match c.next_event() {
+                        Ok(e) => println!("{e}"),
+                        Err(e) => return fail(e),
+                    }
+                }
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            } else {
+                print(&shown, &v);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
