@@ -95,13 +95,20 @@ impl Pkt {
     pub fn new(buf: PacketBuf, rx_port: u16) -> Self {
         Pkt {
             buf,
-            meta: Meta {
-                rx_port,
-                rx_if: NO_IFACE,
-                tx_if: NO_IFACE,
-                tx_port: u16::MAX,
-                ..Meta::default()
-            },
+            meta: Self::new_meta(rx_port),
+        }
+    }
+
+    /// The metadata of a freshly received packet on `port` (ports build it
+    /// once per burst and copy it into every packet).
+    #[inline(always)]
+    pub fn new_meta(rx_port: u16) -> Meta {
+        Meta {
+            rx_port,
+            rx_if: NO_IFACE,
+            tx_if: NO_IFACE,
+            tx_port: u16::MAX,
+            ..Meta::default()
         }
     }
 

@@ -340,6 +340,66 @@ impl FramePool {
         Some(self.make(index, HEADROOM, 0))
     }
 
+    /// Takes a free frame and fills it with the first `len` bytes of the
+    /// 64-byte chunks `chunks`, starting at [`HEADROOM`]: whole chunks are
+    /// copied (fixed-size copies the compiler inlines), for ports that copy
+    /// small frames at line rate. `None` if no frame is free or if `len` is
+    /// not within the chunks (or they do not fit a frame).
+    #[inline(always)]
+    pub fn alloc_copy(&mut self, chunks: &[[u8; 64]], len: usize) -> Option<PacketBuf> {
+        let n = chunks.len() * 64;
+        if len > n || n > MAX_PACKET {
+            return None;
+        }
+        let index = self.free.pop()?;
+        let buf = self.make(index, HEADROOM, len);
+        // SAFETY: the frame was just taken off the free list, so this handle
+        // is its only owner (invariant 1); HEADROOM + n <= FRAME_SIZE was
+        // checked above, so the n bytes written lie inside the frame; the
+        // source is a separate allocation borrowed immutably, so the ranges
+        // do not overlap.
+        unsafe {
+            let dst = buf.frame.as_ptr().add(HEADROOM);
+            if let [one] = chunks {
+                dst.cast::<[u8; 64]>().write_unaligned(*one);
+            } else {
+                std::ptr::copy_nonoverlapping(chunks.as_ptr().cast::<u8>(), dst, n);
+            }
+        }
+        Some(buf)
+    }
+
+    /// [`FramePool::alloc_copy`] of a frame that fits one chunk.
+    #[inline(always)]
+    pub fn alloc_copy64(&mut self, chunk: &[u8; 64], len: u16) -> Option<PacketBuf> {
+        let index = self.free.pop()?;
+        let buf = self.make(index, HEADROOM, usize::from(len.min(64)));
+        // SAFETY: the frame was just taken off the free list, so this handle
+        // is its only owner (invariant 1); HEADROOM + 64 <= FRAME_SIZE, so
+        // the bytes written lie inside the frame.
+        unsafe {
+            buf.frame
+                .as_ptr()
+                .add(HEADROOM)
+                .cast::<[u8; 64]>()
+                .write_unaligned(*chunk);
+        }
+        Some(buf)
+    }
+
+    /// Returns every buffer of `bufs` to the free list (emptying it) and
+    /// gives the sum of their lengths.
+    #[inline]
+    pub fn free_all(&mut self, bufs: &mut Vec<PacketBuf>) -> u64 {
+        let mut bytes = 0u64;
+        self.free.reserve(bufs.len());
+        for buf in bufs.drain(..) {
+            bytes += u64::from(buf.len);
+            self.free(buf);
+        }
+        bytes
+    }
+
     /// Returns a buffer's frame to the free list.
     #[inline]
     pub fn free(&mut self, buf: PacketBuf) {

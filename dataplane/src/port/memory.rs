@@ -23,11 +23,16 @@ pub type TxCapture = Arc<Mutex<Vec<Vec<u8>>>>;
 
 enum Rx {
     Queue(RxQueue),
-    /// Frames stored back to back, each padded to a multiple of 64 bytes.
+    /// Frames stored back to back in 64-byte chunks, each padded to a whole
+    /// number of chunks; `frames` holds (first chunk, chunks, length).
     Replay {
-        data: Vec<u8>,
-        frames: Vec<(usize, usize, usize)>,
+        data: Vec<[u8; 64]>,
+        frames: Vec<(u32, u32, u32)>,
         next: usize,
+        /// Every frame fits one chunk: frame k is `data[k]`, its length
+        /// `lens[k]` (the fast path of small-frame benches).
+        small: bool,
+        lens: Vec<u16>,
     },
 }
 
@@ -60,19 +65,26 @@ impl MemoryPort {
 
     /// A port that replays `frames` forever and discards what it transmits.
     pub fn replay(index: u16, name: &str, mac: MacAddr, frames: Vec<Vec<u8>>) -> Self {
-        let mut data = Vec::new();
+        let mut data: Vec<[u8; 64]> = Vec::new();
         let mut index_ = Vec::with_capacity(frames.len());
         for f in frames.iter().filter(|f| f.len() <= MAX_PACKET) {
-            let padded = f.len().div_ceil(64).max(1) * 64;
-            index_.push((data.len(), padded, f.len()));
-            data.extend_from_slice(f);
-            data.resize(data.len() + padded - f.len(), 0);
+            let chunks = f.len().div_ceil(64).max(1);
+            index_.push((data.len() as u32, chunks as u32, f.len() as u32));
+            for c in 0..chunks {
+                let mut chunk = [0u8; 64];
+                let part = f.get(c * 64..).unwrap_or(&[]);
+                let k = part.len().min(64);
+                chunk[..k].copy_from_slice(&part[..k]);
+                data.push(chunk);
+            }
         }
         MemoryPort {
             index,
             name: name.to_string(),
             mac,
             rx: Rx::Replay {
+                small: index_.iter().all(|&(_, chunks, _)| chunks == 1),
+                lens: index_.iter().map(|&(_, _, len)| len as u16).collect(),
                 data,
                 frames: index_,
                 next: 0,
@@ -128,39 +140,66 @@ impl Port for MemoryPort {
                     }
                 }
             }
-            Rx::Replay { data, frames, next } => {
-                if frames.is_empty() {
-                    return 0;
-                }
-                let (mut n, mut bytes) = (0u64, 0u64);
-                for _ in 0..max {
-                    let Some(&(off, padded, len)) = frames.get(*next) else {
+            Rx::Replay {
+                data,
+                frames,
+                next,
+                small,
+                lens,
+            } => {
+                let meta = Pkt::new_meta(self.index);
+                let start_len = out.len();
+                out.reserve(max);
+                let spare = out.spare_capacity_mut();
+                let max = max.min(spare.len());
+                let (mut k, mut nx, mut bytes) = (0usize, *next, 0u64);
+                let nframes = lens.len().min(data.len());
+                while *small && k < max {
+                    let (Some(chunk), Some(&len), Some(slot)) =
+                        (data.get(nx), lens.get(nx), spare.get_mut(k))
+                    else {
                         break;
                     };
-                    let Some(mut buf) = pool.alloc() else {
+                    let Some(buf) = pool.alloc_copy64(chunk, len) else {
                         PortStats::add(&self.stats.rx_dropped, 1);
                         break;
                     };
-                    match data
-                        .get(off..off + padded)
-                        .map(|src| buf.write_padded(src, len))
-                    {
-                        Some(Ok(())) => {
-                            n += 1;
-                            bytes += len as u64;
-                            out.push(Pkt::new(buf, self.index));
-                        }
-                        _ => {
-                            pool.free(buf);
-                            PortStats::add(&self.stats.rx_dropped, 1);
-                        }
-                    }
-                    *next += 1;
-                    if *next == frames.len() {
-                        *next = 0;
+                    bytes += u64::from(len);
+                    slot.write(Pkt { buf, meta });
+                    k += 1;
+                    nx += 1;
+                    if nx >= nframes {
+                        nx = 0;
                     }
                 }
-                PortStats::add(&self.stats.rx_packets, n);
+                while !*small && k < max {
+                    let Some(&(first, chunks, len)) = frames.get(nx) else {
+                        break;
+                    };
+                    let src = data
+                        .get(first as usize..(first + chunks) as usize)
+                        .unwrap_or(&[]);
+                    let Some(buf) = pool.alloc_copy(src, len as usize) else {
+                        PortStats::add(&self.stats.rx_dropped, 1);
+                        break;
+                    };
+                    bytes += u64::from(len);
+                    if let Some(slot) = spare.get_mut(k) {
+                        slot.write(Pkt { buf, meta });
+                    }
+                    k += 1;
+                    nx += 1;
+                    if nx == frames.len() {
+                        nx = 0;
+                    }
+                }
+                *next = nx;
+                // SAFETY: the loop initialised exactly the first `k` spare
+                // slots (k <= spare.len(), every iteration that raised `k`
+                // wrote slot k - 1 ... k's predecessor), so the first
+                // `start_len + k` elements are initialised.
+                unsafe { out.set_len(start_len + k) };
+                PortStats::add(&self.stats.rx_packets, k as u64);
                 PortStats::add(&self.stats.rx_bytes, bytes);
             }
         }
@@ -168,17 +207,13 @@ impl Port for MemoryPort {
     }
 
     fn tx_burst(&mut self, pool: &mut FramePool, bufs: &mut Vec<PacketBuf>) {
-        let mut bytes = 0u64;
         let n = bufs.len() as u64;
         if let Some(cap) = &self.tx
             && let Ok(mut cap) = cap.lock()
         {
             cap.extend(bufs.iter().map(|b| b.data().to_vec()));
         }
-        for b in bufs.drain(..) {
-            bytes += b.len() as u64;
-            pool.free(b);
-        }
+        let bytes = pool.free_all(bufs);
         PortStats::add(&self.stats.tx_packets, n);
         PortStats::add(&self.stats.tx_bytes, bytes);
     }
