@@ -9,40 +9,103 @@
 use vrouter_wire::EtherType;
 
 use crate::ethernet::drop_pkt;
-use crate::graph::{Counter, IfaceAcc, Queues};
+use crate::graph::{Counter, Queues, WorkerStats};
 use crate::pipeline::Ctx;
-use crate::pkt::{Disposition, Pkt};
+use crate::pkt::{Disposition, NO_IFACE, Pkt};
+use crate::tables::Tables;
+
+/// What sending on one interface needs, looked up once per run of packets
+/// to that interface.
+#[derive(Clone, Copy)]
+struct OutIface {
+    iface: u16,
+    valid: bool,
+    port: u16,
+    vlan: u16,
+    mtu: u16,
+}
+
+impl OutIface {
+    #[inline(always)]
+    fn of(t: &Tables, iface: u16) -> OutIface {
+        match t.iface(iface) {
+            Some(f) => OutIface {
+                iface,
+                valid: true,
+                port: f.port,
+                vlan: f.vlan,
+                mtu: f.mtu,
+            },
+            None => OutIface {
+                iface,
+                valid: false,
+                port: 0,
+                vlan: 0,
+                mtu: 0,
+            },
+        }
+    }
+}
 
 /// The `interface-output` node.
 pub fn node(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
-    let mut acc = IfaceAcc::default();
+    let Some(&first) = input.first() else {
+        return;
+    };
+    let first = pkts
+        .get(usize::from(first))
+        .map_or(NO_IFACE, |p| p.meta.tx_if);
+    let mut out = OutIface::of(cx.t, first);
+    // Packets and bytes sent on `out` so far (counted when it changes).
+    let (mut packets, mut bytes) = (0u64, 0u64);
     for &i in input {
-        let p = &mut pkts[i as usize];
-        let Some(f) = cx.t.iface(p.meta.tx_if) else {
-            drop_pkt(p, q, i, Counter::GraphLost);
+        let Some(p) = pkts.get_mut(usize::from(i)) else {
             continue;
         };
-        if p.buf.len() < 14 {
+        if p.meta.tx_if != out.iface {
+            count_tx(cx.stats, out.iface, packets, bytes);
+            (packets, bytes) = (0, 0);
+            out = OutIface::of(cx.t, p.meta.tx_if);
+        }
+        let len = p.buf.len();
+        if !out.valid || len < 14 {
             drop_pkt(p, q, i, Counter::GraphLost);
             continue;
         }
-        if p.buf.len() - 14 > f.mtu as usize {
+        if len - 14 > usize::from(out.mtu) {
             drop_pkt(p, q, i, Counter::L2MtuExceeded);
             continue;
         }
-        if f.vlan != 0 {
-            if p.buf.prepend(4).is_err() {
-                drop_pkt(p, q, i, Counter::GraphNoSpace);
-                continue;
-            }
-            let d = p.buf.data_mut();
-            d.copy_within(4..16, 0);
-            d[12..14].copy_from_slice(&EtherType::VLAN.0.to_be_bytes());
-            d[14..16].copy_from_slice(&(f.vlan & 0x0fff).to_be_bytes());
+        if out.vlan != 0 && !tag(p, out.vlan) {
+            drop_pkt(p, q, i, Counter::GraphNoSpace);
+            continue;
         }
-        p.meta.tx_port = f.port;
+        p.meta.tx_port = out.port;
         p.meta.disposition = Disposition::Tx;
-        acc.add(cx.stats, false, p.meta.tx_if, p.buf.len());
+        packets += 1;
+        bytes += p.buf.len() as u64;
     }
-    acc.flush(cx.stats, false);
+    count_tx(cx.stats, out.iface, packets, bytes);
+}
+
+#[inline(always)]
+fn count_tx(stats: &WorkerStats, iface: u16, packets: u64, bytes: u64) {
+    if packets > 0 {
+        let s = stats.iface(iface);
+        s.tx_packets.add(packets);
+        s.tx_bytes.add(bytes);
+    }
+}
+
+/// Inserts an 802.1Q tag for `vlan` after the MACs; false without headroom.
+#[inline(never)]
+fn tag(p: &mut Pkt, vlan: u16) -> bool {
+    if p.buf.prepend(4).is_err() {
+        return false;
+    }
+    let d = p.buf.data_mut();
+    d.copy_within(4..16, 0);
+    d[12..14].copy_from_slice(&EtherType::VLAN.0.to_be_bytes());
+    d[14..16].copy_from_slice(&(vlan & 0x0fff).to_be_bytes());
+    true
 }

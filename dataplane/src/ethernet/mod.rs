@@ -16,7 +16,7 @@ use vrouter_wire::{EtherType, MacAddr};
 use crate::graph::{Counter, IfaceAcc, NodeId, Queues};
 use crate::pipeline::Ctx;
 use crate::pkt::{NO_IFACE, Pkt, flags};
-use crate::tables::IfaceMode;
+use crate::tables::{IfaceMode, Tables};
 
 const ETH: usize = 14;
 const VLAN: usize = 4;
@@ -32,84 +32,169 @@ fn be16(d: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([d[at], d[at + 1]])
 }
 
+/// What the fast path needs about the untagged interface of one port,
+/// looked up once per run of packets from that port.
+#[derive(Clone, Copy)]
+struct PortIface {
+    port: u16,
+    /// The untagged interface (`NO_IFACE` if none or not usable).
+    iface: u16,
+    /// 0: none, 1: bridged, 2: routed.
+    kind: u8,
+    /// Bridge domain or VRF.
+    domain: u16,
+    /// The interface's MAC (routed), as a 48-bit integer.
+    mac: u64,
+}
+
+impl PortIface {
+    const NONE: PortIface = PortIface {
+        port: u16::MAX,
+        iface: NO_IFACE,
+        kind: 0,
+        domain: 0,
+        mac: 0,
+    };
+
+    #[inline(never)]
+    fn of(t: &Tables, port: u16) -> PortIface {
+        let iface = t
+            .ports
+            .get(usize::from(port))
+            .map_or(NO_IFACE, |m| m.untagged);
+        let (kind, domain, mac) = match t.iface(iface) {
+            Some(f) => match f.mode {
+                IfaceMode::Bridged { bd } => (1, bd, 0),
+                IfaceMode::Routed { vrf } => (2, vrf, f.mac.to_u64()),
+                IfaceMode::Bvi { .. } => (0, 0, 0),
+            },
+            None => (0, 0, 0),
+        };
+        PortIface {
+            port,
+            iface,
+            kind,
+            domain,
+            mac,
+        }
+    }
+}
+
 /// The `ethernet-input` node.
+///
+/// Fast path: an untagged frame on a port whose untagged interface is
+/// bridged or routed (looked up once per run of packets from one port).
+/// Everything else (VLAN tags, unknown interfaces) takes [`slow`].
 pub fn input(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
     let t = cx.t;
     let mut acc = IfaceAcc::default();
-    // The port map of the previous packet: bursts come from one port.
-    let mut cached: (u16, Option<&crate::tables::PortMap>) = (u16::MAX, None);
+    let mut pc = PortIface::NONE;
     for &i in input {
-        let p = &mut pkts[i as usize];
-        let d = p.buf.data();
-        if d.len() < ETH {
+        let Some(p) = pkts.get_mut(usize::from(i)) else {
+            continue;
+        };
+        let len = p.buf.len();
+        let Some(h) = p.buf.data().first_chunk::<14>() else {
             drop_pkt(p, q, i, Counter::EthRunt);
             continue;
+        };
+        let ethertype = u16::from_be_bytes([h[12], h[13]]);
+        let multi = h[0] & 1 != 0;
+        let dst = u64::from_be_bytes([0, 0, h[0], h[1], h[2], h[3], h[4], h[5]]);
+        if p.meta.rx_port != pc.port {
+            pc = PortIface::of(t, p.meta.rx_port);
         }
-        let mut ethertype = be16(d, 12);
-        let mut vid = 0;
-        let mut l3_off = ETH;
-        if ethertype == EtherType::VLAN.0 {
-            if d.len() < ETH + VLAN {
-                drop_pkt(p, q, i, Counter::EthBadVlan);
-                continue;
-            }
-            vid = be16(d, 14) & 0x0fff;
-            ethertype = be16(d, 16);
-            l3_off += VLAN;
-            if ethertype == EtherType::VLAN.0 || ethertype == EtherType::QINQ.0 {
-                drop_pkt(p, q, i, Counter::EthBadVlan);
-                continue;
-            }
-        } else if ethertype == EtherType::QINQ.0 {
-            drop_pkt(p, q, i, Counter::EthBadVlan);
+        if ethertype == EtherType::VLAN.0 || ethertype == EtherType::QINQ.0 || pc.kind == 0 {
+            slow(cx, &mut acc, p, q, i);
             continue;
         }
-        let multi = d[0] & 1 != 0;
-        if cached.0 != p.meta.rx_port {
-            cached = (p.meta.rx_port, t.ports.get(p.meta.rx_port as usize));
-        }
-        let iface_idx = match cached.1 {
-            Some(m) if vid == 0 => m.untagged,
-            Some(m) => m.iface(vid),
-            None => NO_IFACE,
-        };
-        let Some(iface) = t.iface(iface_idx) else {
-            drop_pkt(p, q, i, Counter::EthUnknownInterface);
-            continue;
-        };
-        p.meta.rx_if = iface_idx;
-        acc.add(cx.stats, true, iface_idx, p.buf.len());
-        if multi {
-            p.meta.flags |= flags::L2_MULTI;
-        }
+        p.meta.rx_if = pc.iface;
+        acc.add(cx.stats, true, pc.iface, len);
+        p.meta.flags |= u16::from(multi) * flags::L2_MULTI;
         p.meta.ethertype = ethertype;
-        match iface.mode {
-            IfaceMode::Bridged { bd } => {
-                if vid != 0 {
-                    // Pop the tag: move the MACs forward over it.
-                    p.buf.data_mut().copy_within(0..12, VLAN);
-                    let _ = p.buf.advance(VLAN);
-                }
-                p.meta.l3_off = ETH as u16;
-                p.meta.domain = bd;
-                q.push(NodeId::L2Input, i);
-            }
-            IfaceMode::Routed { vrf } => {
-                // Compare as integers: the first 8 bytes, top 6 are the MAC.
-                let dst = d8(p.buf.data()) >> 16;
-                if !multi && dst != iface.mac.to_u64() {
-                    drop_pkt(p, q, i, Counter::EthNotForUs);
-                    continue;
-                }
-                p.meta.l3_off = l3_off as u16;
-                p.meta.domain = vrf;
-                l3_input(p, q, i);
-            }
-            // A BVI has no port; a map pointing at one is a control bug.
-            IfaceMode::Bvi { .. } => drop_pkt(p, q, i, Counter::EthUnknownInterface),
+        p.meta.l3_off = ETH as u16;
+        p.meta.domain = pc.domain;
+        if pc.kind == 1 {
+            q.push(NodeId::L2Input, i);
+        } else if !multi && dst != pc.mac {
+            drop_pkt(p, q, i, Counter::EthNotForUs);
+        } else {
+            l3_input(p, q, i);
         }
     }
     acc.flush(cx.stats, true);
+}
+
+/// `ethernet-input` for frames the fast path does not take: VLAN tags,
+/// ports without a usable untagged interface.
+#[inline(never)]
+fn slow(cx: &Ctx, acc: &mut IfaceAcc, p: &mut Pkt, q: &mut Queues, i: u16) {
+    let t = cx.t;
+    let d = p.buf.data();
+    if d.len() < ETH {
+        drop_pkt(p, q, i, Counter::EthRunt);
+        return;
+    }
+    let mut ethertype = be16(d, 12);
+    let mut vid = 0;
+    let mut l3_off = ETH;
+    if ethertype == EtherType::VLAN.0 {
+        if d.len() < ETH + VLAN {
+            drop_pkt(p, q, i, Counter::EthBadVlan);
+            return;
+        }
+        vid = be16(d, 14) & 0x0fff;
+        ethertype = be16(d, 16);
+        l3_off += VLAN;
+        if ethertype == EtherType::VLAN.0 || ethertype == EtherType::QINQ.0 {
+            drop_pkt(p, q, i, Counter::EthBadVlan);
+            return;
+        }
+    } else if ethertype == EtherType::QINQ.0 {
+        drop_pkt(p, q, i, Counter::EthBadVlan);
+        return;
+    }
+    let multi = d[0] & 1 != 0;
+    let iface_idx = match t.ports.get(p.meta.rx_port as usize) {
+        Some(m) if vid == 0 => m.untagged,
+        Some(m) => m.iface(vid),
+        None => NO_IFACE,
+    };
+    let Some(iface) = t.iface(iface_idx) else {
+        drop_pkt(p, q, i, Counter::EthUnknownInterface);
+        return;
+    };
+    p.meta.rx_if = iface_idx;
+    acc.add(cx.stats, true, iface_idx, p.buf.len());
+    if multi {
+        p.meta.flags |= flags::L2_MULTI;
+    }
+    p.meta.ethertype = ethertype;
+    match iface.mode {
+        IfaceMode::Bridged { bd } => {
+            if vid != 0 {
+                // Pop the tag: move the MACs forward over it.
+                p.buf.data_mut().copy_within(0..12, VLAN);
+                let _ = p.buf.advance(VLAN);
+            }
+            p.meta.l3_off = ETH as u16;
+            p.meta.domain = bd;
+            q.push(NodeId::L2Input, i);
+        }
+        IfaceMode::Routed { vrf } => {
+            // Compare as integers: the first 8 bytes, top 6 are the MAC.
+            let dst = d8(p.buf.data()) >> 16;
+            if !multi && dst != iface.mac.to_u64() {
+                drop_pkt(p, q, i, Counter::EthNotForUs);
+                return;
+            }
+            p.meta.l3_off = l3_off as u16;
+            p.meta.domain = vrf;
+            l3_input(p, q, i);
+        }
+        // A BVI has no port; a map pointing at one is a control bug.
+        IfaceMode::Bvi { .. } => drop_pkt(p, q, i, Counter::EthUnknownInterface),
+    }
 }
 
 /// Drops packet `p` (index `i`) for `reason`.

@@ -123,15 +123,16 @@ impl Vector {
     }
 }
 
-/// The next-node queues a node writes to.
+/// The next-node queues a node writes to: one vector per node, inline (a
+/// push is an offset from `self`, no indirection).
 pub struct Queues {
-    q: Vec<Vector>,
+    q: [Vector; NodeId::COUNT],
 }
 
 impl Default for Queues {
     fn default() -> Self {
         Queues {
-            q: (0..NodeId::COUNT).map(|_| Vector::default()).collect(),
+            q: std::array::from_fn(|_| Vector::default()),
         }
     }
 }
@@ -140,7 +141,9 @@ impl Queues {
     /// Sends packet `i` to `node`.
     #[inline(always)]
     pub fn push(&mut self, node: NodeId, i: u16) {
-        self.q[node as usize].push(i);
+        if let Some(v) = self.q.get_mut(node as usize) {
+            v.push(i);
+        }
     }
 
     /// Drops packet `i` for `reason` (counted by the `drop` node).
@@ -149,7 +152,7 @@ impl Queues {
         if let Some(p) = pkts.get_mut(i as usize) {
             p.meta.drop = reason as u16;
         }
-        self.q[NodeId::Drop as usize].push(i);
+        self.push(NodeId::Drop, i);
     }
 
     /// Queued packets of `node`.
@@ -187,18 +190,10 @@ pub fn drop_node(stats: &WorkerStats, pkts: &mut [Pkt], input: &[u16]) {
 
 /// Drives the nodes over the queues. `dispatch` runs one node over one
 /// vector; the caller (the pipeline) owns node state and tables.
+#[derive(Default)]
 pub struct Graph {
     pub queues: Queues,
     scratch: Vector,
-}
-
-impl Default for Graph {
-    fn default() -> Self {
-        Graph {
-            queues: Queues::default(),
-            scratch: Vector::default(),
-        }
-    }
 }
 
 impl Graph {

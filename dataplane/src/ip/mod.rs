@@ -21,6 +21,7 @@ use crate::pkt::Pkt;
 /// where the rules allow, turned into an ICMP error of `kind`/`code` (with
 /// `mtu` for frag-needed / packet-too-big) sent back to its source.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 pub fn icmp_error(
     p: &mut Pkt,
     q: &mut Queues,
