@@ -67,6 +67,8 @@ pub struct NodeState {
     pub keys4: Box<[u32; ARENA]>,
     pub keys6: Box<[u128; ARENA]>,
     pub nhs: Box<[u32; ARENA]>,
+    /// `l2-input`: MACs and buckets of each frame of the vector.
+    pub l2: Box<[l2::datapath::L2Key; ARENA]>,
     pub icmp4: TokenBucket,
     pub icmp6: TokenBucket,
     pub glean: GleanState,
@@ -97,6 +99,7 @@ impl Pipeline {
                 keys4: Box::new([0; ARENA]),
                 keys6: Box::new([0; ARENA]),
                 nhs: Box::new([0; ARENA]),
+                l2: Box::new([l2::datapath::L2Key::default(); ARENA]),
                 icmp4: TokenBucket::default(),
                 icmp6: TokenBucket::default(),
                 glean: GleanState::default(),
@@ -137,35 +140,41 @@ impl Pipeline {
         });
     }
 
-    /// Empties the arena: transmitted packets go to `tx(port, buf)` (which
-    /// gives back a buffer it cannot take, to be freed), dropped ones back to
-    /// the pool, held ones to the glean queue.
+    /// Empties the arena: transmitted packets go to the TX batch of their
+    /// port, `tx[slot[port]]` (a packet for a port without a slot is freed
+    /// and counted as `tx-ring-full`), dropped ones back to the pool, held
+    /// ones to the glean queue. Order per port is kept.
     pub fn drain(
         &mut self,
         pool: &mut FramePool,
         stats: &WorkerStats,
-        mut tx: impl FnMut(u16, PacketBuf) -> Option<PacketBuf>,
+        slot: &[Option<usize>],
+        tx: &mut [Vec<PacketBuf>],
     ) {
+        // The batch of the previous packet's port: a vector usually goes
+        // out of one or two ports.
+        let mut last: (u16, usize) = (u16::MAX, usize::MAX);
         for p in self.pkts.drain(..) {
-            match p.meta.disposition {
-                Disposition::Tx => {
-                    if let Some(b) = tx(p.meta.tx_port, p.buf) {
-                        stats.count(Counter::TxRingFull, 1);
-                        pool.free(b);
-                    }
+            if p.meta.disposition == Disposition::Tx {
+                if p.meta.tx_port != last.0 {
+                    last = (
+                        p.meta.tx_port,
+                        slot.get(usize::from(p.meta.tx_port))
+                            .copied()
+                            .flatten()
+                            .unwrap_or(usize::MAX),
+                    );
                 }
-                Disposition::Held => {
-                    if let Some(p) = self.st.glean.hold(p) {
-                        stats.count(Counter::GleanQueueFull, 1);
+                match tx.get_mut(last.1) {
+                    Some(v) => v.push(p.buf),
+                    None => {
+                        stats.count(Counter::TxRingFull, 1);
                         pool.free(p.buf);
                     }
                 }
-                Disposition::Drop => pool.free(p.buf),
-                Disposition::InFlight => {
-                    stats.count(Counter::GraphLost, 1);
-                    pool.free(p.buf);
-                }
+                continue;
             }
+            settle(&mut self.st.glean, pool, stats, p);
         }
     }
 
@@ -173,6 +182,24 @@ impl Pipeline {
     pub fn release_held(&mut self, pool: &mut FramePool, stats: &WorkerStats) {
         for p in self.st.glean.take_all() {
             stats.count(Counter::GleanTimeout, 1);
+            pool.free(p.buf);
+        }
+    }
+}
+
+/// The end of a packet that is not transmitted: dropped, held or lost.
+#[inline(never)]
+fn settle(glean: &mut GleanState, pool: &mut FramePool, stats: &WorkerStats, p: Pkt) {
+    match p.meta.disposition {
+        Disposition::Held => {
+            if let Some(p) = glean.hold(p) {
+                stats.count(Counter::GleanQueueFull, 1);
+                pool.free(p.buf);
+            }
+        }
+        Disposition::Drop | Disposition::Tx => pool.free(p.buf),
+        Disposition::InFlight => {
+            stats.count(Counter::GraphLost, 1);
             pool.free(p.buf);
         }
     }
@@ -188,7 +215,7 @@ fn dispatch(
 ) {
     match node {
         NodeId::EthernetInput => ethernet::input(cx, pkts, input, q),
-        NodeId::L2Input => l2::datapath::input(cx, pkts, input, q),
+        NodeId::L2Input => l2::datapath::input(cx, st, pkts, input, q),
         NodeId::L2Flood => l2::datapath::flood(cx, pkts, input, q),
         NodeId::ArpInput => ip::arp::input(cx, pkts, input, q),
         NodeId::Ip4Input => ip::ip4::input(cx, pkts, input, q),

@@ -120,16 +120,8 @@ impl Worker {
             events: &self.shared.events,
         };
         self.pipeline.run(&mut cx);
-        let (slot, tx) = (&self.slot, &mut self.tx);
-        self.pipeline.drain(&mut self.pool, stats, |port, buf| {
-            match slot.get(port as usize).copied().flatten() {
-                Some(s) => {
-                    tx[s].push(buf);
-                    None
-                }
-                None => Some(buf),
-            }
-        });
+        self.pipeline
+            .drain(&mut self.pool, stats, &self.slot, &mut self.tx);
         for (k, port) in self.ports.iter_mut().enumerate() {
             if !self.tx[k].is_empty() {
                 port.tx_burst(&mut self.pool, &mut self.tx[k]);

@@ -22,8 +22,8 @@ use vrouter_wire::MacAddr;
 use super::mactable::Learn;
 use crate::ethernet::{drop_pkt, l3_input};
 use crate::graph::{ARENA, Counter, NodeId, Queues};
-use crate::pipeline::{Ctx, Event};
-use crate::pkt::{Pkt, flags};
+use crate::pipeline::{Ctx, Event, NodeState};
+use crate::pkt::{NO_IFACE, Pkt, flags};
 use crate::tables::{BridgeDomain, IfaceMode, Tables};
 
 /// Destination and source MAC of a frame as 48-bit integers (two 8-byte
@@ -47,6 +47,7 @@ fn bd<'t>(t: &'t Tables, p: &Pkt) -> Option<&'t BridgeDomain> {
 
 /// The bridge domain of a packet, remembering the last one (a vector is
 /// usually one domain).
+#[derive(Clone, Copy)]
 struct DomainCache<'t> {
     t: &'t Tables,
     id: u16,
@@ -72,29 +73,73 @@ impl<'t> DomainCache<'t> {
     }
 }
 
+/// How many frames ahead of the one forwarded `l2-input` prefetches.
+const PREFETCH: usize = 12;
+
+/// Per-frame scratch of `l2-input`: both MACs and their bucket indices,
+/// computed by the prefetch pass and used by the forwarding pass.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct L2Key {
+    dst: u64,
+    src: u64,
+    dst_at: u32,
+    src_at: u32,
+}
+
+/// What forwarding to one destination interface needs, remembered for the
+/// next frame (a vector usually goes to a few destinations).
+#[derive(Clone, Copy)]
+struct DestCache {
+    iface: u16,
+    shg: u8,
+}
+
 /// The `l2-input` node: learns each frame's source, then forwards it on its
 /// destination.
-pub fn input(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
+pub fn input(cx: &mut Ctx, st: &mut NodeState, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
     let t = cx.t;
+    let keys = &mut st.l2[..];
+    let n = input.len().min(keys.len());
     let mut dc = DomainCache::new(t);
-    // First pass: bring every bucket the vector needs into L1.
-    for &i in input {
-        let p = &pkts[i as usize];
-        if let Some(b) = dc.get(p.meta.domain) {
-            let (dst, src) = macs(p.buf.data());
-            b.macs.prefetch(src);
-            b.macs.prefetch(dst);
-        }
+    // Both MACs and buckets of frame k, its buckets brought into the cache:
+    // done PREFETCH frames ahead of the frame being forwarded, so the
+    // buckets arrive in time without the whole vector's buckets competing
+    // for L1.
+    for k in 0..n.min(PREFETCH) {
+        prep(&mut dc, pkts, input, keys, k);
     }
     // Age stamp of the current domain, computed when the domain changes.
     let mut stamp = (u16::MAX, 0u8);
-    for &i in input {
-        let p = &mut pkts[i as usize];
+    // Split-horizon group of the last ingress interface.
+    let mut rx = DestCache {
+        iface: NO_IFACE,
+        shg: 0,
+    };
+    // Split-horizon group of the last destination interface.
+    let mut out = DestCache {
+        iface: NO_IFACE,
+        shg: 0,
+    };
+    let mut pc = dc;
+    let mut dc = DomainCache::new(t);
+    for k in 0..n {
+        prep(&mut pc, pkts, input, keys, k + PREFETCH);
+        let (Some(&i), Some(key)) = (input.get(k), keys.get(k)) else {
+            continue;
+        };
+        let Some(p) = pkts.get_mut(usize::from(i)) else {
+            continue;
+        };
         let Some(b) = dc.get(p.meta.domain) else {
             drop_pkt(p, q, i, Counter::GraphLost);
             continue;
         };
-        let (dst, src) = macs(p.buf.data());
+        let L2Key {
+            dst,
+            src,
+            dst_at,
+            src_at,
+        } = *key;
         if p.meta.flags & flags::FROM_BVI == 0 {
             // Multicast bit is the low bit of the first octet (bit 40 here).
             if src == 0 || src & (1 << 40) != 0 {
@@ -105,31 +150,14 @@ pub fn input(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
                 if stamp.0 != p.meta.domain {
                     stamp = (p.meta.domain, b.macs.stamp(cx.now_s));
                 }
-                match b.macs.learn(src, p.meta.rx_if, stamp.1) {
+                match b.macs.learn_at(src_at as usize, src, p.meta.rx_if, stamp.1) {
                     Learn::Hit => {}
-                    Learn::Learned => {
-                        cx.stats.count(Counter::L2Learned, 1);
-                        cx.event(Event::MacLearned {
-                            bd: p.meta.domain,
-                            mac: MacAddr::from_u64(src),
-                            iface: p.meta.rx_if,
-                        });
+                    other => {
+                        if !learned(cx, p, other, src) {
+                            drop_pkt(p, q, i, Counter::L2StaticMove);
+                            continue;
+                        }
                     }
-                    Learn::Moved { from } => {
-                        cx.stats.count(Counter::L2StationMove, 1);
-                        cx.event(Event::MacMoved {
-                            bd: p.meta.domain,
-                            mac: MacAddr::from_u64(src),
-                            from,
-                            to: p.meta.rx_if,
-                        });
-                    }
-                    Learn::StaticConflict { .. } => {
-                        drop_pkt(p, q, i, Counter::L2StaticMove);
-                        continue;
-                    }
-                    Learn::Limit => cx.stats.count(Counter::L2MacLimit, 1),
-                    Learn::Full => cx.stats.count(Counter::L2TableFull, 1),
                 }
             }
         }
@@ -137,13 +165,28 @@ pub fn input(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
             q.push(NodeId::L2Flood, i);
             continue;
         }
-        match b.macs.lookup(dst) {
+        match b.macs.lookup_at(dst_at as usize, dst) {
             Some(o) if o == p.meta.rx_if => drop_pkt(p, q, i, Counter::L2SameInterface),
             Some(o) => {
-                let s = shg(t, o);
-                if s != 0 && s == shg(t, p.meta.rx_if) {
-                    drop_pkt(p, q, i, Counter::L2SplitHorizon);
-                } else if b.bvi == Some(o) {
+                if out.iface != o {
+                    out = DestCache {
+                        iface: o,
+                        shg: shg(t, o),
+                    };
+                }
+                if out.shg != 0 {
+                    if rx.iface != p.meta.rx_if {
+                        rx = DestCache {
+                            iface: p.meta.rx_if,
+                            shg: shg(t, p.meta.rx_if),
+                        };
+                    }
+                    if out.shg == rx.shg {
+                        drop_pkt(p, q, i, Counter::L2SplitHorizon);
+                        continue;
+                    }
+                }
+                if b.bvi == Some(o) {
                     to_bvi(cx, p, q, i, o);
                 } else {
                     p.meta.tx_if = o;
@@ -154,6 +197,63 @@ pub fn input(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
             None => drop_pkt(p, q, i, Counter::L2UnknownDropped),
         }
     }
+}
+
+/// Fills `keys[k]` with both MACs and buckets of frame `input[k]` and
+/// prefetches its buckets (nothing if `k` is past the vector).
+#[inline(always)]
+fn prep(dc: &mut DomainCache, pkts: &[Pkt], input: &[u16], keys: &mut [L2Key], k: usize) {
+    let (Some(&i), Some(key)) = (input.get(k), keys.get_mut(k)) else {
+        return;
+    };
+    let Some(p) = pkts.get(usize::from(i)) else {
+        return;
+    };
+    let (dst, src) = macs(p.buf.data());
+    let (mut dst_at, mut src_at) = (0, 0);
+    if let Some(b) = dc.get(p.meta.domain) {
+        src_at = b.macs.index(src);
+        dst_at = b.macs.index(dst);
+        b.macs.prefetch_at(src_at);
+        b.macs.prefetch_at(dst_at);
+    }
+    *key = L2Key {
+        dst,
+        src,
+        dst_at: dst_at as u32,
+        src_at: src_at as u32,
+    };
+}
+
+/// Counts and reports what learning did other than refresh a known entry;
+/// false if the frame must be dropped (its source is a static entry of
+/// another interface).
+#[inline(never)]
+fn learned(cx: &Ctx, p: &Pkt, what: Learn, src: u64) -> bool {
+    match what {
+        Learn::Hit => {}
+        Learn::Learned => {
+            cx.stats.count(Counter::L2Learned, 1);
+            cx.event(Event::MacLearned {
+                bd: p.meta.domain,
+                mac: MacAddr::from_u64(src),
+                iface: p.meta.rx_if,
+            });
+        }
+        Learn::Moved { from } => {
+            cx.stats.count(Counter::L2StationMove, 1);
+            cx.event(Event::MacMoved {
+                bd: p.meta.domain,
+                mac: MacAddr::from_u64(src),
+                from,
+                to: p.meta.rx_if,
+            });
+        }
+        Learn::StaticConflict { .. } => return false,
+        Learn::Limit => cx.stats.count(Counter::L2MacLimit, 1),
+        Learn::Full => cx.stats.count(Counter::L2TableFull, 1),
+    }
+    true
 }
 
 /// Hands a bridged frame to the domain's BVI: it becomes an L3 packet

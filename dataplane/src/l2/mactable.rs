@@ -132,10 +132,67 @@ impl MacTable {
 
     #[inline(always)]
     fn bucket(&self, mac: u64) -> &Bucket {
+        &self.buckets[self.index(mac)]
+    }
+
+    /// The bucket index of `mac` (for the `*_at` fast paths of a vector that
+    /// computes it once per frame).
+    #[inline(always)]
+    pub fn index(&self, mac: u64) -> usize {
         // Multiply-shift: the top bits of the product depend on all MAC bits,
         // so MACs that share an OUI still spread.
         let h = (mac.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as usize;
-        &self.buckets[h & self.mask]
+        h & self.mask
+    }
+
+    /// Prefetches bucket `idx` (from [`MacTable::index`]).
+    #[inline(always)]
+    pub fn prefetch_at(&self, idx: usize) {
+        vrouter_buf::prefetch_slice(&self.buckets, idx);
+    }
+
+    /// [`MacTable::lookup`] of `mac` in bucket `idx` = `index(mac)`.
+    #[inline(always)]
+    pub fn lookup_at(&self, idx: usize, mac: u64) -> Option<u16> {
+        let b = self.buckets.get(idx)?;
+        if mac == 0 {
+            return None;
+        }
+        for s in &b.slots {
+            let v = s.load(Relaxed);
+            if v >> 16 == mac {
+                return Some((v & DST_MASK) as u16);
+            }
+        }
+        None
+    }
+
+    /// [`MacTable::learn`] of `mac` in bucket `idx` = `index(mac)`: the
+    /// common case (known on `dst`) inline, everything else out of line.
+    #[inline(always)]
+    pub fn learn_at(&self, idx: usize, mac: u64, dst: u16, stamp: u8) -> Learn {
+        if let Some(b) = self.buckets.get(idx)
+            && mac != 0
+        {
+            for (s, a) in b.slots.iter().zip(&b.ages) {
+                let v = s.load(Relaxed);
+                if v >> 16 == mac {
+                    if (v & DST_MASK) as u16 == dst {
+                        if a.load(Relaxed) != stamp {
+                            a.store(stamp, Relaxed);
+                        }
+                        return Learn::Hit;
+                    }
+                    break;
+                }
+            }
+        }
+        self.learn_cold(mac, dst, stamp)
+    }
+
+    #[inline(never)]
+    fn learn_cold(&self, mac: u64, dst: u16, stamp: u8) -> Learn {
+        self.learn(mac, dst, stamp)
     }
 
     /// The age stamp for second `now` (computed once per vector by callers of
@@ -455,7 +512,7 @@ mod tests {
                 std::thread::spawn(move || {
                     for m in 0..5000u64 {
                         t.learn(
-                            0x0200_0000_0000 | (m * 7 + w) % 3000 + 1,
+                            0x0200_0000_0000 | ((m * 7 + w) % 3000 + 1),
                             w as u16,
                             t.stamp(0),
                         );
