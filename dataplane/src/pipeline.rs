@@ -69,6 +69,9 @@ pub struct NodeState {
     pub nhs: Box<[u32; ARENA]>,
     /// `l2-input`: MACs and buckets of each frame of the vector.
     pub l2: Box<[l2::datapath::L2Key; ARENA]>,
+    /// Adjacencies of recently used next hops (`ip4-rewrite`, `ip6-rewrite`).
+    pub adj4: ip::ip4::AdjCache,
+    pub adj6: ip::ip4::AdjCache,
     pub icmp4: TokenBucket,
     pub icmp6: TokenBucket,
     pub glean: GleanState,
@@ -100,6 +103,8 @@ impl Pipeline {
                 keys6: Box::new([0; ARENA]),
                 nhs: Box::new([0; ARENA]),
                 l2: Box::new([l2::datapath::L2Key::default(); ARENA]),
+                adj4: ip::ip4::AdjCache::default(),
+                adj6: ip::ip4::AdjCache::default(),
                 icmp4: TokenBucket::default(),
                 icmp6: TokenBucket::default(),
                 glean: GleanState::default(),
@@ -222,12 +227,12 @@ fn dispatch(
         NodeId::Ip4Local => ip::ip4::local(cx, pkts, input, q),
         NodeId::Icmp4Error => ip::icmp::error4(cx, st, pkts, input, q),
         NodeId::Ip4Lookup => ip::ip4::lookup(cx, st, pkts, input, q),
-        NodeId::Ip4Rewrite => ip::ip4::rewrite(cx, pkts, input, q),
+        NodeId::Ip4Rewrite => ip::ip4::rewrite(cx, st, pkts, input, q),
         NodeId::Ip6Input => ip::ip6::input(cx, pkts, input, q),
         NodeId::Ip6Local => ip::ip6::local(cx, pkts, input, q),
         NodeId::Icmp6Error => ip::icmp::error6(cx, st, pkts, input, q),
         NodeId::Ip6Lookup => ip::ip6::lookup(cx, st, pkts, input, q),
-        NodeId::Ip6Rewrite => ip::ip6::rewrite(cx, pkts, input, q),
+        NodeId::Ip6Rewrite => ip::ip6::rewrite(cx, st, pkts, input, q),
         NodeId::Glean => ip::glean::node(cx, st, pkts, input, q),
         NodeId::InterfaceOutput => output::node(cx, pkts, input, q),
         // The graph runs the drop node itself.

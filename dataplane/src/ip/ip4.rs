@@ -44,14 +44,28 @@ fn is_martian_src(a: u32) -> bool {
     a >> 28 == 0xe || a == u32::MAX || a >> 24 == 127
 }
 
-/// One's-complement sum of a 20-byte header, as five 32-bit words (2^32 is
-/// 1 modulo 2^16 - 1, so 32-bit words fold to the same 16-bit sum). A valid
-/// header sums to 0xffff.
+/// One's-complement sum of a 20-byte header, folded to 16 bits. The words
+/// are added in native byte order: a one's-complement sum is the same in
+/// either order up to a byte swap (RFC 1071), and a valid header sums to
+/// 0xffff, which a byte swap leaves alone. Two and a half 64-bit words,
+/// folded (2^32 and 2^16 are 1 modulo 2^16 - 1).
 #[inline(always)]
 fn sum20(h: &[u8; 20]) -> u32 {
-    let w = |k: usize| u64::from(u32::from_be_bytes([h[k], h[k + 1], h[k + 2], h[k + 3]]));
-    let s = w(0) + w(4) + w(8) + w(12) + w(16);
-    let s = (s & 0xffff_ffff) + (s >> 32);
+    let w = |k: usize| {
+        u64::from_ne_bytes([
+            h[k],
+            h[k + 1],
+            h[k + 2],
+            h[k + 3],
+            h[k + 4],
+            h[k + 5],
+            h[k + 6],
+            h[k + 7],
+        ])
+    };
+    let c = u64::from(u32::from_ne_bytes([h[16], h[17], h[18], h[19]]));
+    let f = |x: u64| (x & 0xffff_ffff) + (x >> 32);
+    let s = f(w(0)) + f(w(8)) + c;
     let s = (s & 0xffff) + (s >> 16);
     let s = (s & 0xffff) + (s >> 16);
     ((s & 0xffff) + (s >> 16)) as u32
@@ -83,26 +97,43 @@ fn check_slow(l3: &[u8]) -> Result<usize, Counter> {
     Ok(total)
 }
 
+/// Header checks of the fast path: a 20-byte header (no options) whose
+/// total length fits the frame. `None` sends the packet to [`check_slow`].
+#[inline(always)]
+fn check_fast(h: &[u8; 20], len: usize) -> Option<Result<usize, Counter>> {
+    if h[0] != 0x45 {
+        return None;
+    }
+    let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
+    Some(if total > len {
+        Err(Counter::Ip4Truncated)
+    } else if total < 20 {
+        Err(Counter::Ip4BadLength)
+    } else if sum20(h) != 0xffff {
+        Err(Counter::Ip4BadChecksum)
+    } else {
+        Ok(total)
+    })
+}
+
 /// The `ip4-input` node.
 pub fn input(_cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
     for &i in input {
-        let p = &mut pkts[i as usize];
-        let l3 = p.l3();
-        // Fast path: a 20-byte header (no options).
-        let checked = match l3.first_chunk::<20>() {
-            Some(h) if h[0] == 0x45 => {
-                let total = u16::from_be_bytes([h[2], h[3]]) as usize;
-                if total > l3.len() {
-                    Err(Counter::Ip4Truncated)
-                } else if total < 20 {
-                    Err(Counter::Ip4BadLength)
-                } else if sum20(h) != 0xffff {
-                    Err(Counter::Ip4BadChecksum)
-                } else {
-                    Ok(total)
+        let Some(p) = pkts.get_mut(usize::from(i)) else {
+            continue;
+        };
+        let l3_off = usize::from(p.meta.l3_off);
+        let l3 = p.buf.data().get(l3_off..).unwrap_or(&[]);
+        let (checked, src, dst) = match l3.first_chunk::<20>() {
+            Some(h) => {
+                let src = u32::from_be_bytes([h[12], h[13], h[14], h[15]]);
+                let dst = u32::from_be_bytes([h[16], h[17], h[18], h[19]]);
+                match check_fast(h, l3.len()) {
+                    Some(c) => (c, src, dst),
+                    None => (check_slow(l3), src, dst),
                 }
             }
-            _ => check_slow(l3),
+            None => (check_slow(l3), 0, 0),
         };
         let total = match checked {
             Ok(t) => t,
@@ -111,12 +142,10 @@ pub fn input(_cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
                 continue;
             }
         };
-        let (src, dst) = (be32(l3, 12), be32(l3, 16));
         if is_martian_src(src) {
             drop_pkt(p, q, i, Counter::Ip4BadSource);
             continue;
         }
-        let l3_off = p.meta.l3_off as usize;
         p.buf.truncate(l3_off + total);
         if dst >> 28 == 0xe || dst == u32::MAX {
             q.push(NodeId::Ip4Local, i);
@@ -188,10 +217,16 @@ pub fn lookup(cx: &mut Ctx, st: &mut NodeState, pkts: &mut [Pkt], input: &[u16],
     let Some(first) = input.first() else { return };
     let vrf_id = pkts[*first as usize].meta.domain;
     let mut one_vrf = true;
-    for (k, &i) in input.iter().enumerate() {
-        let p = &pkts[i as usize];
+    for (&i, key) in input.iter().zip(st.keys4.iter_mut()) {
+        let Some(p) = pkts.get(usize::from(i)) else {
+            continue;
+        };
         one_vrf &= p.meta.domain == vrf_id;
-        st.keys4[k] = p.l3().get(16..20).map_or(0, |d| be32(d, 0));
+        *key = p
+            .l3()
+            .get(16..20)
+            .and_then(|d| d.first_chunk::<4>())
+            .map_or(0, |d| u32::from_be_bytes(*d));
     }
     match t.vrfs.get(vrf_id as usize) {
         Some(v) if one_vrf => v.fib4.lookup_batch(&st.keys4[..n], &mut st.nhs[..n]),
@@ -202,12 +237,25 @@ pub fn lookup(cx: &mut Ctx, st: &mut NodeState, pkts: &mut [Pkt], input: &[u16],
             }
         }
     }
+    let nexthops: &[NextHop] = &t.nexthops;
     for (k, &i) in input.iter().enumerate() {
-        let p = &mut pkts[i as usize];
-        let dst = st.keys4[k];
+        let (Some(&dst), Some(&id)) = (st.keys4.get(k), st.nhs.get(k)) else {
+            continue;
+        };
+        let Some(p) = pkts.get_mut(usize::from(i)) else {
+            continue;
+        };
+        // Fast path: a resolved neighbour and a TTL that allows forwarding.
+        if let Some(NextHop::Rewrite { .. }) = nexthops.get(id as usize)
+            && p.l3().get(8).is_some_and(|&ttl| ttl > 1)
+        {
+            p.meta.nh = id;
+            q.push(NodeId::Ip4Rewrite, i);
+            continue;
+        }
         let step = follow(
             t,
-            st.nhs[k],
+            id,
             || {
                 let l3 = p.l3();
                 let ihl = (l3[0] & 0x0f) as usize * 4;
@@ -262,8 +310,8 @@ pub fn lookup(cx: &mut Ctx, st: &mut NodeState, pkts: &mut [Pkt], input: &[u16],
     }
 }
 
-/// What rewriting towards one next hop needs, resolved once per run of
-/// packets with the same next hop.
+/// What rewriting towards one next hop needs, resolved once per next hop
+/// and kept in the worker's [`AdjCache`].
 #[derive(Clone, Copy)]
 pub(crate) struct Adjacency {
     pub id: u32,
@@ -276,6 +324,15 @@ pub(crate) struct Adjacency {
 }
 
 impl Adjacency {
+    /// An entry that matches no next hop.
+    const EMPTY: Adjacency = Adjacency {
+        id: u32::MAX,
+        iface: 0,
+        mtu: 0,
+        bvi: false,
+        header: [0; 14],
+    };
+
     /// The adjacency of next hop `id`, if it is a resolved neighbour.
     #[inline]
     pub(crate) fn of(t: &Tables, id: u32, ethertype: EtherType) -> Option<Adjacency> {
@@ -304,16 +361,9 @@ impl Adjacency {
             if let Some(h) = p.buf.data_mut().first_chunk_mut::<14>() {
                 *h = self.header;
             }
-        } else {
-            let (dst, src) = (
-                MacAddr::from_slice(&self.header[0..6]).unwrap_or(MacAddr::ZERO),
-                MacAddr::from_slice(&self.header[6..12]).unwrap_or(MacAddr::ZERO),
-            );
-            let et = EtherType(u16::from_be_bytes([self.header[12], self.header[13]]));
-            if !set_l2_header(p, dst, src, et) {
-                drop_pkt(p, q, i, Counter::GraphNoSpace);
-                return;
-            }
+        } else if !self.set_header(p) {
+            drop_pkt(p, q, i, Counter::GraphNoSpace);
+            return;
         }
         if self.bvi {
             l3_output(cx, p, q, i, self.iface);
@@ -322,34 +372,93 @@ impl Adjacency {
             q.push(NodeId::InterfaceOutput, i);
         }
     }
+
+    /// The header for a packet whose L3 header is not at offset 14.
+    #[inline(never)]
+    fn set_header(&self, p: &mut Pkt) -> bool {
+        let (dst, src) = (
+            MacAddr::from_slice(&self.header[0..6]).unwrap_or(MacAddr::ZERO),
+            MacAddr::from_slice(&self.header[6..12]).unwrap_or(MacAddr::ZERO),
+        );
+        let et = EtherType(u16::from_be_bytes([self.header[12], self.header[13]]));
+        set_l2_header(p, dst, src, et)
+    }
+}
+
+/// Slots of an [`AdjCache`] (direct-mapped by next-hop id).
+const ADJ_SLOTS: usize = 256;
+
+/// A worker's adjacencies of recently used next hops, for one table
+/// snapshot: emptied whenever the snapshot changes (next hops and
+/// interfaces only change with a new snapshot), so an entry is never stale.
+pub struct AdjCache {
+    /// The snapshot the entries belong to (address and generation).
+    tables: (usize, u64),
+    slots: Box<[Adjacency; ADJ_SLOTS]>,
+}
+
+impl Default for AdjCache {
+    fn default() -> Self {
+        AdjCache {
+            tables: (0, u64::MAX),
+            slots: Box::new([Adjacency::EMPTY; ADJ_SLOTS]),
+        }
+    }
+}
+
+impl AdjCache {
+    /// Empties the cache if `t` is not the snapshot it was filled from.
+    #[inline(always)]
+    pub(crate) fn sync(&mut self, t: &Tables) {
+        let tag = (std::ptr::from_ref(t) as usize, t.generation);
+        if tag != self.tables {
+            self.tables = tag;
+            self.slots.fill(Adjacency::EMPTY);
+        }
+    }
+
+    /// The adjacency of next hop `id` (`None` if it is not a resolved
+    /// neighbour). Call [`AdjCache::sync`] first.
+    #[inline(always)]
+    pub(crate) fn get(&mut self, t: &Tables, id: u32, ethertype: EtherType) -> Option<&Adjacency> {
+        let slot = self.slots.get_mut(id as usize % ADJ_SLOTS)?;
+        if slot.id != id {
+            *slot = Self::fill(t, id, ethertype)?;
+        }
+        Some(slot)
+    }
+
+    #[inline(never)]
+    fn fill(t: &Tables, id: u32, ethertype: EtherType) -> Option<Adjacency> {
+        Adjacency::of(t, id, ethertype)
+    }
 }
 
 /// The `ip4-rewrite` node.
-pub fn rewrite(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
+pub fn rewrite(cx: &mut Ctx, st: &mut NodeState, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
     let t = cx.t;
-    let mut adj: Option<Adjacency> = None;
+    let cache = &mut st.adj4;
+    cache.sync(t);
     for &i in input {
-        let p = &mut pkts[i as usize];
-        let a = match adj {
-            Some(a) if a.id == p.meta.nh => a,
-            _ => match Adjacency::of(t, p.meta.nh, EtherType::IPV4) {
-                Some(a) => {
-                    adj = Some(a);
-                    a
-                }
-                None => {
-                    drop_pkt(p, q, i, Counter::Ip4BadNextHop);
-                    continue;
-                }
-            },
+        let Some(p) = pkts.get_mut(usize::from(i)) else {
+            continue;
         };
-        let l3 = p.l3_mut();
-        if l3.len() < 20 {
+        let Some(adj) = cache.get(t, p.meta.nh, EtherType::IPV4) else {
+            drop_pkt(p, q, i, Counter::Ip4BadNextHop);
+            continue;
+        };
+        let l3_off = usize::from(p.meta.l3_off);
+        let Some(h) = p
+            .buf
+            .data_mut()
+            .get_mut(l3_off..)
+            .and_then(|l3| l3.first_chunk_mut::<20>())
+        else {
             drop_pkt(p, q, i, Counter::GraphLost);
             continue;
-        }
-        if be16(l3, 2) > a.mtu {
-            if be16(l3, 6) & 0x4000 != 0 {
+        };
+        if u16::from_be_bytes([h[2], h[3]]) > adj.mtu {
+            if h[6] & 0x40 != 0 {
                 icmp_error(
                     p,
                     q,
@@ -358,16 +467,31 @@ pub fn rewrite(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
                     Counter::Ip4MtuExceeded,
                     icmp4::DEST_UNREACHABLE,
                     icmp4::FRAG_NEEDED,
-                    u32::from(a.mtu),
+                    u32::from(adj.mtu),
                 );
             } else {
                 drop_pkt(p, q, i, Counter::Ip4FragmentNeeded);
             }
             continue;
         }
-        Ipv4Packet::new_unchecked(l3).decrement_ttl();
-        a.send(cx, p, q, i);
+        decrement_ttl(h);
+        adj.send(cx, p, q, i);
     }
+}
+
+/// Decrements the TTL (unless 0) and updates the header checksum
+/// incrementally (RFC 1624), as `Ipv4Packet::decrement_ttl`.
+#[inline(always)]
+fn decrement_ttl(h: &mut [u8; 20]) {
+    let (ttl, proto) = (h[8], h[9]);
+    if ttl == 0 {
+        return;
+    }
+    let old = u16::from_be_bytes([ttl, proto]);
+    let new = u16::from_be_bytes([ttl - 1, proto]);
+    h[8] = ttl - 1;
+    let c = checksum::update_u16(u16::from_be_bytes([h[10], h[11]]), old, new);
+    [h[10], h[11]] = c.to_be_bytes();
 }
 
 /// The `ip4-local` node.
@@ -431,4 +555,37 @@ fn echo_reply(p: &mut Pkt, ihl: usize) {
     let c = checksum::update_u16(be16(icmp, 2), old, be16(icmp, 0));
     icmp[2..4].copy_from_slice(&c.to_be_bytes());
     p.meta.flags |= flags::LOCAL_ORIGIN;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sum20_agrees_with_the_wire_checksum() {
+        // A deterministic spread of headers: valid ones (checksum filled) and
+        // corrupted ones, including all-ones words that stress the carries.
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for n in 0..20_000u32 {
+            let mut h = [0u8; 20];
+            for b in h.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = if n % 7 == 0 { 0xff } else { x as u8 };
+            }
+            h[0] = 0x45;
+            if n % 2 == 0 {
+                h[10..12].fill(0);
+                let c = checksum::finish(checksum::sum(&h));
+                h[10..12].copy_from_slice(&c.to_be_bytes());
+            }
+            let wire = checksum::sum(&h);
+            assert_eq!(
+                sum20(&h) == 0xffff,
+                checksum::fold(wire) == 0xffff,
+                "header {h:02x?}"
+            );
+        }
+    }
 }

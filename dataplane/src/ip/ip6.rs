@@ -15,13 +15,13 @@ use std::net::{IpAddr, Ipv6Addr};
 use vrouter_wire::{EtherType, IpProtocol, Ipv6ExtHeaders, MacAddr, solicited_node_multicast};
 
 use super::icmp::{fill_icmp6_checksum, icmp6};
-use super::ip4::{Adjacency, Step, follow};
+use super::ip4::{Step, follow};
 use super::{be16, be128, flow_hash, icmp_error};
 use crate::ethernet::{drop_pkt, l3_output, set_l2_header};
 use crate::graph::{Counter, NodeId, Queues};
 use crate::pipeline::{Ctx, Event, NodeState};
 use crate::pkt::{Pkt, flags};
-use crate::tables::Iface;
+use crate::tables::{Iface, NextHop};
 
 const HDR: usize = 40;
 const UDP: u8 = 17;
@@ -84,6 +84,16 @@ pub fn input(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
     }
 }
 
+/// The source address bytes of a fixed IPv6 header.
+#[inline(always)]
+fn src_of(h: &[u8; HDR]) -> [u8; 16] {
+    let mut a = [0u8; 16];
+    for (d, s) in a.iter_mut().zip(&h[8..24]) {
+        *d = *s;
+    }
+    a
+}
+
 /// The `ip6-lookup` node.
 pub fn lookup(cx: &mut Ctx, st: &mut NodeState, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
     let t = cx.t;
@@ -105,12 +115,28 @@ pub fn lookup(cx: &mut Ctx, st: &mut NodeState, pkts: &mut [Pkt], input: &[u16],
             }
         }
     }
+    let nexthops: &[NextHop] = &t.nexthops;
     for (k, &i) in input.iter().enumerate() {
-        let p = &mut pkts[i as usize];
-        let dst = st.keys6[k];
+        let (Some(&dst), Some(&id)) = (st.keys6.get(k), st.nhs.get(k)) else {
+            continue;
+        };
+        let Some(p) = pkts.get_mut(usize::from(i)) else {
+            continue;
+        };
+        // Fast path: a resolved neighbour, a source that is not link-local
+        // and a hop limit that allows forwarding.
+        if let Some(NextHop::Rewrite { .. }) = nexthops.get(id as usize)
+            && let Some(h) = p.l3().first_chunk::<HDR>()
+            && h[7] > 1
+            && !is_link_local(u128::from_be_bytes(src_of(h)))
+        {
+            p.meta.nh = id;
+            q.push(NodeId::Ip6Rewrite, i);
+            continue;
+        }
         let step = follow(
             t,
-            st.nhs[k],
+            id,
             || {
                 let l3 = p.l3();
                 let (proto, l4) = match Ipv6ExtHeaders::walk(IpProtocol(l3[6]), &l3[HDR..]) {
@@ -166,23 +192,17 @@ pub fn lookup(cx: &mut Ctx, st: &mut NodeState, pkts: &mut [Pkt], input: &[u16],
 }
 
 /// The `ip6-rewrite` node.
-pub fn rewrite(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
+pub fn rewrite(cx: &mut Ctx, st: &mut NodeState, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
     let t = cx.t;
-    let mut adj: Option<Adjacency> = None;
+    let cache = &mut st.adj6;
+    cache.sync(t);
     for &i in input {
-        let p = &mut pkts[i as usize];
-        let a = match adj {
-            Some(a) if a.id == p.meta.nh => a,
-            _ => match Adjacency::of(t, p.meta.nh, EtherType::IPV6) {
-                Some(a) => {
-                    adj = Some(a);
-                    a
-                }
-                None => {
-                    drop_pkt(p, q, i, Counter::Ip6BadNextHop);
-                    continue;
-                }
-            },
+        let Some(p) = pkts.get_mut(usize::from(i)) else {
+            continue;
+        };
+        let Some(a) = cache.get(t, p.meta.nh, EtherType::IPV6) else {
+            drop_pkt(p, q, i, Counter::Ip6BadNextHop);
+            continue;
         };
         let l3 = p.l3_mut();
         if l3.len() < HDR {
