@@ -359,6 +359,22 @@ pub struct Response {
 /// arguments apart. The id is recovered when possible so the error can
 /// answer it.
 pub fn parse_request(line: &str) -> Result<Request, (u64, ApiError)> {
+    // The common case parses once; only a failure is parsed again, as a
+    // generic value, to say precisely what is wrong.
+    match serde_json::from_str::<Request>(line) {
+        Ok(r) => Ok(r),
+        Err(_) => Err(classify(line)),
+    }
+}
+
+fn classify(line: &str) -> (u64, ApiError) {
+    match classify_inner(line) {
+        Err(e) => e,
+        Ok(()) => (0, ApiError::new(code::BAD_REQUEST, "request: malformed")),
+    }
+}
+
+fn classify_inner(line: &str) -> Result<(), (u64, ApiError)> {
     let v: Value = serde_json::from_str(line)
         .map_err(|e| (0, ApiError::new(code::BAD_JSON, format!("request: {e}"))))?;
     let id = v.get("id").and_then(Value::as_u64).unwrap_or(0);
@@ -385,7 +401,8 @@ pub fn parse_request(line: &str) -> Result<Request, (u64, ApiError)> {
     }
     // From the text, not the Value: a Value keeps only the last of
     // duplicate keys, and a duplicate key must be refused.
-    serde_json::from_str(line)
+    serde_json::from_str::<Request>(line)
+        .map(|_| ())
         .map_err(|e| (id, ApiError::new(code::BAD_REQUEST, format!("{op}: {e}"))))
 }
 

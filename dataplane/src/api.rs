@@ -528,7 +528,7 @@ impl Api {
         match op {
             Op::RouteAdd(r) | Op::RouteReplace(r) => {
                 let (vrf, prefix, len, via, iface, action) = parse_route(router, r)?;
-                let old = router.static_route(vrf, prefix, len).cloned();
+                let old = router.static_route(vrf, prefix, len);
                 if old.is_some() && matches!(op, Op::RouteAdd(_)) {
                     return Err(ApiError::new(
                         code::EXISTS,
@@ -548,7 +548,7 @@ impl Api {
             }
             Op::RouteDel(k) => {
                 let (vrf, prefix, len) = parse_key(router, k.vrf.as_deref(), &k.prefix)?;
-                let old = router.static_route(vrf, prefix, len).cloned();
+                let old = router.static_route(vrf, prefix, len);
                 router.del_static_route(vrf, prefix, len).map_err(api_err)?;
                 Ok(old
                     .map(|o| Op::RouteAdd(route_of(router, k.vrf.clone(), &k.prefix, &o)))

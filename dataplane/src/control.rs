@@ -207,12 +207,10 @@ pub struct Router {
     nh_index: HashMap<NhKey, u32>,
     nh_dirty: bool,
     ecmp: Vec<u32>,
+    /// Local, connected and neighbour routes (static ones are only in the FIBs).
     routes: HashMap<RouteKey, Route>,
     neighbors: HashMap<(u16, IpAddr), Neighbor>,
     max_neighbors: usize,
-    /// What each static route was configured as (for `show` and for undoing
-    /// a change inside a failed batch).
-    static_specs: HashMap<RouteKey, StaticSpec>,
     pub stats: ControlStats,
 }
 
@@ -301,7 +299,6 @@ impl Router {
             routes: HashMap::new(),
             neighbors: HashMap::new(),
             max_neighbors: d.max_neighbors,
-            static_specs: HashMap::new(),
             stats: ControlStats::default(),
         };
         let vrf_names: Vec<String> = std::iter::once("default".to_string())
@@ -665,15 +662,38 @@ impl Router {
         })
     }
 
+    /// The next hop a VRF's FIB holds for exactly this prefix.
+    fn fib_get(&self, key: RouteKey) -> Option<u32> {
+        let v = self.vrfs.get(key.vrf as usize)?;
+        match key.prefix {
+            IpAddr::V4(a) => v.fib4.get(a, key.len),
+            IpAddr::V6(a) => v.fib6.get(a, key.len),
+        }
+    }
+
+    /// Source and next hop of the route for exactly `key`. Static routes
+    /// are kept only in the FIB's own RIB (a route there that is not in
+    /// `routes` is static), so a million of them cost one copy.
+    fn route_of(&self, key: RouteKey) -> Option<Route> {
+        if let Some(r) = self.routes.get(&key) {
+            return Some(*r);
+        }
+        self.fib_get(key).map(|nh| Route {
+            source: Source::Static,
+            nh,
+        })
+    }
+
     /// Installs `nh` (a reference the caller already took) for `key`.
     fn route_set(&mut self, key: RouteKey, source: Source, nh: u32) -> Result<(), ControlError> {
-        if let Some(old) = self.routes.get(&key).copied()
-            && old.source < source
+        let old = self.route_of(key);
+        if let Some(o) = old
+            && o.source < source
         {
             self.nh_put(nh);
             return Err(invalid(
                 format!("route {}/{}", key.prefix, key.len),
-                format!("a {:?} route for this prefix exists", old.source),
+                format!("a {:?} route for this prefix exists", o.source),
             ));
         }
         self.ensure_published();
@@ -681,18 +701,23 @@ impl Router {
             self.nh_put(nh);
             return Err(e);
         }
-        if let Some(old) = self.routes.insert(key, Route { source, nh }) {
-            self.nh_put(old.nh);
+        if source == Source::Static {
+            self.routes.remove(&key);
+        } else {
+            self.routes.insert(key, Route { source, nh });
+        }
+        if let Some(o) = old {
+            self.nh_put(o.nh);
         }
         Ok(())
     }
 
     fn route_unset(&mut self, key: RouteKey) -> Result<(), ControlError> {
-        let Some(old) = self.routes.get(&key).copied() else {
-            return Err(invalid(
-                format!("route {}/{}", key.prefix, key.len),
-                "no such route",
-            ));
+        let Some(old) = self.route_of(key) else {
+            return Err(ControlError::NotFound {
+                object: format!("route {}/{}", key.prefix, key.len),
+                reason: "no such route".into(),
+            });
         };
         self.fib_write(key, None)?;
         self.routes.remove(&key);
@@ -768,9 +793,9 @@ impl Router {
         action: Option<RouteAction>,
     ) -> Result<(), ControlError> {
         let key = net_key(vrf, prefix, len);
-        let object = format!("route {prefix}/{len}");
+        let object = || format!("route {prefix}/{len}");
         if vrf as usize >= self.vrfs.len() {
-            return Err(invalid(object, "no such VRF"));
+            return Err(invalid(object(), "no such VRF"));
         }
         let mut via: Vec<IpAddr> = via.to_vec();
         via.sort_unstable();
@@ -784,7 +809,7 @@ impl Router {
             (None, [], Some(i)) => self.nh_get(NhKey::Glean(i), |_| NextHop::Glean { iface: i }),
             (None, [], None) => {
                 return Err(invalid(
-                    object,
+                    object(),
                     "needs a gateway, an interface or an action",
                 ));
             }
@@ -798,7 +823,7 @@ impl Router {
                                 self.nh_put(m);
                             }
                             return Err(invalid(
-                                object,
+                                object(),
                                 format!("gateway {gw} is not in a connected subnet"),
                             ));
                         }
@@ -830,16 +855,7 @@ impl Router {
                 }
             }
         };
-        self.route_set(key, Source::Static, nh)?;
-        self.static_specs.insert(
-            key,
-            StaticSpec {
-                via: via.to_vec(),
-                iface,
-                action,
-            },
-        );
-        Ok(())
+        self.route_set(key, Source::Static, nh)
     }
 
     /// Removes a static route.
@@ -850,12 +866,8 @@ impl Router {
         len: u8,
     ) -> Result<(), ControlError> {
         let key = net_key(vrf, prefix, len);
-        match self.routes.get(&key) {
-            Some(r) if r.source == Source::Static => {
-                self.route_unset(key)?;
-                self.static_specs.remove(&key);
-                Ok(())
-            }
+        match self.route_of(key) {
+            Some(r) if r.source == Source::Static => self.route_unset(key),
             _ => Err(ControlError::NotFound {
                 object: format!("route {prefix}/{len}"),
                 reason: "no such static route".into(),
@@ -863,9 +875,52 @@ impl Router {
         }
     }
 
-    /// The configuration of a static route.
-    pub fn static_route(&self, vrf: u16, prefix: IpAddr, len: u8) -> Option<&StaticSpec> {
-        self.static_specs.get(&net_key(vrf, prefix, len))
+    /// The configuration of a static route, read back from its next hop.
+    pub fn static_route(&self, vrf: u16, prefix: IpAddr, len: u8) -> Option<StaticSpec> {
+        let r = self
+            .route_of(net_key(vrf, prefix, len))
+            .filter(|r| r.source == Source::Static)?;
+        let gw_spec = |i: u16, ip: IpAddr| -> Option<u16> {
+            // An explicit interface only where the gateway is not in a connected subnet of it.
+            (self.iface_for_gateway(vrf, ip) != Some(i)).then_some(i)
+        };
+        Some(match self.nh_keys.get(r.nh as usize)?.as_ref()? {
+            NhKey::Drop => StaticSpec {
+                via: Vec::new(),
+                iface: None,
+                action: Some(RouteAction::Drop),
+            },
+            NhKey::Unreachable => StaticSpec {
+                via: Vec::new(),
+                iface: None,
+                action: Some(RouteAction::Unreachable),
+            },
+            NhKey::Glean(i) | NhKey::Local(i) => StaticSpec {
+                via: Vec::new(),
+                iface: Some(*i),
+                action: None,
+            },
+            NhKey::Neighbor(i, ip) => StaticSpec {
+                via: vec![*ip],
+                iface: gw_spec(*i, *ip),
+                action: None,
+            },
+            NhKey::Ecmp(members) => {
+                let mut via = Vec::new();
+                let mut iface = None;
+                for m in members {
+                    if let Some(Some(NhKey::Neighbor(i, ip))) = self.nh_keys.get(*m as usize) {
+                        via.push(*ip);
+                        iface = iface.or(gw_spec(*i, *ip));
+                    }
+                }
+                StaticSpec {
+                    via,
+                    iface,
+                    action: None,
+                }
+            }
+        })
     }
 
     // ---- neighbours ----
@@ -947,7 +1002,7 @@ impl Router {
                 prefix: ip,
                 len,
             };
-            if !self.routes.contains_key(&key) {
+            if self.route_of(key).is_none() {
                 self.nh_refs[nh as usize] += 1;
                 // A refused host route (e.g. an existing static /32) is fine.
                 let _ = self.route_set(key, Source::Neighbor, nh);
@@ -970,11 +1025,26 @@ impl Router {
 
     /// All routes of a VRF as (prefix, len, source, next hop).
     pub fn routes(&self, vrf: u16) -> Vec<(IpAddr, u8, Source, NextHop)> {
-        let mut v: Vec<_> = self
-            .routes
+        let Some(v) = self.vrfs.get(vrf as usize) else {
+            return Vec::new();
+        };
+        let nh = |id: u32| {
+            self.nh_list
+                .get(id as usize)
+                .copied()
+                .unwrap_or(NextHop::Unreachable)
+        };
+        let source = |prefix: IpAddr, len: u8| {
+            self.routes
+                .get(&RouteKey { vrf, prefix, len })
+                .map_or(Source::Static, |r| r.source)
+        };
+        let mut v: Vec<_> = v
+            .fib4
             .iter()
-            .filter(|(k, _)| k.vrf == vrf)
-            .map(|(k, r)| (k.prefix, k.len, r.source, self.nh_list[r.nh as usize]))
+            .map(|(p, l, id)| (IpAddr::V4(p), l, id))
+            .chain(v.fib6.iter().map(|(p, l, id)| (IpAddr::V6(p), l, id)))
+            .map(|(p, l, id)| (p, l, source(p, l), nh(id)))
             .collect();
         v.sort_by_key(|(p, l, ..)| (*p, *l));
         v

@@ -76,21 +76,21 @@ pub fn target_dir() -> PathBuf {
         .join("target")
 }
 
-/// Path of a workspace binary (built on first use if missing).
+/// Path of a workspace binary, built (or brought up to date) once per test
+/// process, so a test never runs a stale binary.
 fn binary(package: &str, name: &str) -> PathBuf {
-    let profile = if cfg!(debug_assertions) {
-        "debug"
-    } else {
-        "release"
-    };
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
     let bin = target_dir().join(profile).join(name);
-    if !bin.exists() {
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if !built.iter().any(|b| b == name) {
         let mut c = Command::new(env!("CARGO"));
-        c.args(["build", "-p", package, "--bin", name]);
+        c.args(["build", "-q", "-p", package, "--bin", name]);
         if profile == "release" {
             c.arg("--release");
         }
         assert!(c.status().expect("cargo").success(), "building {name}");
+        built.push(name.to_string());
     }
     bin
 }
