@@ -99,6 +99,47 @@ fn gen_routes4(rng: &mut SmallRng, n: usize) -> Vec<(u32, u8, u32)> {
     v
 }
 
+/// A BGP-like IPv4 table (length mix of a full Internet table: mostly /24,
+/// about 1% longer than /24), used only to report memory.
+fn gen_bgp_like4(rng: &mut SmallRng, n: usize) -> Vec<(u32, u8, u32)> {
+    let mix: [(u8, u32); 12] = [
+        (24, 580),
+        (22, 110),
+        (23, 100),
+        (21, 50),
+        (20, 45),
+        (19, 35),
+        (16, 25),
+        (18, 20),
+        (17, 10),
+        (25, 5),
+        (28, 5),
+        (32, 15),
+    ];
+    let total: u32 = mix.iter().map(|m| m.1).sum();
+    let mut seen = HashSet::new();
+    let mut v = Vec::with_capacity(n);
+    while v.len() < n {
+        let mut pick = rng.gen_range(0..total);
+        let l = mix
+            .iter()
+            .find(|m| {
+                if pick < m.1 {
+                    true
+                } else {
+                    pick -= m.1;
+                    false
+                }
+            })
+            .map_or(24, |m| m.0);
+        let p = rng.r#gen::<u32>() & (u32::MAX << (32 - u32::from(l)));
+        if seen.insert((p, l)) {
+            v.push((p, l, rng.gen_range(1..64)));
+        }
+    }
+    v
+}
+
 /// A BGP-like IPv6 table: allocations inside the RIR blocks, more-specifics inside them.
 fn gen_routes6(rng: &mut SmallRng, n: usize) -> Vec<(u128, u8, u32)> {
     let blocks: [(u128, u8); 6] = [
@@ -322,6 +363,17 @@ fn benches(c: &mut Criterion) {
         d.ips6.len()
     );
 
+    // Memory of a BGP-like 1M-route IPv4 table (the design's 128 MiB budget).
+    let bgp = build4(&gen_bgp_like4(&mut SmallRng::seed_from_u64(24), ROUTES4));
+    eprintln!(
+        "fib4 BGP-like: {} routes, {:?}, {:.1} MiB in all ({:.1} MiB table)",
+        bgp.len(),
+        bgp.group_stats(),
+        bgp.memory_bytes() as f64 / (1 << 20) as f64,
+        bgp.table().memory_bytes() as f64 / (1 << 20) as f64
+    );
+    drop(bgp);
+
     // IPv4 lookups.
     let fib4 = build4(&d.routes4);
     let t4 = fib4.table().clone();
@@ -437,6 +489,25 @@ fn benches(c: &mut Criterion) {
         ghz,
         &[(64, single)],
     );
+    // The root-width choice: the same routes and lookups with DPDK's 24-bit root.
+    {
+        let mut wide = Fib6::new(Fib6Config {
+            root_bits: 24,
+            max_groups: 1 << 20,
+        })
+        .unwrap();
+        for &(p, l, n) in &d.routes6 {
+            wide.insert(Ipv6Addr::from(p), l, n).unwrap();
+        }
+        let tw = wide.table().clone();
+        let c = tsc_pass(&d.ips6, BATCH, |a, o| tw.lookup_batch(a, o));
+        report(
+            "fib6 lookup_batch, root_bits 24",
+            mib(tw.memory_bytes()),
+            ghz,
+            &[(BATCH, c)],
+        );
+    }
     let mut g = c.benchmark_group("fib6");
     g.throughput(Throughput::Elements(BATCH as u64));
     let runs = d.ips6.len() / BATCH;

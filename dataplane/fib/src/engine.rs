@@ -162,17 +162,17 @@ impl<K: Key> Core<K> {
         let end = key.last(len);
         let mut cur = Some(key);
         for &(k, l) in &self.subs {
-            if let (Some(c), Some(before)) = (cur, k.checked_dec()) {
-                if k > c {
-                    self.holes.push((c, before));
-                }
+            if let (Some(c), Some(before)) = (cur, k.checked_dec())
+                && k > c
+            {
+                self.holes.push((c, before));
             }
             cur = k.last(l).checked_inc();
         }
-        if let Some(c) = cur {
-            if c <= end {
-                self.holes.push((c, end));
-            }
+        if let Some(c) = cur
+            && c <= end
+        {
+            self.holes.push((c, end));
         }
     }
 

@@ -21,8 +21,9 @@ pub(crate) const GROUP_FLAG: u32 = 1 << 31;
 /// Entries per group (one per value of the next 8 address bits).
 pub(crate) const GROUP_ENTRIES: usize = 256;
 /// log2 of the groups per chunk.
-const CHUNK_SHIFT: u32 = 9;
-/// Groups per chunk (512 KiB of entries).
+const CHUNK_SHIFT: u32 = 11;
+/// Groups per chunk (2 MiB of entries). Large chunks keep the slot array a
+/// reader walks small (8 KiB for a million groups), so it stays in L1.
 const CHUNK_GROUPS: usize = 1 << CHUNK_SHIFT;
 const CHUNK_ENTRIES: usize = CHUNK_GROUPS * GROUP_ENTRIES;
 /// The most groups a table may be configured with (16 GiB of groups).

@@ -18,6 +18,10 @@ use crate::key::Key;
 
 /// "No node" link.
 const NIL: u32 = u32::MAX;
+/// log2 of the nodes per arena chunk. The arena grows by fixed chunks rather
+/// than by doubling one vector, so 1M routes do not hold 2M nodes of capacity.
+const CHUNK_SHIFT: u32 = 14;
+const CHUNK: usize = 1 << CHUNK_SHIFT;
 
 #[derive(Clone, Copy, Debug)]
 struct Node<K> {
@@ -37,7 +41,10 @@ enum Link {
 /// Patricia trie of routes keyed by `K` (`u32` or `u128`).
 #[derive(Debug)]
 pub(crate) struct Rib<K> {
-    nodes: Vec<Node<K>>,
+    /// Node `i` is `nodes[i / CHUNK][i % CHUNK]`; every chunk but the last is full.
+    nodes: Vec<Vec<Node<K>>>,
+    /// Nodes ever created (the next fresh index).
+    count: usize,
     free: Vec<u32>,
     root: u32,
     routes: usize,
@@ -47,6 +54,7 @@ impl<K: Key> Rib<K> {
     pub(crate) fn new() -> Self {
         Self {
             nodes: Vec::new(),
+            count: 0,
             free: Vec::new(),
             root: NIL,
             routes: 0,
@@ -60,15 +68,24 @@ impl<K: Key> Rib<K> {
 
     /// Heap bytes held (arena and free list capacity).
     pub(crate) fn memory_bytes(&self) -> usize {
-        self.nodes.capacity() * size_of::<Node<K>>() + self.free.capacity() * size_of::<u32>()
+        self.nodes
+            .iter()
+            .map(|c| c.capacity() * size_of::<Node<K>>())
+            .sum::<usize>()
+            + self.nodes.capacity() * size_of::<Vec<Node<K>>>()
+            + self.free.capacity() * size_of::<u32>()
     }
 
     fn node(&self, i: u32) -> Option<&Node<K>> {
-        self.nodes.get(i as usize)
+        self.nodes
+            .get((i >> CHUNK_SHIFT) as usize)?
+            .get(i as usize & (CHUNK - 1))
     }
 
     fn node_mut(&mut self, i: u32) -> Option<&mut Node<K>> {
-        self.nodes.get_mut(i as usize)
+        self.nodes
+            .get_mut((i >> CHUNK_SHIFT) as usize)?
+            .get_mut(i as usize & (CHUNK - 1))
     }
 
     fn new_node(&mut self, key: K, len: u8, nh: u32) -> u32 {
@@ -85,8 +102,16 @@ impl<K: Key> Rib<K> {
             i
         } else {
             // The arena never holds more than 2^32 - 1 nodes (2 per route).
-            let i = u32::try_from(self.nodes.len()).unwrap_or(NIL);
-            self.nodes.push(n);
+            let i = u32::try_from(self.count).unwrap_or(NIL);
+            match self.nodes.last_mut() {
+                Some(c) if c.len() < CHUNK => c.push(n),
+                _ => {
+                    let mut c = Vec::with_capacity(CHUNK);
+                    c.push(n);
+                    self.nodes.push(c);
+                }
+            }
+            self.count += 1;
             i
         }
     }
@@ -219,18 +244,17 @@ impl<K: Key> Rib<K> {
                 self.set_link(link, NIL);
                 self.free.push(cur);
                 // A glue parent left with one child is spliced out too.
-                if let Some((p, plink)) = parent {
-                    if let Some(pn) = self.node(p).copied() {
-                        if pn.nh == NO_ROUTE {
-                            let only = if pn.child[0] != NIL {
-                                pn.child[0]
-                            } else {
-                                pn.child[1]
-                            };
-                            self.set_link(plink, only);
-                            self.free.push(p);
-                        }
-                    }
+                if let Some((p, plink)) = parent
+                    && let Some(pn) = self.node(p).copied()
+                    && pn.nh == NO_ROUTE
+                {
+                    let only = if pn.child[0] != NIL {
+                        pn.child[0]
+                    } else {
+                        pn.child[1]
+                    };
+                    self.set_link(plink, only);
+                    self.free.push(p);
                 }
             }
         }

@@ -2,7 +2,7 @@
 //!
 //! [`Fib4Table`] is what workers read: `tbl24`, 2^24 entries indexed by the
 //! top 24 address bits (64 MiB, allocated up front), and 256-entry tbl8 groups
-//! for the /24s that hold a route longer than /24, allocated in 512 KiB chunks
+//! for the /24s that hold a route longer than /24, allocated in 2 MiB chunks
 //! on demand. A lookup is one load, or two when the tbl24 entry links a group.
 //!
 //! [`Fib4`] is the single writer: it owns the RIB, validates every change,
@@ -92,21 +92,27 @@ impl Fib4Table {
         for &a in addrs {
             prefetch(&self.tbl24[(a >> 8) as usize]);
         }
-        let mut linked = false;
+        // Second pass: tbl24 entries; a group link is left in `out` and its
+        // tbl8 entry prefetched. Third pass: resolve the links (no side
+        // array: re-deriving the slot is cheaper than initialising one).
+        let mut groups = false;
         for (&a, o) in addrs.iter().zip(out.iter_mut()) {
             let e = self.tbl24[(a >> 8) as usize].load(Ordering::Acquire);
             *o = e;
             if is_group(e) {
-                linked = true;
+                groups = true;
                 if let Some(s) = self.groups.slot(e & !GROUP_FLAG, a as usize) {
                     prefetch(s);
                 }
             }
         }
-        if linked {
+        if groups {
             for (&a, o) in addrs.iter().zip(out.iter_mut()) {
                 if is_group(*o) {
-                    *o = self.groups.load(*o & !GROUP_FLAG, a as usize);
+                    *o = self
+                        .groups
+                        .slot(*o & !GROUP_FLAG, a as usize)
+                        .map_or(NO_ROUTE, |s| s.load(Ordering::Acquire));
                 }
             }
         }

@@ -5,9 +5,14 @@
 //!
 //! The root is 16 bits wide by default: 256 KiB that stays in L2, against
 //! 64 MiB for a 24-bit root (DPDK's choice), for one more level on routes
-//! longer than /16. Groups are shared by every route below them, so real
-//! tables, where prefixes cluster under a few thousand allocations, need far
-//! fewer groups than routes × levels.
+//! longer than /16 — a cheap one, since the groups for bits 16..24 number a
+//! few hundred (one per populated /16) and stay cached. Measured on the bench's
+//! 200k-prefix BGP-like table (`benches/fib.rs`): 196k groups, 192 MiB of
+//! table with a 16-bit root against 256 MiB with a 24-bit root, and batch
+//! lookups within measurement noise of each other. Groups are shared by every
+//! route below them, so tables whose prefixes cluster need far fewer groups
+//! than routes × levels; that synthetic table scatters its /48s and is close
+//! to the worst case.
 //!
 //! [`Fib6Table`] is the read side, [`Fib6`] the single writer owning the RIB;
 //! the update and retire/reclaim rules are those of the crate docs. The lookup
@@ -91,12 +96,11 @@ impl Fib6Table {
                 prefetch(e);
             }
         }
-        // Indices (into the run) of the addresses that still follow a group.
-        let mut active = [0u8; BATCH];
+        // The lookups that still follow a group: (index, entry to read next),
+        // the entry already prefetched.
+        let mut active: [(usize, Option<&AtomicU32>); BATCH] = [(0, None); BATCH];
         let mut n = 0;
-        let Some(mut shift) = shift0.checked_sub(8) else {
-            return;
-        };
+        let mut next = shift0.checked_sub(8);
         for (i, (&a, o)) in addrs.iter().zip(out.iter_mut()).enumerate() {
             let e = self
                 .root
@@ -104,45 +108,59 @@ impl Fib6Table {
                 .map_or(NO_ROUTE, |e| e.load(Ordering::Acquire));
             *o = e;
             if is_group(e) {
-                if let Some(s) = self.groups.slot(e & !GROUP_FLAG, (a >> shift) as usize) {
-                    prefetch(s);
-                }
-                if let Some(slot) = active.get_mut(n) {
-                    // i < BATCH = 256.
-                    *slot = i as u8;
-                    n += 1;
-                }
+                n = self.follow(e, a, next, i, o, &mut active, n);
             }
         }
         while n > 0 {
-            let next = shift.checked_sub(8);
+            next = next.and_then(|s| s.checked_sub(8));
             let mut kept = 0;
             for k in 0..n {
-                let i = usize::from(active[k]);
+                let Some(&(i, slot)) = active.get(k) else {
+                    break;
+                };
                 let (Some(&a), Some(o)) = (addrs.get(i), out.get_mut(i)) else {
                     continue;
                 };
-                let e = self.groups.load(*o & !GROUP_FLAG, (a >> shift) as usize);
+                let e = slot.map_or(NO_ROUTE, |s| s.load(Ordering::Acquire));
                 *o = e;
                 if is_group(e) {
-                    let Some(next) = next else {
-                        // A group below the last level: impossible in a
-                        // consistent table; answer "no route" rather than loop.
-                        *o = NO_ROUTE;
-                        continue;
-                    };
-                    if let Some(s) = self.groups.slot(e & !GROUP_FLAG, (a >> next) as usize) {
-                        prefetch(s);
-                    }
-                    active[kept] = active[k];
-                    kept += 1;
+                    kept = self.follow(e, a, next, i, o, &mut active, kept);
                 }
             }
             n = kept;
-            match next {
-                Some(s) => shift = s,
-                None => break,
+        }
+    }
+
+    /// Queues lookup `i`, whose entry `e` links a group, to read that group's
+    /// entry for `addr` (8 bits at `shift`) in the next round, prefetching it.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn follow<'a>(
+        &'a self,
+        e: u32,
+        addr: u128,
+        shift: Option<u32>,
+        i: usize,
+        o: &mut u32,
+        active: &mut [(usize, Option<&'a AtomicU32>)],
+        n: usize,
+    ) -> usize {
+        let Some(shift) = shift else {
+            // A group below the last level: impossible in a consistent table;
+            // answer "no route" rather than read past the address.
+            *o = NO_ROUTE;
+            return n;
+        };
+        let slot = self.groups.slot(e & !GROUP_FLAG, (addr >> shift) as usize);
+        if let Some(s) = slot {
+            prefetch(s);
+        }
+        match active.get_mut(n) {
+            Some(a) => {
+                *a = (i, slot);
+                n + 1
             }
+            None => n,
         }
     }
 
