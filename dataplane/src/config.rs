@@ -401,7 +401,7 @@ impl Config {
     }
 
     /// The port an interface uses.
-    pub fn iface_port<'a>(i: &'a IfaceCfg) -> &'a str {
+    pub fn iface_port(i: &IfaceCfg) -> &str {
         i.port.as_deref().unwrap_or(&i.name)
     }
 

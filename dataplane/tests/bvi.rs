@@ -1,5 +1,6 @@
 //! A bridge domain with a routed gateway interface (BVI/IRB): pods in the
 //! domain reach their gateway and are routed to and from other subnets.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 use common::*;

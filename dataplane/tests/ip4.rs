@@ -1,6 +1,7 @@
 //! IPv4 routing through the real pipeline, with replies decoded by
 //! etherparse: ARP, forwarding, TTL, ICMP errors, glean, ECMP, local delivery,
 //! bad headers.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 use common::*;
@@ -404,7 +405,7 @@ fn ecmp_spreads_flows_and_keeps_each_flow_on_one_path() {
     }
     assert_eq!(per_gw.len(), 2, "both gateways used");
     assert!(per_gw.values().all(|&n| n >= 16), "{per_gw:?}");
-    assert!(per_gw.contains_key(&mac(H2).to_vec()) && per_gw.contains_key(&mac(H3).to_vec()));
+    assert!(per_gw.contains_key(&mac(H2)[..]) && per_gw.contains_key(&mac(H3)[..]));
 }
 
 #[test]

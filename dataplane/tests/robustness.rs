@@ -1,6 +1,7 @@
 //! Hostile input: a million random and mutated frames through every kind of
 //! interface (bridged, routed, BVI, VLAN) must never panic, never leak a
 //! frame, and every frame must be accounted for.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 use common::*;

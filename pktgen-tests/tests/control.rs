@@ -1,6 +1,7 @@
 //! The control socket against a real vrouterd process: every operation
 //! through the client library and through vrouterctl, batch and sync
 //! semantics, and hostile clients.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;

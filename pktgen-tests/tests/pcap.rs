@@ -1,6 +1,7 @@
 //! vrouterd offline: scapy writes the input captures, vrouterd replays them
 //! through its pcap ports and writes what it transmits, and tshark decodes
 //! the output, packet by packet, checksums included.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
 
