@@ -105,7 +105,11 @@ pub fn render(t: &Tables, ports: &[(String, PortCounters)], workers: &[Arc<Worke
         let s = &w.stats;
         let (bc, ic) = (s.busy_cycles.get(), s.idle_cycles.get());
         busy_total += bc;
-        let busy = if bc + ic > 0 { 100.0 * bc as f64 / (bc + ic) as f64 } else { 0.0 };
+        let busy = if bc + ic > 0 {
+            100.0 * bc as f64 / (bc + ic) as f64
+        } else {
+            0.0
+        };
         let _ = writeln!(
             o,
             "  worker {}: busy polls {} idle polls {} busy cycles {} idle cycles {} ({:.1}% busy)",
@@ -119,7 +123,11 @@ pub fn render(t: &Tables, ports: &[(String, PortCounters)], workers: &[Arc<Worke
     }
     if rx > 0 {
         // Cost per packet: cycles of polls that found work, over packets received.
-        let _ = writeln!(o, "  busy cycles per received packet: {:.1}", busy_total as f64 / rx as f64);
+        let _ = writeln!(
+            o,
+            "  busy cycles per received packet: {:.1}",
+            busy_total as f64 / rx as f64
+        );
     }
     o
 }

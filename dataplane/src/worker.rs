@@ -72,9 +72,9 @@ impl Worker {
             .collect();
         let mut pool = FramePool::new(frames)?;
         let mut ports = ports;
-        let mut umem = None;
+        let mut ctx = crate::port::AttachCtx::default();
         for p in ports.iter_mut() {
-            p.attach(&mut pool, &mut umem)?;
+            p.attach(&mut pool, &mut ctx)?;
         }
         Ok(Worker {
             link,

@@ -80,12 +80,22 @@ pub fn target_dir() -> PathBuf {
 /// process, so a test never runs a stale binary.
 fn binary(package: &str, name: &str) -> PathBuf {
     static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-    let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
     let bin = target_dir().join(profile).join(name);
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
     if !built.iter().any(|b| b == name) {
         let mut c = Command::new(env!("CARGO"));
         c.args(["build", "-q", "-p", package, "--bin", name]);
+        // scripts/test.sh sets VROUTER_FEATURES=dpdk where libdpdk is installed.
+        if let Ok(f) = std::env::var("VROUTER_FEATURES")
+            && !f.is_empty()
+        {
+            c.args(["--features", &format!("vrouter-dataplane/{f}")]);
+        }
         if profile == "release" {
             c.arg("--release");
         }
@@ -98,6 +108,36 @@ fn binary(package: &str, name: &str) -> PathBuf {
 /// Path of the vrouterd binary.
 pub fn vrouterd() -> PathBuf {
     binary("vrouter-dataplane", "vrouterd")
+}
+
+/// True if vrouterd was built with DPDK ports.
+pub fn vrouterd_has_dpdk() -> bool {
+    Command::new(vrouterd())
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("dpdk"))
+}
+
+/// Port drivers the real-traffic scenarios run on: af-packet and af-xdp
+/// always, dpdk (with net_af_packet vdevs) when vrouterd has it.
+pub fn drivers() -> Vec<&'static str> {
+    let mut d = vec!["af-packet", "af-xdp"];
+    if vrouterd_has_dpdk() {
+        d.push("dpdk");
+    }
+    d
+}
+
+/// The `[[port]]` section of a port on kernel interface `iface` with
+/// `driver` (dpdk: a net_af_packet vdev on it, numbered `k`).
+pub fn port_toml(name: &str, driver: &str, iface: &str, k: usize) -> String {
+    if driver == "dpdk" {
+        format!(
+            "[[port]]\nname = \"{name}\"\ndriver = \"dpdk\"\ndevice = \"net_af_packet{k},iface={iface}\"\n"
+        )
+    } else {
+        format!("[[port]]\nname = \"{name}\"\ndriver = \"{driver}\"\ninterface = \"{iface}\"\n")
+    }
 }
 
 /// Path of the vrouterctl binary.

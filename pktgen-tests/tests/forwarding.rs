@@ -5,8 +5,6 @@
 
 use vrouter_pktgen_tests::*;
 
-const DRIVERS: &[&str] = &["af-packet", "af-xdp"];
-
 /// Two pods on one bridge domain.
 fn bridge(driver: &str) {
     let mut t = Topology::new();
@@ -15,6 +13,11 @@ fn bridge(driver: &str) {
     }
     let (ra, _) = t.veth("r", "ra", "a", "pa");
     let (rb, _) = t.veth("r", "rb", "b", "pb");
+    let ports = format!(
+        "{}{}",
+        port_toml("a", driver, &ra, 0),
+        port_toml("b", driver, &rb, 1)
+    );
     t.quiet("r", &ra);
     t.quiet("r", &rb);
     t.exec(
@@ -29,15 +32,7 @@ fn bridge(driver: &str) {
         "r",
         &format!(
             r#"
-[[port]]
-name = "a"
-driver = "{driver}"
-interface = "{ra}"
-[[port]]
-name = "b"
-driver = "{driver}"
-interface = "{rb}"
-[[bridge]]
+{ports}[[bridge]]
 name = "pods"
 [[interface]]
 name = "a"
@@ -77,6 +72,11 @@ fn routed4(driver: &str) {
     }
     let (ra, _) = t.veth("r", "ra", "a", "pa");
     let (rb, _) = t.veth("r", "rb", "b", "pb");
+    let ports = format!(
+        "{}{}",
+        port_toml("a", driver, &ra, 0),
+        port_toml("b", driver, &rb, 1)
+    );
     t.quiet("r", &ra);
     t.quiet("r", &rb);
     let p = t.prefix.clone();
@@ -92,15 +92,7 @@ fn routed4(driver: &str) {
         "r",
         &format!(
             r#"
-[[port]]
-name = "a"
-driver = "{driver}"
-interface = "{ra}"
-[[port]]
-name = "b"
-driver = "{driver}"
-interface = "{rb}"
-[[interface]]
+{ports}[[interface]]
 name = "a"
 addresses = ["198.18.1.1/24"]
 [[interface]]
@@ -164,6 +156,11 @@ fn routed6(driver: &str) {
     }
     let (ra, _) = t.veth("r", "ra", "a", "pa");
     let (rb, _) = t.veth("r", "rb", "b", "pb");
+    let ports = format!(
+        "{}{}",
+        port_toml("a", driver, &ra, 0),
+        port_toml("b", driver, &rb, 1)
+    );
     t.quiet("r", &ra);
     t.quiet("r", &rb);
     let p = t.prefix.clone();
@@ -173,15 +170,7 @@ fn routed6(driver: &str) {
         "r",
         &format!(
             r#"
-[[port]]
-name = "a"
-driver = "{driver}"
-interface = "{ra}"
-[[port]]
-name = "b"
-driver = "{driver}"
-interface = "{rb}"
-[[interface]]
+{ports}[[interface]]
 name = "a"
 addresses = ["2001:db8:1::1/64"]
 [[interface]]
@@ -215,6 +204,11 @@ fn restart(driver: &str) {
     }
     let (ra, _) = t.veth("r", "ra", "a", "pa");
     let (rb, _) = t.veth("r", "rb", "b", "pb");
+    let ports = format!(
+        "{}{}",
+        port_toml("a", driver, &ra, 0),
+        port_toml("b", driver, &rb, 1)
+    );
     t.quiet("r", &ra);
     t.quiet("r", &rb);
     let p = t.prefix.clone();
@@ -227,7 +221,7 @@ fn restart(driver: &str) {
         &format!("ip addr add 198.18.2.2/24 dev {p}pb && ip route add default via 198.18.2.1"),
     );
     let cfg = format!(
-        "[[port]]\nname = \"a\"\ndriver = \"{driver}\"\ninterface = \"{ra}\"\n[[port]]\nname = \"b\"\ndriver = \"{driver}\"\ninterface = \"{rb}\"\n\
+        "{ports}\
          [[interface]]\nname = \"a\"\naddresses = [\"198.18.1.1/24\"]\n[[interface]]\nname = \"b\"\naddresses = [\"198.18.2.1/24\"]\n"
     );
     let k = t.start_vrouterd("r", &cfg);
@@ -261,7 +255,7 @@ fn restart(driver: &str) {
 #[test]
 fn bridge_mode() {
     require_root!();
-    for d in DRIVERS {
+    for d in drivers() {
         bridge(d);
     }
 }
@@ -269,7 +263,7 @@ fn bridge_mode() {
 #[test]
 fn routed_ipv4_mode() {
     require_root!();
-    for d in DRIVERS {
+    for d in drivers() {
         routed4(d);
     }
 }
@@ -277,7 +271,7 @@ fn routed_ipv4_mode() {
 #[test]
 fn routed_ipv6_mode() {
     require_root!();
-    for d in DRIVERS {
+    for d in drivers() {
         routed6(d);
     }
 }
@@ -285,7 +279,7 @@ fn routed_ipv6_mode() {
 #[test]
 fn restart_after_sigkill() {
     require_root!();
-    for d in DRIVERS {
+    for d in drivers() {
         restart(d);
     }
 }

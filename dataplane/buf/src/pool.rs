@@ -262,6 +262,12 @@ pub struct FramePool {
     layout: Layout,
     free: Vec<u32>,
     state: Vec<u8>,
+    /// Frames `ext_first..ext_end` belong to an external allocator (a DPDK
+    /// mempool built on them): never on the free list; a buffer of one of
+    /// them goes back through `ext_return` instead.
+    ext_first: u32,
+    ext_end: u32,
+    ext_return: Option<Box<dyn FnMut(u32) + Send>>,
 }
 
 // SAFETY: the pool owns its region; the raw base pointer is only a handle to
@@ -296,7 +302,48 @@ impl FramePool {
             // Pop order: frame 0 first, which keeps tests readable.
             free: (0..frames).rev().collect(),
             state: vec![NOT_LENT; frames as usize],
+            ext_first: 0,
+            ext_end: 0,
+            ext_return: None,
         })
+    }
+
+    /// Gives the last `count` frames of the pool (all of which must be
+    /// free) for good to an external allocator: they are marked lent, and a
+    /// buffer of one of them that is freed or reclaimed later is handed to
+    /// the hook set with [`FramePool::set_return_hook`] (it returns the frame
+    /// to its allocator) instead of the free list. Returns the first frame.
+    pub fn lend_range(&mut self, count: u32) -> Result<u32, BufError> {
+        if self.ext_end != 0 || count == 0 || count > self.frames {
+            return Err(BufError::Alloc(count));
+        }
+        let first = self.frames - count;
+        if self.free.iter().filter(|&&f| f >= first).count() != count as usize {
+            // Some of them are in use or lent.
+            return Err(BufError::Alloc(count));
+        }
+        self.free.retain(|&f| f < first);
+        for f in first..self.frames {
+            self.state[f as usize] = LENT;
+        }
+        self.ext_first = first;
+        self.ext_end = self.frames;
+        Ok(first)
+    }
+
+    /// The hook that takes back frames of the range given with
+    /// [`FramePool::lend_range`].
+    pub fn set_return_hook(&mut self, hook: Box<dyn FnMut(u32) + Send>) {
+        self.ext_return = Some(hook);
+    }
+
+    /// Hands frame `index` of the external range back to its allocator.
+    #[cold]
+    fn ext_give_back(&mut self, index: u32) {
+        self.state[index as usize] = LENT;
+        if let Some(h) = self.ext_return.as_mut() {
+            h(index);
+        }
     }
 
     /// Number of frames in the pool.
@@ -403,7 +450,11 @@ impl FramePool {
     /// Returns a buffer's frame to the free list.
     #[inline]
     pub fn free(&mut self, buf: PacketBuf) {
-        if self.owns(&buf) {
+        if buf.index >= self.ext_first && buf.index < self.ext_end && self.owns(&buf) {
+            let index = buf.index;
+            leak(buf);
+            self.ext_give_back(index);
+        } else if self.owns(&buf) {
             self.free.push(buf.index);
         } else {
             // A foreign buffer: not ours to recycle. Leaking it is safe; a
@@ -492,6 +543,10 @@ impl FramePool {
     #[inline]
     pub fn reclaim(&mut self, addr: u64) -> Result<(), BufError> {
         let index = self.lent_index(addr)?;
+        if index >= self.ext_first && index < self.ext_end {
+            self.ext_give_back(index);
+            return Ok(());
+        }
         self.state[index as usize] = NOT_LENT;
         self.free.push(index);
         Ok(())
@@ -512,6 +567,56 @@ impl Drop for FramePool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lent_range_goes_back_through_its_hook() {
+        use std::sync::{Arc, Mutex};
+        let mut p = FramePool::new(8).unwrap();
+        let first = p.lend_range(4).unwrap();
+        assert_eq!(first, 4);
+        assert_eq!(p.available(), 4);
+        let returned = Arc::new(Mutex::new(Vec::new()));
+        let r = returned.clone();
+        p.set_return_hook(Box::new(move |f| r.lock().unwrap().push(f)));
+        // The external allocator delivers frame 5 (e.g. an RX mbuf).
+        let b = p.adopt(5 * FRAME_SIZE as u64 + 128, 60).unwrap();
+        p.free(b);
+        assert_eq!(
+            *returned.lock().unwrap(),
+            vec![5],
+            "freed into the hook, not the free list"
+        );
+        assert_eq!(p.available(), 4);
+        // Lent again and reclaimed (e.g. after another port transmitted it).
+        let b = p.adopt(5 * FRAME_SIZE as u64 + 128, 60).unwrap();
+        let a = p.lend(b).unwrap();
+        p.reclaim(a).unwrap();
+        assert_eq!(*returned.lock().unwrap(), vec![5, 5]);
+        // Frames of the range are never handed out by alloc.
+        let mut got = Vec::new();
+        while let Some(b) = p.alloc() {
+            assert!(b.frame_index() < 4);
+            got.push(b);
+        }
+        assert_eq!(got.len(), 4);
+        assert!(p.lend_range(2).is_err(), "one range per pool");
+        for b in got {
+            p.free(b);
+        }
+        let mut q = FramePool::new(4).unwrap();
+        let held = q.alloc().unwrap(); // frame 0
+        let held2 = q.alloc().unwrap(); // frame 1
+        let held3 = q.alloc().unwrap(); // frame 2
+        let held4 = q.alloc().unwrap(); // frame 3
+        assert!(
+            q.lend_range(2).is_err(),
+            "frames in use cannot be given away"
+        );
+        for b in [held, held2, held3, held4] {
+            q.free(b);
+        }
+        assert_eq!(q.available(), 4);
+    }
 
     #[test]
     fn alloc_write_free() {

@@ -25,9 +25,16 @@ use vrouter_dataplane::report;
 use vrouter_dataplane::worker::Worker;
 
 /// The vRouter data-plane daemon.
+/// The version, with the optional features built in.
+const VERSION: &str = if cfg!(feature = "dpdk") {
+    concat!(env!("CARGO_PKG_VERSION"), " (features: dpdk)")
+} else {
+    env!("CARGO_PKG_VERSION")
+};
+
 #[derive(Parser, Debug)]
 #[command(
-    version,
+    version = VERSION,
     about,
     long_about = "The vRouter data-plane daemon: bridges, routes and \
 answers ARP/ND/ICMP in userspace, polling its ports.\n\n\

@@ -30,7 +30,7 @@ use vrouter_wire::MacAddr;
 
 use super::sys::{self, Mmap};
 use super::xdp_ffi;
-use super::{Port, PortError, PortStats};
+use super::{AttachCtx, Port, PortError, PortStats};
 use crate::pkt::Pkt;
 
 /// Options of an AF_XDP port.
@@ -410,13 +410,9 @@ impl Port for AfXdpPort {
         self.mac
     }
 
-    fn attach(
-        &mut self,
-        pool: &mut FramePool,
-        shared_umem: &mut Option<i32>,
-    ) -> Result<(), PortError> {
+    fn attach(&mut self, pool: &mut FramePool, ctx: &mut AttachCtx) -> Result<(), PortError> {
         let name = self.name.clone();
-        self.setup(pool, shared_umem)
+        self.setup(pool, &mut ctx.umem_fd)
             .map_err(|e| err(&name, "AF_XDP set-up", e))?;
         tracing::info!(port = %self.name, interface = %self.cfg.interface, queue = self.cfg.queue, mode = self.mode, "AF_XDP port ready");
         Ok(())

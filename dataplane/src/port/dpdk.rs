@@ -6,8 +6,10 @@
 //!
 //! Buffers are shared, not copied: each worker gives a range of its frame
 //! pool to a DPDK mempool created on it as external memory
-//! (`rte_pktmbuf_pool_create_extbuf`), so mbuf *k* owns frame *k* of that
-//! range for the life of the process. A received mbuf's frame is adopted as
+//! (`rte_pktmbuf_pool_create_extbuf`), so mbuf *k* owns frames *2k* and
+//! *2k+1* of that range for the life of the process (two frames, because
+//! PMDs such as net_af_packet want more than one frame of data room after
+//! DPDK's 128-byte headroom; packets live in the first frame). A received mbuf's frame is adopted as
 //! a packet buffer (the mbuf stays allocated); transmitting it hands the same
 //! mbuf back with the packet's window; a buffer of that range that is freed
 //! anywhere else (a drop, a transmit on another port's completion) frees its
@@ -29,6 +31,8 @@ use super::{AttachCtx, Port, PortError, PortStats};
 use crate::pkt::Pkt;
 
 const BURST: usize = 256;
+/// Frames per mbuf.
+const STRIDE: u32 = 2;
 
 fn err(port: &str, what: impl Into<String>, code: i32) -> PortError {
     // SAFETY: rte_strerror returns a pointer to a static or thread-local
@@ -69,7 +73,9 @@ pub fn eal_init(args: &[String], pci: bool) -> Result<(), String> {
         let mut argv: Vec<String> = vec!["vrouterd".into()];
         argv.extend(args.iter().cloned());
         if !hugepages_available() && !args.iter().any(|a| a == "--no-huge") {
-            argv.extend(["--no-huge".into(), "-m".into(), "1024".into()]);
+            // Packet memory is the worker pools (external to EAL): EAL itself
+            // needs little.
+            argv.extend(["--no-huge".into(), "-m".into(), "256".into()]);
         }
         if !pci && !args.iter().any(|a| a == "--no-pci") {
             argv.push("--no-pci".into());
@@ -223,12 +229,14 @@ impl DpdkPort {
             .lend_range(count)
             .map_err(|e| err(name, format!("reserving frames: {e}"), 12))?;
         let (base, _) = pool.region();
+        let elt = STRIDE as usize * FRAME_SIZE;
         let ext = ffi::rte_pktmbuf_extmem {
             buf_ptr: base.wrapping_add(first as usize * FRAME_SIZE).cast(),
             buf_iova: base as u64 + first as u64 * FRAME_SIZE as u64,
             buf_len: count as usize * FRAME_SIZE,
-            elt_size: FRAME_SIZE as u16,
+            elt_size: elt as u16,
         };
+        let n_mbufs = count / STRIDE;
         let mp_name = CString::new(format!("vr{}_{}", std::process::id() % 10000, first))
             .map_err(|_| err(name, "pool name", 22))?;
         // SAFETY: `ext` describes memory of the worker pool that stays
@@ -237,10 +245,10 @@ impl DpdkPort {
         let mp = unsafe {
             ffi::rte_pktmbuf_pool_create_extbuf(
                 mp_name.as_ptr(),
-                count,
+                n_mbufs,
                 0,
                 0,
-                FRAME_SIZE as u16,
+                elt as u16,
                 -1,
                 &ext,
                 1,

@@ -116,6 +116,16 @@ impl PortStats {
     }
 }
 
+/// What the ports of one worker share while they attach to its pool.
+#[derive(Default)]
+pub struct AttachCtx {
+    /// The worker's first AF_XDP socket, which registered the pool as UMEM.
+    pub umem_fd: Option<i32>,
+    /// The worker's DPDK mempool, built on part of its pool.
+    #[cfg(feature = "dpdk")]
+    pub dpdk: Option<dpdk::DpdkPool>,
+}
+
 /// A port as a worker drives it.
 pub trait Port: Send {
     /// The port's configured name.
@@ -128,12 +138,9 @@ pub trait Port: Send {
     fn mac(&self) -> MacAddr;
 
     /// Finishes set-up once the worker's pool exists (AF_XDP registers it
-    /// as UMEM; `shared_umem` carries the worker's first AF_XDP socket).
-    fn attach(
-        &mut self,
-        _pool: &mut FramePool,
-        _shared_umem: &mut Option<i32>,
-    ) -> Result<(), PortError> {
+    /// as UMEM, DPDK builds a mempool on part of it; `ctx` carries what the
+    /// worker's ports share).
+    fn attach(&mut self, _pool: &mut FramePool, _ctx: &mut AttachCtx) -> Result<(), PortError> {
         Ok(())
     }
 
