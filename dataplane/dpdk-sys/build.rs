@@ -10,14 +10,21 @@ fn main() {
     let lib = pkg_config::Config::new()
         .atleast_version("22.11")
         .probe("libdpdk")
-        .unwrap_or_else(|e| panic!("libdpdk (>= 22.11) not found by pkg-config: {e}; install libdpdk-dev"));
+        .unwrap_or_else(|e| {
+            panic!("libdpdk (>= 22.11) not found by pkg-config: {e}; install libdpdk-dev")
+        });
     // DPDK's pkg-config flags (e.g. -include rte_config.h, -march) apply to
     // both the shim and the bindings.
     let cflags = pkg_config::get_variable("libdpdk", "cflags").unwrap_or_default();
     let cflags: Vec<String> = std::process::Command::new("pkg-config")
         .args(["--cflags", "libdpdk"])
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().map(str::to_string).collect())
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_else(|_| cflags.split_whitespace().map(str::to_string).collect());
 
     let mut cc = cc::Build::new();
@@ -27,7 +34,11 @@ fn main() {
     }
     cc.compile("vrouter_dpdk_shim");
 
-    let mut clang: Vec<String> = cflags.iter().filter(|f| !f.starts_with("-march")).cloned().collect();
+    let mut clang: Vec<String> = cflags
+        .iter()
+        .filter(|f| !f.starts_with("-march"))
+        .cloned()
+        .collect();
     clang.push("-I.".into());
     for p in &lib.include_paths {
         clang.push(format!("-I{}", p.display()));
@@ -57,5 +68,7 @@ fn main() {
         .generate()
         .expect("generating DPDK bindings");
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
-    bindings.write_to_file(out.join("bindings.rs")).expect("writing bindings");
+    bindings
+        .write_to_file(out.join("bindings.rs"))
+        .expect("writing bindings");
 }

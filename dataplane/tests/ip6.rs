@@ -1,6 +1,11 @@
 //! IPv6 routing through the real pipeline: ND (NS/NA), forwarding, hop
 //! limit, ICMPv6 errors, packet-too-big, echo, glean with solicitations.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::too_many_arguments)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::too_many_arguments
+)]
 
 mod common;
 use std::net::Ipv6Addr;

@@ -2,7 +2,13 @@
 //! bindgen from `wrapper.h`), plus the `vr_*` shim for DPDK's static-inline
 //! fast-path functions (`shim.c`). Everything here is `unsafe` FFI; the safe
 //! port built on it is `vrouter_dataplane::port::dpdk`.
-#![allow(non_camel_case_types, non_snake_case, non_upper_case_globals, dead_code, missing_docs)]
+#![allow(
+    non_camel_case_types,
+    non_snake_case,
+    non_upper_case_globals,
+    dead_code,
+    missing_docs
+)]
 #![allow(clippy::all, clippy::pedantic, clippy::undocumented_unsafe_blocks)]
 
 include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
