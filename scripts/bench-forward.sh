@@ -76,8 +76,10 @@ stat_of() { ns "$1" cat "/sys/class/net/$P$2/statistics/$3"; }
 busy_jiffies() { awk '/^cpu /{print $4+$7+$8}' /proc/stat; }  # system + irq + softirq
 proc_jiffies() { awk '{print $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }  # system time
 
+# Processes are started with `ip netns exec` directly (not through `ns`), so
+# that $! is the process itself (ip execs it) and stopping it by PID works.
 start_gen() { # start_gen <dst-mac>
-  ns gen dpdk-testpmd -l 0-1 --main-lcore 1 --no-huge -m 512 --no-pci --file-prefix "${P}gen" \
+  ip netns exec "${P}gen" dpdk-testpmd -l 0-1 --main-lcore 1 --no-huge -m 512 --no-pci --file-prefix "${P}gen" \
     --vdev "net_af_xdp0,iface=${P}g0" --log-level='.*,3' -- --forward-mode=txonly --txpkts=64 \
     --eth-peer="0,$1" --tx-ip=198.18.1.2,198.19.0.1 --txonly-multi-flow --total-num-mbufs=16384 \
     --nb-cores=1 --auto-start --stats-period=1 > "$WORK/gen.log" 2>&1 < /dev/null &
@@ -123,7 +125,7 @@ run_bridge() {
   ns rtr ip link del "${P}br"
 }
 run_testpmd() {
-  ns rtr dpdk-testpmd -l 0-1 --main-lcore 0 --no-huge -m 512 --no-pci --file-prefix "${P}fwd" \
+  ip netns exec "${P}rtr" dpdk-testpmd -l 0-1 --main-lcore 0 --no-huge -m 512 --no-pci --file-prefix "${P}fwd" \
     --vdev "net_af_xdp0,iface=${P}r0" --vdev "net_af_xdp1,iface=${P}r1" --log-level='.*,3' -- \
     --forward-mode=mac --eth-peer="0,$SMAC" --eth-peer="1,$SMAC" --total-num-mbufs=16384 --nb-cores=1 \
     --record-core-cycles --auto-start --stats-period=1 > "$WORK/fwd.log" 2>&1 < /dev/null &
