@@ -93,6 +93,7 @@ fn binary(package: &str, name: &str) -> PathBuf {
         // scripts/test.sh sets VROUTER_FEATURES=dpdk where libdpdk is installed.
         if let Ok(f) = std::env::var("VROUTER_FEATURES")
             && !f.is_empty()
+            && package == "vrouter-dataplane"
         {
             c.args(["--features", &format!("vrouter-dataplane/{f}")]);
         }
