@@ -134,7 +134,7 @@ pub fn drivers() -> Vec<&'static str> {
 pub fn port_toml(name: &str, driver: &str, iface: &str, k: usize) -> String {
     if driver == "dpdk" {
         format!(
-            "[[port]]\nname = \"{name}\"\ndriver = \"dpdk\"\ndevice = \"net_af_packet{k},iface={iface}\"\n"
+            "[[port]]\nname = \"{name}\"\ndriver = \"dpdk\"\ndevice = \"net_af_packet{k},iface={iface},framecnt=4096,qdisc_bypass=1\"\n"
         )
     } else {
         format!("[[port]]\nname = \"{name}\"\ndriver = \"{driver}\"\ninterface = \"{iface}\"\n")
