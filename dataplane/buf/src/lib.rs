@@ -16,10 +16,13 @@
 //! once, when a pool is created.
 //!
 //! It also hosts the two CPU hints the hot path needs, [`prefetch`] and
-//! [`cycles`], so that `unsafe` stays in one audited place.
+//! [`cycles`], and [`HugeTable`], the huge-page-backed arrays lookup tables
+//! use, so that `unsafe` stays in one audited place.
 
 mod cpu;
+mod huge;
 mod pool;
 
 pub use cpu::{cycles, prefetch, prefetch_slice};
+pub use huge::HugeTable;
 pub use pool::{BufError, FRAME_SIZE, FramePool, HEADROOM, MAX_PACKET, PacketBuf};

@@ -14,6 +14,8 @@ use std::collections::VecDeque;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+use vrouter_buf::HugeTable;
+
 use crate::NO_ROUTE;
 
 /// Bit 31 of an entry: the low 31 bits index a group.
@@ -29,7 +31,7 @@ const CHUNK_ENTRIES: usize = CHUNK_GROUPS * GROUP_ENTRIES;
 /// The most groups a table may be configured with (16 GiB of groups).
 pub(crate) const MAX_GROUPS_LIMIT: u32 = 1 << 24;
 
-type Chunk = Box<[AtomicU32; CHUNK_ENTRIES]>;
+type Chunk = HugeTable<CHUNK_ENTRIES>;
 
 /// Whether entry `e` links to a group.
 #[inline(always)]
@@ -90,10 +92,8 @@ impl GroupStore {
             return false;
         };
         if slot.get().is_none() {
-            let v: Vec<AtomicU32> = (0..CHUNK_ENTRIES)
-                .map(|_| AtomicU32::new(NO_ROUTE))
-                .collect();
-            let Ok(chunk) = Chunk::try_from(v.into_boxed_slice()) else {
+            // Entries start as NO_ROUTE (0): the mapping comes zeroed.
+            let Some(chunk) = Chunk::new() else {
                 return false;
             };
             // Only the single writer initialises slots, so this cannot race.

@@ -16,7 +16,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use vrouter_buf::prefetch;
+use vrouter_buf::{HugeTable, prefetch};
 
 use crate::engine::{Core, Exhausted, Tables};
 use crate::groups::{GROUP_FLAG, GroupStats, GroupStore, MAX_GROUPS_LIMIT, is_group};
@@ -47,17 +47,15 @@ impl Default for Fib4Config {
 /// The read side of an IPv4 FIB, shared with workers as `Arc<Fib4Table>`.
 #[derive(Debug)]
 pub struct Fib4Table {
-    tbl24: Box<[AtomicU32; TBL24_ENTRIES]>,
+    tbl24: HugeTable<TBL24_ENTRIES>,
     groups: GroupStore,
 }
 
 impl Fib4Table {
     fn new(max_groups: u32) -> Result<Self, FibError> {
-        let v: Vec<AtomicU32> = (0..TBL24_ENTRIES)
-            .map(|_| AtomicU32::new(NO_ROUTE))
-            .collect();
-        let tbl24 = Box::<[AtomicU32; TBL24_ENTRIES]>::try_from(v.into_boxed_slice())
-            .map_err(|_| FibError::Config("tbl24 allocation"))?;
+        // Entries start as NO_ROUTE, which is 0: the mapping comes zeroed.
+        const _: () = assert!(NO_ROUTE == 0);
+        let tbl24 = HugeTable::new().ok_or(FibError::Config("tbl24 allocation"))?;
         Ok(Self {
             tbl24,
             groups: GroupStore::new(max_groups),
