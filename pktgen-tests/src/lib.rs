@@ -291,13 +291,26 @@ impl Topology {
     /// in `nb`, both up, with offloads a userspace forwarder cannot pass on
     /// (TSO/GSO/GRO, checksum offload) turned off. Returns the two names.
     pub fn veth(&mut self, na: &str, a: &str, nb: &str, b: &str) -> (String, String) {
+        self.veth_queues(na, a, nb, b, 1)
+    }
+
+    /// [`Topology::veth`] with `queues` RX and TX queues on each end.
+    pub fn veth_queues(
+        &mut self,
+        na: &str,
+        a: &str,
+        nb: &str,
+        b: &str,
+        queues: u32,
+    ) -> (String, String) {
         let (ia, ib) = (
             format!("{}{}", self.prefix, a),
             format!("{}{}", self.prefix, b),
         );
         let (sa, sb) = (self.ns(na), self.ns(nb));
+        let q = format!("numrxqueues {queues} numtxqueues {queues}");
         sh(&format!(
-            "ip link add {ia} netns {sa} type veth peer name {ib} netns {sb} && \
+            "ip link add {ia} netns {sa} {q} type veth peer name {ib} netns {sb} {q} && \
              ip -n {sa} link set {ia} up && ip -n {sb} link set {ib} up"
         ));
         for (ns, i) in [(&sa, &ia), (&sb, &ib)] {
@@ -404,6 +417,11 @@ impl Topology {
             std::thread::sleep(Duration::from_millis(20));
         }
         self.log(k)
+    }
+
+    /// The process id of vrouterd `k`.
+    pub fn pid(&self, k: usize) -> u32 {
+        self.daemons[k].id()
     }
 
     /// Kills vrouterd `k` with SIGKILL (a crash).

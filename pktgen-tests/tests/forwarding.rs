@@ -338,3 +338,110 @@ addresses = ["198.18.5.1/24"]
     let gone = t.exec_out("r", &format!("ip link show {tap}"));
     assert!(!gone.status.success(), "the TAP device goes with vrouterd");
 }
+
+/// CPU seconds (user + system) vrouterd `k` has used so far.
+fn cpu_seconds(t: &Topology, k: usize) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", t.pid(k))).unwrap();
+    // Fields after the command name (which may hold spaces): utime is the
+    // 14th field of the line, stime the 15th.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+/// Received packets of each queue of port `name`, from vrouterd's report.
+fn queue_rx(report: &str, name: &str) -> Vec<u64> {
+    report
+        .lines()
+        .skip_while(|l| !l.starts_with("ports:"))
+        .take_while(|l| !l.starts_with("interfaces:"))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.first() == Some(&name)).then(|| f[1].parse().unwrap())
+        })
+        .collect()
+}
+
+/// Two queues per port (veths with two queues; AF_XDP: a socket per queue,
+/// AF_PACKET: a fanout group), two workers, adaptive polling: several TCP
+/// flows are spread over both queues and both workers, and an idle vrouterd
+/// sleeps instead of spinning.
+fn multiqueue_adaptive(driver: &str) {
+    let mut t = Topology::new();
+    for n in ["r", "a", "b"] {
+        t.add_ns(n);
+    }
+    let (ra, _) = t.veth_queues("r", "ra", "a", "pa", 2);
+    let (rb, _) = t.veth_queues("r", "rb", "b", "pb", 2);
+    t.quiet("r", &ra);
+    t.quiet("r", &rb);
+    let p = t.prefix.clone();
+    t.exec(
+        "a",
+        &format!("ip addr add 198.18.1.2/24 dev {p}pa && ip route add default via 198.18.1.1"),
+    );
+    t.exec(
+        "b",
+        &format!("ip addr add 198.18.2.2/24 dev {p}pb && ip route add default via 198.18.2.1"),
+    );
+    let cfg = format!(
+        "[dataplane]\nworkers = 2\npoll = \"adaptive\"\nidle-sleep-us = 200\n\
+         {}queues = 2\n{}queues = 2\n\
+         [[interface]]\nname = \"a\"\naddresses = [\"198.18.1.1/24\"]\n\
+         [[interface]]\nname = \"b\"\naddresses = [\"198.18.2.1/24\"]\n",
+        port_toml("a", driver, &ra, 0),
+        port_toml("b", driver, &rb, 1)
+    );
+    let k = t.start_vrouterd("r", &cfg);
+    let out = t.exec("a", "ping -c 3 -i 0.1 -W 2 198.18.2.2");
+    assert_eq!(ping_stats(&out), (3, 3), "{out}");
+    let mut server = std::process::Command::new("ip")
+        .args(["netns", "exec", &t.ns("b"), "iperf3", "-s", "-1"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let out = t.exec("a", "iperf3 -c 198.18.2.2 -t 3 -P 16 -J");
+    let _ = server.wait();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let bps = v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .unwrap();
+    assert!(bps > 10e6, "{bps} bit/s");
+
+    // Idle: two busy-polling workers would burn 2 CPU-seconds a second.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let c0 = cpu_seconds(&t, k);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let idle_cpu = cpu_seconds(&t, k) - c0;
+    assert!(
+        idle_cpu < 1.0,
+        "adaptive polling used {idle_cpu:.2} CPU-s in 2 s idle"
+    );
+
+    let report = t.stop_vrouterd(k);
+    let rx = queue_rx(&report, "a");
+    assert_eq!(rx.len(), 2, "one counter line per queue:\n{report}");
+    assert!(
+        rx.iter().all(|&n| n > 100),
+        "16 flows reach both queues: {rx:?}\n{report}"
+    );
+    let busy_workers = report
+        .lines()
+        .filter(|l| l.trim_start().starts_with("worker ") && !l.contains("busy polls 0 "))
+        .count();
+    assert_eq!(busy_workers, 2, "both workers forwarded:\n{report}");
+    eprintln!(
+        "{driver} 2 queues, 2 workers, adaptive: {:.0} Mbit/s, rx per queue {rx:?}, idle CPU {idle_cpu:.2} s/2 s",
+        bps / 1e6
+    );
+}
+
+#[test]
+fn two_queues_two_workers_adaptive_polling() {
+    require_root!();
+    for d in ["af-packet", "af-xdp"] {
+        multiqueue_adaptive(d);
+    }
+}
