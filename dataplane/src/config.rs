@@ -81,8 +81,9 @@ impl Default for ControlCfg {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct DpdkCfg {
-    /// Extra EAL arguments. Without free hugepages `--no-huge -m 1024` is
-    /// added; `--no-pci` unless a port names a PCI device.
+    /// Extra EAL arguments. Without free hugepages on a mounted hugetlbfs
+    /// `--no-huge -m 256` is added; `--no-pci` unless a port names a PCI
+    /// device.
     pub eal_args: Vec<String>,
     /// RX and TX descriptors per queue.
     pub rx_desc: Option<u16>,

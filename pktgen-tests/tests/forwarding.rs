@@ -445,3 +445,92 @@ fn two_queues_two_workers_adaptive_polling() {
         multiqueue_adaptive(d);
     }
 }
+
+/// Reserves `n` more 2 MiB hugepages on a private hugetlbfs mount; gives
+/// both back on drop (panic included).
+struct Hugepages {
+    before: u64,
+    mount: std::path::PathBuf,
+}
+
+impl Hugepages {
+    fn reserve(n: u64, mount: std::path::PathBuf) -> Option<Hugepages> {
+        let nr = "/proc/sys/vm/nr_hugepages";
+        let before: u64 = std::fs::read_to_string(nr).ok()?.trim().parse().ok()?;
+        let h = Hugepages { before, mount };
+        std::fs::write(nr, format!("{}", before + n)).ok()?;
+        std::fs::create_dir_all(&h.mount).ok()?;
+        let got: u64 = std::fs::read_to_string(nr).ok()?.trim().parse().ok()?;
+        let mounted = sh_out(&format!(
+            "mount -t hugetlbfs -o pagesize=2M nodev {}",
+            h.mount.display()
+        ))
+        .status
+        .success();
+        (got >= before + n && mounted).then_some(h)
+    }
+}
+
+impl Drop for Hugepages {
+    fn drop(&mut self) {
+        let _ = sh_out(&format!("umount -l {}", self.mount.display()));
+        let _ = std::fs::write("/proc/sys/vm/nr_hugepages", format!("{}", self.before));
+    }
+}
+
+fn hugepages_free() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("HugePages_Free:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap()
+}
+
+/// With hugepages reserved by the operator (and a hugetlbfs mounted), DPDK's
+/// EAL runs on them instead of `--no-huge`, and forwarding works.
+#[test]
+fn dpdk_uses_reserved_hugepages() {
+    require_root!();
+    if !vrouterd_has_dpdk() {
+        eprintln!("skipped: vrouterd built without the dpdk feature");
+        return;
+    }
+    let mut t = Topology::new();
+    let Some(_huge) = Hugepages::reserve(128, t.dir().join("huge")) else {
+        eprintln!("skipped: the kernel could not reserve 128 hugepages");
+        return;
+    };
+    for n in ["r", "a", "b"] {
+        t.add_ns(n);
+    }
+    let (ra, _) = t.veth("r", "ra", "a", "pa");
+    let (rb, _) = t.veth("r", "rb", "b", "pb");
+    t.quiet("r", &ra);
+    t.quiet("r", &rb);
+    t.exec(
+        "a",
+        &format!("ip addr add 198.18.0.1/24 dev {}pa", t.prefix),
+    );
+    t.exec(
+        "b",
+        &format!("ip addr add 198.18.0.2/24 dev {}pb", t.prefix),
+    );
+    let free0 = hugepages_free();
+    let k = t.start_vrouterd(
+        "r",
+        &format!(
+            "{}{}[[bridge]]\nname = \"pods\"\n[[interface]]\nname = \"a\"\nbridge = \"pods\"\n\
+             [[interface]]\nname = \"b\"\nbridge = \"pods\"\n",
+            port_toml("a", "dpdk", &ra, 0),
+            port_toml("b", "dpdk", &rb, 1)
+        ),
+    );
+    let out = t.exec("a", "ping -c 3 -i 0.1 -W 2 198.18.0.2");
+    assert_eq!(ping_stats(&out), (3, 3), "{out}");
+    let used = free0.saturating_sub(hugepages_free());
+    let log = t.stop_vrouterd(k);
+    assert!(log.contains("DPDK EAL initialised on hugepages"), "{log}");
+    assert!(used > 0, "EAL took no hugepage:\n{log}");
+    eprintln!("DPDK EAL on hugepages: {used} 2 MiB pages in use");
+}
