@@ -1084,9 +1084,10 @@ impl Api {
     }
 
     fn capture_stop(&mut self, t: Token, router: &Router) -> Result<Value, ApiError> {
-        let r = self.capture_read(t, router)?;
+        let mut r = self.capture_read(t, router)?;
         self.capture = None;
         self.arm_capture(CaptureMode::Off, 0);
+        r["armed"] = json!(false);
         Ok(r)
     }
 

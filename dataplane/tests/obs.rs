@@ -348,3 +348,50 @@ fn notices_for_learned_macs_and_failed_neighbours() {
     );
     assert!(h.router.take_notices().next().is_none(), "drained");
 }
+
+#[test]
+fn a_subscriber_that_stops_reading_misses_events_and_is_told() {
+    use std::io::{BufRead, BufReader, Write};
+    let mut h = Harness::new(&cfg());
+    let mut a = api(&h);
+    let mut s = std::os::unix::net::UnixStream::connect(a.path()).unwrap();
+    s.write_all(
+        b"{\"id\":1,\"op\":\"hello\",\"args\":{\"version\":1}}\n{\"id\":2,\"op\":\"subscribe\",\"args\":{\"events\":[\"port\"]}}\n",
+    )
+    .unwrap();
+    for _ in 0..20 {
+        a.poll(&mut h.router, std::time::Duration::from_millis(5));
+    }
+    // The client does not read: ~5 MB of events would pile up unbounded.
+    for k in 0..50_000 {
+        a.publish_link(&format!("port{k}"), "veth-with-a-long-name", k % 2 == 0);
+    }
+    assert!(a.stats.events_dropped > 20_000, "{:?}", a.stats);
+    assert_eq!(a.connections(), 1, "the subscriber stays connected");
+    // It catches up, then learns how many it missed.
+    s.set_read_timeout(Some(std::time::Duration::from_millis(200)))
+        .unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut got = 0u64;
+    let mut line = String::new();
+    loop {
+        a.poll(&mut h.router, std::time::Duration::ZERO);
+        line.clear();
+        match r.read_line(&mut line) {
+            Ok(n) if n > 0 => got += 1,
+            _ => break,
+        }
+    }
+    a.publish_link("a", "x", true);
+    let mut lost = None;
+    for _ in 0..10 {
+        a.poll(&mut h.router, std::time::Duration::from_millis(1));
+        line.clear();
+        if r.read_line(&mut line).unwrap_or(0) > 0 && line.contains("events-dropped") {
+            let v: Value = serde_json::from_str(&line).unwrap();
+            lost = v["event"]["count"].as_u64();
+            break;
+        }
+    }
+    assert_eq!(lost, Some(a.stats.events_dropped), "after {got} lines");
+}
