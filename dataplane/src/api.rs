@@ -1486,8 +1486,37 @@ fn node_name(n: u8) -> &'static str {
     NodeId::ALL.get(usize::from(n)).map_or("?", |n| n.name())
 }
 
-/// What a node decided, in words, from the metadata it left.
-fn step_detail(router: &Router, t: &Tables, st: &crate::obs::Step) -> String {
+fn source_name(s: Source) -> &'static str {
+    match s {
+        Source::Local => "local",
+        Source::Connected => "connected",
+        Source::Static => "static",
+        Source::Neighbor => "neighbor",
+    }
+}
+
+/// The destination address of a frame's start, if it is IPv4 or IPv6.
+fn dst_of(f: &[u8]) -> Option<IpAddr> {
+    let (et, off) = match u16::from_be_bytes([*f.get(12)?, *f.get(13)?]) {
+        0x8100 => (u16::from_be_bytes([*f.get(16)?, *f.get(17)?]), 18),
+        e => (e, 14),
+    };
+    match et {
+        0x0800 => {
+            let b: [u8; 4] = f.get(off + 16..off + 20)?.try_into().ok()?;
+            Some(IpAddr::from(b))
+        }
+        0x86dd => {
+            let b: [u8; 16] = f.get(off + 24..off + 40)?.try_into().ok()?;
+            Some(IpAddr::from(b))
+        }
+        _ => None,
+    }
+}
+
+/// What a node decided, in words, from the metadata it left. `dst` is the
+/// packet's destination address (for the route a lookup matched).
+fn step_detail(router: &Router, t: &Tables, st: &crate::obs::Step, dst: Option<IpAddr>) -> String {
     let name = |i: u16| t.iface(i).map_or_else(|| i.to_string(), |f| f.name.clone());
     let next = NodeId::ALL.get(usize::from(st.next)).copied();
     if next == Some(NodeId::Drop) {
@@ -1519,10 +1548,17 @@ fn step_detail(router: &Router, t: &Tables, st: &crate::obs::Step) -> String {
             None => String::new(),
         },
         Some(NodeId::L2Flood) => format!("copy to {}", name(st.tx_if)),
-        Some(NodeId::Ip4Lookup | NodeId::Ip6Lookup) => match t.nexthop(st.nh) {
-            Some(nh) => format!("next hop {}: {}", st.nh, nh_text(router, nh)),
-            None => format!("next hop {}", st.nh),
-        },
+        Some(NodeId::Ip4Lookup | NodeId::Ip6Lookup) => {
+            let route = dst
+                .and_then(|a| router.route_for(st.domain, a))
+                .map_or(String::new(), |(p, l, src)| {
+                    format!("route {p}/{l} ({}) → ", source_name(src))
+                });
+            match t.nexthop(st.nh) {
+                Some(nh) => format!("{route}next hop {}: {}", st.nh, nh_text(router, nh)),
+                None => format!("{route}next hop {}", st.nh),
+            }
+        }
         Some(NodeId::Ip4Rewrite | NodeId::Ip6Rewrite | NodeId::Glean) => {
             format!("out {}", name(st.tx_if))
         }
@@ -1555,7 +1591,7 @@ fn trace_json(router: &Router, t: &Tables, worker: Option<usize>, tr: &PktTrace)
                 NEXT_NONE => "consumed",
                 n => node_name(n),
             };
-            json!({"node": node_name(st.node), "next": next, "detail": step_detail(router, t, st)})
+            json!({"node": node_name(st.node), "next": next, "detail": step_detail(router, t, st, dst_of(hin))})
         })
         .collect();
     let (result, output) = match tr.disposition {

@@ -1247,6 +1247,25 @@ impl Router {
             .map_or((0, 0), |v| (v.fib4.len(), v.fib6.len()))
     }
 
+    /// The route a lookup of `addr` in `vrf` matches (longest prefix):
+    /// prefix, length, source. Exact-match probes of the RIB, at most one
+    /// per prefix length, for `trace`.
+    pub fn route_for(&self, vrf: u16, addr: IpAddr) -> Option<(IpAddr, u8, Source)> {
+        let v = self.vrfs.get(usize::from(vrf))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        (0..=max).rev().find_map(|len| {
+            let k = net_key(vrf, addr, len);
+            let hit = match k.prefix {
+                IpAddr::V4(p) => v.fib4.get(p, len).is_some(),
+                IpAddr::V6(p) => v.fib6.get(p, len).is_some(),
+            };
+            hit.then(|| {
+                let src = self.routes.get(&k).map_or(Source::Static, |r| r.source);
+                (k.prefix, len, src)
+            })
+        })
+    }
+
     /// Number of neighbours.
     pub fn neighbor_count(&self) -> usize {
         self.neighbors.len()
