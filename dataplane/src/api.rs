@@ -1495,20 +1495,23 @@ fn source_name(s: Source) -> &'static str {
     }
 }
 
-/// The destination address of a frame's start, if it is IPv4 or IPv6.
-fn dst_of(f: &[u8]) -> Option<IpAddr> {
+/// The (source, destination) addresses of a frame's start, if it is IPv4
+/// or IPv6.
+fn addrs_of(f: &[u8]) -> Option<(IpAddr, IpAddr)> {
     let (et, off) = match u16::from_be_bytes([*f.get(12)?, *f.get(13)?]) {
         0x8100 => (u16::from_be_bytes([*f.get(16)?, *f.get(17)?]), 18),
         e => (e, 14),
     };
     match et {
         0x0800 => {
+            let a: [u8; 4] = f.get(off + 12..off + 16)?.try_into().ok()?;
             let b: [u8; 4] = f.get(off + 16..off + 20)?.try_into().ok()?;
-            Some(IpAddr::from(b))
+            Some((IpAddr::from(a), IpAddr::from(b)))
         }
         0x86dd => {
+            let a: [u8; 16] = f.get(off + 8..off + 24)?.try_into().ok()?;
             let b: [u8; 16] = f.get(off + 24..off + 40)?.try_into().ok()?;
-            Some(IpAddr::from(b))
+            Some((IpAddr::from(a), IpAddr::from(b)))
         }
         _ => None,
     }
@@ -1554,14 +1557,26 @@ fn step_detail(router: &Router, t: &Tables, st: &crate::obs::Step, dst: Option<I
                 .map_or(String::new(), |(p, l, src)| {
                     format!("route {p}/{l} ({}) → ", source_name(src))
                 });
-            match t.nexthop(st.nh) {
-                Some(nh) => format!("{route}next hop {}: {}", st.nh, nh_text(router, nh)),
-                None => format!("{route}next hop {}", st.nh),
+            match next {
+                Some(NodeId::Icmp4Error | NodeId::Icmp6Error) => format!(
+                    "{route}{}: ICMP error type {} code {}",
+                    reason_name(st.drop),
+                    st.nh >> 8,
+                    st.nh & 0xff
+                ),
+                Some(NodeId::Glean) => format!("{route}neighbour unresolved on {}", name(st.tx_if)),
+                Some(NodeId::Ip4Local | NodeId::Ip6Local) => format!("{route}for the router"),
+                _ => match t.nexthop(st.nh) {
+                    Some(nh) => format!("{route}next hop {}: {}", st.nh, nh_text(router, nh)),
+                    None => format!("{route}next hop {}", st.nh),
+                },
             }
         }
-        Some(NodeId::Ip4Rewrite | NodeId::Ip6Rewrite | NodeId::Glean) => {
-            format!("out {}", name(st.tx_if))
+        Some(NodeId::Icmp4Error | NodeId::Icmp6Error) => {
+            "packet replaced by an ICMP error to its source".to_string()
         }
+        Some(NodeId::Glean) => format!("ARP/ND request on {}; packet held", name(st.tx_if)),
+        Some(NodeId::Ip4Rewrite | NodeId::Ip6Rewrite) => format!("out {}", name(st.tx_if)),
         Some(NodeId::InterfaceOutput) => format!(
             "port {}",
             t.ports
@@ -1581,9 +1596,25 @@ fn trace_json(router: &Router, t: &Tables, worker: Option<usize>, tr: &PktTrace)
     };
     let hin = &tr.hdr_in[..usize::from(tr.len_in).min(TRACE_HDR)];
     let hout = &tr.hdr_out[..usize::from(tr.len_out).min(TRACE_HDR)];
+    let addrs = addrs_of(hin);
+    // The destination a lookup sees: the packet's, until the router turns
+    // it into a reply (ICMP error, echo reply) to its source.
+    let mut dst = addrs.map(|a| a.1);
     let path: Vec<Value> = tr.step[..usize::from(tr.steps).min(TRACE_STEPS)]
         .iter()
         .map(|st| {
+            let detail = step_detail(router, t, st, dst);
+            if [
+                NodeId::Icmp4Error,
+                NodeId::Icmp6Error,
+                NodeId::Ip4Local,
+                NodeId::Ip6Local,
+            ]
+            .iter()
+            .any(|&n| n as u8 == st.node)
+            {
+                dst = addrs.map(|a| a.0);
+            }
             let next = match st.next {
                 NEXT_TX => "transmit",
                 NEXT_HELD => "held",
@@ -1591,7 +1622,7 @@ fn trace_json(router: &Router, t: &Tables, worker: Option<usize>, tr: &PktTrace)
                 NEXT_NONE => "consumed",
                 n => node_name(n),
             };
-            json!({"node": node_name(st.node), "next": next, "detail": step_detail(router, t, st, dst_of(hin))})
+            json!({"node": node_name(st.node), "next": next, "detail": detail})
         })
         .collect();
     let (result, output) = match tr.disposition {
