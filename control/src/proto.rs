@@ -222,6 +222,9 @@ pub struct CaptureStart {
     /// Packets to keep at most (default 1000, at most 100000).
     #[serde(default)]
     pub count: Option<u32>,
+    /// Keep one matching packet in this many (default 1: every one).
+    #[serde(default)]
+    pub sample: Option<u32>,
 }
 
 /// The server's answer to `hello`.

@@ -1006,7 +1006,14 @@ impl Api {
             }
             _ => return Err(invalid("capture: either `drops` or `port`")),
         };
+        let every = c.sample.unwrap_or(1);
+        if every == 0 {
+            return Err(invalid("capture: sample 0 (1 keeps every packet)"));
+        }
         let links = router.shared().worker_links();
+        for w in &links {
+            w.obs.capture_every.store(every, Ordering::Relaxed);
+        }
         let lost: u64 = links
             .iter()
             .map(|w| w.obs.capture_lost.load(Ordering::Relaxed))

@@ -18,7 +18,7 @@ use std::time::Duration;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 
-use crate::api::PortInfo;
+use crate::api::{ApiStats, PortInfo};
 use crate::control::Router;
 use crate::graph::{Counter, NodeId};
 
@@ -277,6 +277,7 @@ pub fn render<'a>(
     router: &Router,
     ports: &[PortInfo],
     links: impl Iterator<Item = (&'a str, bool)>,
+    api: Option<&ApiStats>,
 ) -> String {
     let mut p = Page(String::with_capacity(64 << 10));
     let t = router.tables();
@@ -542,6 +543,50 @@ pub fn render<'a>(
         &[],
         router.stats.neighbors_learned,
     );
+    p.family(
+        "vrouter_notices_dropped_total",
+        "counter",
+        "Control-plane notices (events) lost before publication.",
+    );
+    p.sample(
+        "vrouter_notices_dropped_total",
+        &[],
+        router.stats.notices_dropped,
+    );
+    if let Some(a) = api {
+        p.family(
+            "vrouter_control_requests_total",
+            "counter",
+            "Control socket requests.",
+        );
+        p.sample("vrouter_control_requests_total", &[], a.requests);
+        p.family(
+            "vrouter_control_errors_total",
+            "counter",
+            "Control socket requests refused.",
+        );
+        p.sample("vrouter_control_errors_total", &[], a.errors);
+        p.family(
+            "vrouter_control_events_published_total",
+            "counter",
+            "Events sent to subscribers.",
+        );
+        p.sample(
+            "vrouter_control_events_published_total",
+            &[],
+            a.events_published,
+        );
+        p.family(
+            "vrouter_control_events_dropped_total",
+            "counter",
+            "Events not sent to a subscriber that was behind.",
+        );
+        p.sample(
+            "vrouter_control_events_dropped_total",
+            &[],
+            a.events_dropped,
+        );
+    }
     p.0
 }
 

@@ -254,6 +254,10 @@ pub struct WorkerObs {
     pub capture: ArrayQueue<CaptureRecord>,
     /// Captured packets lost because the queue was full.
     pub capture_lost: AtomicU64,
+    /// Keep one matching packet in this many (0 or 1: every one).
+    pub capture_every: AtomicU32,
+    /// Matching packets seen while armed (written by the worker only).
+    capture_seen: AtomicU64,
 }
 
 impl std::fmt::Debug for WorkerObs {
@@ -275,6 +279,8 @@ impl Default for WorkerObs {
             capture_port: AtomicU16::new(0),
             capture: ArrayQueue::new(CAPTURE_QUEUE),
             capture_lost: AtomicU64::new(0),
+            capture_every: AtomicU32::new(1),
+            capture_seen: AtomicU64::new(0),
         }
     }
 }
@@ -302,6 +308,12 @@ impl WorkerObs {
     /// Copies `p` into the capture queue (worker side).
     #[inline]
     pub fn capture(&self, p: &Pkt, dir: u8, port: u16, now: u64) {
+        let every = u64::from(self.capture_every.load(Relaxed).max(1));
+        let seen = self.capture_seen.load(Relaxed);
+        self.capture_seen.store(seen.wrapping_add(1), Relaxed);
+        if !seen.is_multiple_of(every) {
+            return;
+        }
         let d = p.buf.data();
         let n = d.len().min(CAPTURE_SNAP);
         let mut r = CaptureRecord {

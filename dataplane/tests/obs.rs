@@ -146,6 +146,12 @@ fn drop_capture_keeps_dropped_packets_only_while_armed() {
     assert_eq!(usize::from(r.len), dropped.len());
     assert_eq!(&r.data[..dropped.len()], &dropped[..]);
     assert!(obs.capture.pop().is_none(), "forwarded packet not captured");
+    // Sampled: one drop in three.
+    obs.capture_every.store(3, Ordering::Relaxed);
+    for k in 0..9 {
+        h.inject(0, udp([198, 19, 255, 10 + k], 64));
+    }
+    assert_eq!(obs.capture.len(), 3);
 }
 
 #[test]

@@ -843,6 +843,10 @@ fn observability_ops_round_trip_and_refuse_bad_input() {
             "invalid",
         ),
         (
+            r#"{"id":3,"op":"capture.start","args":{"drops":true,"sample":0}}"#,
+            "invalid",
+        ),
+        (
             r#"{"id":3,"op":"subscribe","args":{"events":["mac","bogus"]}}"#,
             "invalid",
         ),
@@ -861,6 +865,7 @@ fn observability_ops_round_trip_and_refuse_bad_input() {
             drops: true,
             port: None,
             count: None,
+            sample: None,
         }))),
         proto::code::INVALID
     );
@@ -873,6 +878,7 @@ fn observability_ops_round_trip_and_refuse_bad_input() {
         drops: true,
         port: None,
         count: Some(1),
+        sample: Some(2),
     }))
     .unwrap();
     c.call(Op::CaptureStop).unwrap();

@@ -374,6 +374,8 @@ for k in sorted(v):
     assert!(get("vrouter_worker_busy_polls_total{worker=0}") > 0);
     assert!(get("vrouter_worker_idle_cycles_total{worker=0}") > 0);
     assert_eq!(get("vrouter_port_up{port=a}"), 1);
+    assert!(get("vrouter_control_events_published_total{}") >= 5);
+    assert_eq!(get("vrouter_control_events_dropped_total{}"), 0);
     // Anything but GET /metrics is refused.
     let code = t.exec(
         "r",

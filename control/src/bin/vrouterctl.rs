@@ -138,6 +138,9 @@ struct CaptureArgs {
     /// Stop after this many seconds.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// Keep one packet in N (a sample under heavy drops).
+    #[arg(long, default_value_t = 1)]
+    sample: u32,
     /// pcap-ng file to write.
     #[arg(short = 'w', long = "write")]
     write: PathBuf,
@@ -651,6 +654,7 @@ fn capture(c: &mut Client, a: &CaptureArgs) -> Result<usize, ClientError> {
         drops: a.drops,
         port: a.port.clone(),
         count: Some(a.count),
+        sample: Some(a.sample),
     }))?;
     let what = if a.drops {
         "drops".to_string()

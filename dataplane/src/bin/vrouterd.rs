@@ -323,7 +323,8 @@ fn main() -> Result<()> {
             }
         }
         if let Some(m) = metrics.as_mut() {
-            m.serve(|| metrics::render(&router, &infos, links.states()));
+            let api_stats = api.as_ref().map(|a| a.stats);
+            m.serve(|| metrics::render(&router, &infos, links.states(), api_stats.as_ref()));
         }
         if usr1.swap(false, Ordering::Relaxed) {
             print(&router);
