@@ -352,6 +352,18 @@ fn notices_for_learned_macs_and_failed_neighbours() {
         "{n:?}"
     );
     assert!(h.router.take_notices().next().is_none(), "drained");
+    // Aging happens in the control thread.
+    let now = (h.router.shared().now() / 1_000_000_000) as u32;
+    h.router.tick(now + 400);
+    let n: Vec<Notice> = h.router.take_notices().collect();
+    assert_eq!(
+        n,
+        [Notice::MacAged {
+            bridge: "br".into(),
+            mac: "02:00:00:00:0b:01".parse().unwrap(),
+            interface: "p1".into()
+        }]
+    );
 }
 
 #[test]
