@@ -327,7 +327,9 @@ fn notices_for_learned_macs_and_failed_neighbours() {
     f.extend_from_slice(&mac("02:00:00:00:0b:01"));
     f.extend_from_slice(&[0x88, 0xb5]);
     f.extend_from_slice(&[0x55; 46]);
-    h.inject(2, f);
+    h.inject(2, f.clone());
+    // The same MAC appears behind p2: moved.
+    h.inject(3, f);
     // A next hop that never answers.
     h.inject(0, udp([198, 18, 2, 77], 64));
     std::thread::sleep(std::time::Duration::from_millis(150));
@@ -341,6 +343,15 @@ fn notices_for_learned_macs_and_failed_neighbours() {
             bridge: "br".into(),
             mac: "02:00:00:00:0b:01".parse().unwrap(),
             interface: "p1".into()
+        }),
+        "{n:?}"
+    );
+    assert!(
+        n.contains(&Notice::MacMoved {
+            bridge: "br".into(),
+            mac: "02:00:00:00:0b:01".parse().unwrap(),
+            from: "p1".into(),
+            to: "p2".into()
         }),
         "{n:?}"
     );
@@ -361,7 +372,7 @@ fn notices_for_learned_macs_and_failed_neighbours() {
         [Notice::MacAged {
             bridge: "br".into(),
             mac: "02:00:00:00:0b:01".parse().unwrap(),
-            interface: "p1".into()
+            interface: "p2".into()
         }]
     );
 }
