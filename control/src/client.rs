@@ -150,6 +150,16 @@ impl Client {
         })
     }
 
+    /// Sets how long a read may wait (`None`: forever, for subscriptions).
+    pub fn set_read_timeout(&mut self, t: Option<Duration>) -> Result<(), ClientError> {
+        self.writer
+            .set_read_timeout(t)
+            .map_err(|source| ClientError::Io {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
     /// Waits for the next event of a subscription.
     pub fn next_event(&mut self) -> Result<Value, ClientError> {
         loop {

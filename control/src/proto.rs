@@ -85,6 +85,27 @@ pub enum Op {
     Sync(Sync),
     #[serde(rename = "subscribe")]
     Subscribe(Subscribe),
+    /// Traces the next `count` packets each worker receives.
+    #[serde(rename = "trace.add")]
+    TraceAdd(TraceAdd),
+    /// The traces recorded so far.
+    #[serde(rename = "trace.show")]
+    TraceShow,
+    /// Stops tracing and forgets the traces.
+    #[serde(rename = "trace.clear")]
+    TraceClear,
+    /// Runs a synthetic packet through the live tables, without sending it.
+    #[serde(rename = "trace.packet")]
+    TracePacket(TracePacket),
+    /// Arms a capture (of drops, or of one port's traffic).
+    #[serde(rename = "capture.start")]
+    CaptureStart(CaptureStart),
+    /// Captured packets so far (and whether the capture is still armed).
+    #[serde(rename = "capture.read")]
+    CaptureRead,
+    /// Disarms the capture.
+    #[serde(rename = "capture.stop")]
+    CaptureStop,
 }
 
 impl Op {
@@ -117,6 +138,13 @@ impl Op {
         "batch",
         "sync",
         "subscribe",
+        "trace.add",
+        "trace.show",
+        "trace.clear",
+        "trace.packet",
+        "capture.start",
+        "capture.read",
+        "capture.stop",
     ];
 
     /// True for operations that change state (allowed inside `batch`).
@@ -146,6 +174,57 @@ pub struct Hello {
     pub version: u32,
     #[serde(default)]
     pub client: String,
+}
+
+/// `trace.add`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TraceAdd {
+    /// Packets per worker (at most 10000).
+    pub count: u32,
+}
+
+/// `trace.packet`: a synthetic packet entering on `in_port`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TracePacket {
+    pub in_port: String,
+    pub src: String,
+    pub dst: String,
+    /// `icmp`, `tcp` or `udp` (default `icmp`).
+    #[serde(default)]
+    pub proto: Option<String>,
+    #[serde(default)]
+    pub sport: Option<u16>,
+    #[serde(default)]
+    pub dport: Option<u16>,
+    /// Default: a locally administered MAC.
+    #[serde(default)]
+    pub src_mac: Option<String>,
+    /// Default: the MAC of the interface the packet enters.
+    #[serde(default)]
+    pub dst_mac: Option<String>,
+    #[serde(default)]
+    pub vlan: Option<u16>,
+    /// TTL or hop limit (default 64).
+    #[serde(default)]
+    pub ttl: Option<u8>,
+}
+
+/// `capture.start`: `drops`, or `port` (received and transmitted).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureStart {
+    #[serde(default)]
+    pub drops: bool,
+    #[serde(default)]
+    pub port: Option<String>,
+    /// Packets to keep at most (default 1000, at most 100000).
+    #[serde(default)]
+    pub count: Option<u32>,
+    /// Keep one matching packet in this many (default 1: every one).
+    #[serde(default)]
+    pub sample: Option<u32>,
 }
 
 /// The server's answer to `hello`.

@@ -27,11 +27,18 @@ use vrouter_control::proto::{self, ApiError, Op, code, info};
 use vrouter_wire::MacAddr;
 
 use crate::config::{RouteAction, parse_mac, parse_prefix};
-use crate::control::{ControlError, Router, Source};
-use crate::graph::{Counter, NodeId};
+use crate::control::{ControlError, Notice, Router, Source};
+use crate::graph::{Counter, NodeId, WorkerStats};
+use crate::obs::{
+    CaptureMode, CaptureRecord, DIR_DROP, DIR_RX, DIR_TX, NEXT_HELD, NEXT_NONE, NEXT_TX, PktTrace,
+    TRACE_HDR, TRACE_STEPS, reason_name, summarize,
+};
+use crate::pipeline::{Ctx, Events as WorkerEvents, Pipeline};
+use crate::pkt::{Disposition, Pkt, flags};
 use crate::port::PortStats;
 use crate::report;
-use crate::tables::{IfaceMode, NextHop};
+use crate::tables::{IfaceMode, NextHop, Tables};
+use std::sync::atomic::Ordering;
 
 const LISTENER: Token = Token(0);
 /// Output a slow client may leave unread before it is disconnected.
@@ -65,6 +72,10 @@ pub struct ApiStats {
     pub errors: u64,
     pub closed_slow: u64,
     pub closed_oversize: u64,
+    /// Events not sent to a subscriber that was behind.
+    pub events_dropped: u64,
+    /// Events sent.
+    pub events_published: u64,
 }
 
 /// Why the socket could not be set up.
@@ -84,6 +95,27 @@ struct Conn {
     hello: bool,
     events: Vec<String>,
     closing: bool,
+    /// Events not queued for this subscriber because it was behind.
+    events_dropped: u64,
+}
+
+/// Output a subscriber may have pending before events for it are dropped
+/// (counted, and announced with an `events-dropped` event once it catches up).
+const EVENT_BACKLOG: usize = 1 << 20;
+/// Traces kept for `trace.show`.
+const MAX_TRACES: usize = 4096;
+/// Most packets one `trace.add` may ask for, per worker.
+const MAX_TRACE_ADD: u32 = 10_000;
+/// Most packets one capture keeps.
+const MAX_CAPTURE: u32 = 100_000;
+
+/// An armed capture, owned by one connection.
+struct Capture {
+    owner: Token,
+    mode: CaptureMode,
+    remaining: u32,
+    records: Vec<CaptureRecord>,
+    lost_at_start: u64,
 }
 
 #[derive(Debug, Default)]
@@ -106,6 +138,10 @@ pub struct Api {
     endpoints: BTreeMap<(String, String), proto::Endpoint>,
     ports: Vec<PortInfo>,
     pub stats: ApiStats,
+    traces: std::collections::VecDeque<(usize, PktTrace)>,
+    capture: Option<Capture>,
+    /// The workers a capture was armed on.
+    links: Option<Vec<Arc<crate::control::WorkerLink>>>,
 }
 
 fn api_err(e: ControlError) -> ApiError {
@@ -158,6 +194,9 @@ impl Api {
             endpoints: BTreeMap::new(),
             ports,
             stats: ApiStats::default(),
+            traces: std::collections::VecDeque::new(),
+            capture: None,
+            links: None,
         })
     }
 
@@ -251,6 +290,7 @@ impl Api {
                     hello: false,
                     events: Vec::new(),
                     closing: false,
+                    events_dropped: 0,
                 },
             );
         }
@@ -259,6 +299,10 @@ impl Api {
     fn close(&mut self, t: Token) {
         if let Some(mut c) = self.conns.remove(&t) {
             let _ = self.poll.registry().deregister(&mut c.stream);
+        }
+        if self.capture.as_ref().is_some_and(|c| c.owner == t) {
+            self.capture = None;
+            self.arm_capture(CaptureMode::Off, 0);
         }
     }
 
@@ -337,6 +381,9 @@ impl Api {
                             "connection: send `hello` first",
                         )),
                         (Op::Subscribe(s), true) => self.subscribe(t, s),
+                        (Op::CaptureStart(c), true) => self.capture_start(t, router, c),
+                        (Op::CaptureRead, true) => self.capture_read(t, router),
+                        (Op::CaptureStop, true) => self.capture_stop(t, router),
                         (op, true) => self.handle(router, op),
                     };
                     (req.id, r)
@@ -420,7 +467,9 @@ impl Api {
         Ok(json!({"subscribed": s.events}))
     }
 
-    /// Sends an event of `kind` to every subscriber (dropping slow ones).
+    /// Sends an event of `kind` to every subscriber. A subscriber with more
+    /// than `EVENT_BACKLOG` bytes unread misses events (counted); once it
+    /// has caught up it gets an `events-dropped` event with the number lost.
     pub fn publish(&mut self, kind: &str, event: Value) {
         let line = match serde_json::to_vec(&json!({ "event": event })) {
             Ok(mut l) => {
@@ -429,23 +478,84 @@ impl Api {
             }
             Err(_) => return,
         };
-        let mut slow = Vec::new();
+        let mut touched = Vec::new();
         for (t, c) in self.conns.iter_mut() {
-            if c.events.iter().any(|k| k == kind) {
-                c.output.extend_from_slice(&line);
-                if c.output.len() > MAX_OUT {
-                    slow.push(*t);
-                }
+            if !c.events.iter().any(|k| k == kind) {
+                continue;
             }
+            if c.output.len() > EVENT_BACKLOG {
+                c.events_dropped += 1;
+                self.stats.events_dropped += 1;
+                continue;
+            }
+            if c.events_dropped > 0 {
+                let lost = json!({"event": {"type": "events-dropped", "count": c.events_dropped}});
+                if let Ok(mut l) = serde_json::to_vec(&lost) {
+                    l.push(b'\n');
+                    c.output.extend_from_slice(&l);
+                }
+                c.events_dropped = 0;
+            }
+            c.output.extend_from_slice(&line);
+            self.stats.events_published += 1;
+            touched.push(*t);
         }
-        for t in slow {
-            self.stats.closed_slow += 1;
-            self.close(t);
-        }
-        let tokens: Vec<Token> = self.conns.keys().copied().collect();
-        for t in tokens {
+        for t in touched {
             self.flush(t);
         }
+    }
+
+    /// Publishes a control-plane notice to the subscribers of its kind.
+    pub fn publish_notice(&mut self, n: &Notice) {
+        let (kind, v) = match n {
+            Notice::MacLearned {
+                bridge,
+                mac,
+                interface,
+            } => (
+                "mac",
+                json!({"type": "mac-learned", "bridge": bridge, "mac": mac.to_string(), "interface": interface}),
+            ),
+            Notice::MacMoved {
+                bridge,
+                mac,
+                from,
+                to,
+            } => (
+                "mac",
+                json!({"type": "mac-moved", "bridge": bridge, "mac": mac.to_string(), "from": from, "to": to}),
+            ),
+            Notice::MacAged {
+                bridge,
+                mac,
+                interface,
+            } => (
+                "mac",
+                json!({"type": "mac-aged", "bridge": bridge, "mac": mac.to_string(), "interface": interface}),
+            ),
+            Notice::NeighborResolved { interface, ip, mac } => (
+                "neighbor",
+                json!({"type": "neighbor-resolved", "interface": interface, "ip": ip.to_string(), "mac": mac.to_string()}),
+            ),
+            Notice::NeighborFailed { interface, ip } => (
+                "neighbor",
+                json!({"type": "neighbor-failed", "interface": interface, "ip": ip.to_string()}),
+            ),
+        };
+        self.publish(kind, v);
+    }
+
+    /// Publishes a port's link change (`port-up` / `port-down`).
+    pub fn publish_link(&mut self, port: &str, interface: &str, up: bool) {
+        self.publish(
+            "port",
+            json!({"type": if up { "port-up" } else { "port-down" }, "port": port, "interface": interface}),
+        );
+    }
+
+    /// The ports as the control plane describes them.
+    pub fn ports(&self) -> &[PortInfo] {
+        &self.ports
     }
 
     /// Serves one operation (after the handshake). Public for tests.
@@ -479,6 +589,33 @@ impl Api {
                 Ok(json!({ "applied": n }))
             }
             Op::Sync(s) => self.sync(router, s),
+            Op::TraceAdd(a) => {
+                if a.count == 0 || a.count > MAX_TRACE_ADD {
+                    return Err(invalid(format!(
+                        "trace.add: count {} is not in 1..={MAX_TRACE_ADD}",
+                        a.count
+                    )));
+                }
+                let workers = router.shared().worker_links();
+                for w in &workers {
+                    w.obs.trace_budget.store(a.count, Ordering::Relaxed);
+                }
+                Ok(json!({"workers": workers.len(), "count": a.count}))
+            }
+            Op::TraceShow => Ok(self.trace_show(router)),
+            Op::TraceClear => {
+                for w in router.shared().worker_links() {
+                    w.obs.trace_budget.store(0, Ordering::Relaxed);
+                    while w.obs.traces.pop().is_some() {}
+                }
+                let n = self.traces.len();
+                self.traces.clear();
+                Ok(json!({"cleared": n}))
+            }
+            Op::TracePacket(tp) => trace_packet(router, tp),
+            Op::CaptureStart(_) | Op::CaptureRead | Op::CaptureStop => Err(invalid(
+                "capture: only on a connection (not in tests or batches)",
+            )),
             change => {
                 self.apply_all(router, std::slice::from_ref(change), false)?;
                 Ok(json!({ "ok": true }))
@@ -798,6 +935,167 @@ impl Api {
         })?;
         self.scopes.insert(s.scope.clone(), next);
         serde_json::to_value(res).map_err(|e| ApiError::new(code::INTERNAL, e.to_string()))
+    }
+
+    fn trace_show(&mut self, router: &Router) -> Value {
+        for w in router.shared().worker_links() {
+            while let Some(t) = w.obs.traces.pop() {
+                if self.traces.len() >= MAX_TRACES {
+                    self.traces.pop_front();
+                }
+                self.traces.push_back((w.id, t));
+            }
+        }
+        let lost: u64 = router
+            .shared()
+            .worker_links()
+            .iter()
+            .map(|w| w.obs.trace_lost.load(Ordering::Relaxed))
+            .sum();
+        let v: Vec<Value> = self
+            .traces
+            .iter()
+            .map(|(w, t)| trace_json(router, router.tables(), Some(*w), t))
+            .collect();
+        json!({"traces": v, "lost": lost})
+    }
+
+    /// Sets every worker's capture mode.
+    fn arm_capture_on(links: &[Arc<crate::control::WorkerLink>], mode: CaptureMode, port: u16) {
+        for w in links {
+            w.obs.capture_port.store(port, Ordering::Relaxed);
+            w.obs.capture_mode.store(mode as u8, Ordering::Relaxed);
+            if mode != CaptureMode::Off {
+                while w.obs.capture.pop().is_some() {}
+            }
+        }
+    }
+
+    fn arm_capture(&mut self, mode: CaptureMode, port: u16) {
+        if let Some(l) = &self.links {
+            Self::arm_capture_on(l, mode, port);
+        }
+    }
+
+    fn capture_start(
+        &mut self,
+        t: Token,
+        router: &Router,
+        c: &proto::CaptureStart,
+    ) -> Result<Value, ApiError> {
+        if self.capture.as_ref().is_some_and(|c| c.owner != t) {
+            return Err(invalid("capture: another client is capturing"));
+        }
+        let count = c.count.unwrap_or(1000);
+        if count == 0 || count > MAX_CAPTURE {
+            return Err(invalid(format!(
+                "capture: count {count} is not in 1..={MAX_CAPTURE}"
+            )));
+        }
+        let (mode, port) = match (c.drops, &c.port) {
+            (true, None) => (CaptureMode::Drops, 0),
+            (false, Some(p)) => {
+                let k = self
+                    .ports
+                    .iter()
+                    .position(|x| x.name == *p)
+                    .ok_or_else(|| {
+                        ApiError::new(code::NOT_FOUND, format!("port {p}: no such port"))
+                    })?;
+                (CaptureMode::Port, k as u16)
+            }
+            _ => return Err(invalid("capture: either `drops` or `port`")),
+        };
+        let every = c.sample.unwrap_or(1);
+        if every == 0 {
+            return Err(invalid("capture: sample 0 (1 keeps every packet)"));
+        }
+        let links = router.shared().worker_links();
+        for w in &links {
+            w.obs.capture_every.store(every, Ordering::Relaxed);
+        }
+        let lost: u64 = links
+            .iter()
+            .map(|w| w.obs.capture_lost.load(Ordering::Relaxed))
+            .sum();
+        Self::arm_capture_on(&links, mode, port);
+        self.links = Some(links);
+        self.capture = Some(Capture {
+            owner: t,
+            mode,
+            remaining: count,
+            records: Vec::new(),
+            lost_at_start: lost,
+        });
+        Ok(json!({"armed": true, "count": count}))
+    }
+
+    /// Moves what workers captured into the session, up to its count;
+    /// disarms when the count is reached.
+    fn capture_collect(&mut self) {
+        let Some(c) = self.capture.as_mut() else {
+            return;
+        };
+        let Some(links) = &self.links else { return };
+        for w in links {
+            while c.remaining > 0 {
+                let Some(r) = w.obs.capture.pop() else { break };
+                c.records.push(r);
+                c.remaining -= 1;
+            }
+        }
+        if c.remaining == 0 && c.mode != CaptureMode::Off {
+            c.mode = CaptureMode::Off;
+            Self::arm_capture_on(links, CaptureMode::Off, 0);
+        }
+    }
+
+    fn capture_read(&mut self, t: Token, router: &Router) -> Result<Value, ApiError> {
+        if self.capture.as_ref().is_none_or(|c| c.owner != t) {
+            return Err(invalid("capture: no capture started on this connection"));
+        }
+        self.capture_collect();
+        let Some(c) = self.capture.as_mut() else {
+            return Err(invalid("capture: no capture started on this connection"));
+        };
+        // Wall-clock nanoseconds of the data path's time zero.
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let base = wall.saturating_sub(router.shared().now());
+        let recs: Vec<Value> = c
+            .records
+            .drain(..)
+            .map(|r| {
+                let data = &r.data[..usize::from(r.caplen).min(r.data.len())];
+                json!({
+                    "time_ns": base + r.now,
+                    "port": self.ports.get(usize::from(r.port)).map_or_else(|| r.port.to_string(), |p| p.name.clone()),
+                    "direction": match r.dir { DIR_RX => "rx", DIR_TX => "tx", _ => "drop" },
+                    "reason": (r.dir == DIR_DROP).then(|| reason_name(r.reason)),
+                    "len": r.len,
+                    "data": hex(data),
+                })
+            })
+            .collect();
+        let lost: u64 = self
+            .links
+            .iter()
+            .flatten()
+            .map(|w| w.obs.capture_lost.load(Ordering::Relaxed))
+            .sum::<u64>()
+            .saturating_sub(c.lost_at_start);
+        Ok(
+            json!({"packets": recs, "armed": c.mode != CaptureMode::Off, "remaining": c.remaining, "lost": lost}),
+        )
+    }
+
+    fn capture_stop(&mut self, t: Token, router: &Router) -> Result<Value, ApiError> {
+        let mut r = self.capture_read(t, router)?;
+        self.capture = None;
+        self.arm_capture(CaptureMode::Off, 0);
+        r["armed"] = json!(false);
+        Ok(r)
     }
 
     fn show_ports(&self) -> Value {
@@ -1185,4 +1483,302 @@ fn show_runtime(router: &Router) -> Value {
         .filter(|n| n.calls > 0)
         .collect();
     json!(v)
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn node_name(n: u8) -> &'static str {
+    NodeId::ALL.get(usize::from(n)).map_or("?", |n| n.name())
+}
+
+fn source_name(s: Source) -> &'static str {
+    match s {
+        Source::Local => "local",
+        Source::Connected => "connected",
+        Source::Static => "static",
+        Source::Neighbor => "neighbor",
+    }
+}
+
+/// The (source, destination) addresses of a frame's start, if it is IPv4
+/// or IPv6.
+fn addrs_of(f: &[u8]) -> Option<(IpAddr, IpAddr)> {
+    let (et, off) = match u16::from_be_bytes([*f.get(12)?, *f.get(13)?]) {
+        0x8100 => (u16::from_be_bytes([*f.get(16)?, *f.get(17)?]), 18),
+        e => (e, 14),
+    };
+    match et {
+        0x0800 => {
+            let a: [u8; 4] = f.get(off + 12..off + 16)?.try_into().ok()?;
+            let b: [u8; 4] = f.get(off + 16..off + 20)?.try_into().ok()?;
+            Some((IpAddr::from(a), IpAddr::from(b)))
+        }
+        0x86dd => {
+            let a: [u8; 16] = f.get(off + 8..off + 24)?.try_into().ok()?;
+            let b: [u8; 16] = f.get(off + 24..off + 40)?.try_into().ok()?;
+            Some((IpAddr::from(a), IpAddr::from(b)))
+        }
+        _ => None,
+    }
+}
+
+/// What a node decided, in words, from the metadata it left. `dst` is the
+/// packet's destination address (for the route a lookup matched).
+fn step_detail(router: &Router, t: &Tables, st: &crate::obs::Step, dst: Option<IpAddr>) -> String {
+    let name = |i: u16| t.iface(i).map_or_else(|| i.to_string(), |f| f.name.clone());
+    let next = NodeId::ALL.get(usize::from(st.next)).copied();
+    if next == Some(NodeId::Drop) {
+        return reason_name(st.drop).to_string();
+    }
+    let node = NodeId::ALL.get(usize::from(st.node)).copied();
+    match node {
+        Some(NodeId::EthernetInput) => match t.iface(st.rx_if) {
+            Some(f) => match f.mode {
+                IfaceMode::Bridged { bd } => format!(
+                    "interface {} (bridge {})",
+                    f.name,
+                    t.bds.get(usize::from(bd)).map_or("?", |b| b.name.as_str())
+                ),
+                _ => format!(
+                    "interface {} (vrf {})",
+                    f.name,
+                    t.vrfs
+                        .get(usize::from(st.domain))
+                        .map_or("?", |v| v.name.as_str())
+                ),
+            },
+            None => String::new(),
+        },
+        Some(NodeId::L2Input) => match next {
+            Some(NodeId::InterfaceOutput) => format!("MAC entry → {}", name(st.tx_if)),
+            Some(NodeId::L2Flood) => "unknown, broadcast or multicast: flood".to_string(),
+            Some(_) => "to the bridge's gateway (BVI)".to_string(),
+            None => String::new(),
+        },
+        Some(NodeId::L2Flood) => format!("copy to {}", name(st.tx_if)),
+        Some(NodeId::Ip4Lookup | NodeId::Ip6Lookup) => {
+            let route = dst
+                .and_then(|a| router.route_for(st.domain, a))
+                .map_or(String::new(), |(p, l, src)| {
+                    format!("route {p}/{l} ({}) → ", source_name(src))
+                });
+            match next {
+                Some(NodeId::Icmp4Error | NodeId::Icmp6Error) => format!(
+                    "{route}{}: ICMP error type {} code {}",
+                    reason_name(st.drop),
+                    st.nh >> 8,
+                    st.nh & 0xff
+                ),
+                Some(NodeId::Glean) => format!("{route}neighbour unresolved on {}", name(st.tx_if)),
+                Some(NodeId::Ip4Local | NodeId::Ip6Local) => format!("{route}for the router"),
+                _ => match t.nexthop(st.nh) {
+                    Some(nh) => format!("{route}next hop {}: {}", st.nh, nh_text(router, nh)),
+                    None => format!("{route}next hop {}", st.nh),
+                },
+            }
+        }
+        Some(NodeId::Icmp4Error | NodeId::Icmp6Error) => {
+            "packet replaced by an ICMP error to its source".to_string()
+        }
+        Some(NodeId::Glean) => format!("ARP/ND request on {}; packet held", name(st.tx_if)),
+        Some(NodeId::Ip4Rewrite | NodeId::Ip6Rewrite) => format!("out {}", name(st.tx_if)),
+        Some(NodeId::InterfaceOutput) => format!(
+            "port {}",
+            t.ports
+                .get(usize::from(st.tx_port))
+                .map_or_else(|| st.tx_port.to_string(), |p| p.name.clone())
+        ),
+        _ => String::new(),
+    }
+}
+
+/// A trace as JSON: the packet, each node with its decision, the result.
+fn trace_json(router: &Router, t: &Tables, worker: Option<usize>, tr: &PktTrace) -> Value {
+    let port = |i: u16| {
+        t.ports
+            .get(usize::from(i))
+            .map_or_else(|| i.to_string(), |p| p.name.clone())
+    };
+    let hin = &tr.hdr_in[..usize::from(tr.len_in).min(TRACE_HDR)];
+    let hout = &tr.hdr_out[..usize::from(tr.len_out).min(TRACE_HDR)];
+    let addrs = addrs_of(hin);
+    // The destination a lookup sees: the packet's, until the router turns
+    // it into a reply (ICMP error, echo reply) to its source.
+    let mut dst = addrs.map(|a| a.1);
+    let path: Vec<Value> = tr.step[..usize::from(tr.steps).min(TRACE_STEPS)]
+        .iter()
+        .map(|st| {
+            let detail = step_detail(router, t, st, dst);
+            if [
+                NodeId::Icmp4Error,
+                NodeId::Icmp6Error,
+                NodeId::Ip4Local,
+                NodeId::Ip6Local,
+            ]
+            .iter()
+            .any(|&n| n as u8 == st.node)
+            {
+                dst = addrs.map(|a| a.0);
+            }
+            let next = match st.next {
+                NEXT_TX => "transmit",
+                NEXT_HELD => "held",
+                NEXT_NONE if st.node == NodeId::Drop as u8 => "freed",
+                NEXT_NONE => "consumed",
+                n => node_name(n),
+            };
+            json!({"node": node_name(st.node), "next": next, "detail": detail})
+        })
+        .collect();
+    let (result, output) = match tr.disposition {
+        d if d == Disposition::Tx as u8 => (
+            format!("transmitted on port {}", port(tr.tx_port)),
+            Some(summarize(hout, usize::from(tr.len_out))),
+        ),
+        d if d == Disposition::Drop as u8 => (format!("dropped: {}", reason_name(tr.drop)), None),
+        d if d == Disposition::Held as u8 => {
+            ("held: waiting for neighbour resolution".to_string(), None)
+        }
+        _ => ("lost (no decision)".to_string(), None),
+    };
+    let mut v = json!({
+        "rx_port": port(tr.rx_port),
+        "packet": summarize(hin, usize::from(tr.len_in)),
+        "path": path,
+        "result": result,
+    });
+    if let Some(w) = worker {
+        v["worker"] = json!(w);
+    }
+    if tr.steps as usize > TRACE_STEPS {
+        v["steps_not_kept"] = json!(tr.steps as usize - TRACE_STEPS);
+    }
+    if let Some(o) = output {
+        v["output"] = json!(o);
+        if hin.len() >= 14 && hout.len() >= 14 {
+            let mac = |b: &[u8]| MacAddr::new(b[0], b[1], b[2], b[3], b[4], b[5]).to_string();
+            v["rewrite"] = json!({
+                "dst_mac": format!("{} → {}", mac(&hin[0..6]), mac(&hout[0..6])),
+                "src_mac": format!("{} → {}", mac(&hin[6..12]), mac(&hout[6..12])),
+            });
+            if let (Some(a), Some(b)) = (ttl_of(hin), ttl_of(hout)) {
+                v["rewrite"]["ttl"] = json!(format!("{a} → {b}"));
+            }
+        }
+    }
+    v
+}
+
+/// TTL (IPv4) or hop limit (IPv6) of a frame's start.
+fn ttl_of(f: &[u8]) -> Option<u8> {
+    let (et, off) = match u16::from_be_bytes([*f.get(12)?, *f.get(13)?]) {
+        0x8100 => (u16::from_be_bytes([*f.get(16)?, *f.get(17)?]), 18),
+        e => (e, 14),
+    };
+    match et {
+        0x0800 => f.get(off + 8).copied(),
+        0x86dd => f.get(off + 7).copied(),
+        _ => None,
+    }
+}
+
+/// `trace.packet`: runs a synthetic frame through a private pipeline over
+/// the live tables. Nothing is transmitted; the pipeline's events go to a
+/// throwaway queue and the packet is flagged `NO_LEARN`, so the MAC tables
+/// (shared with the workers) are neither learned into nor refreshed.
+fn trace_packet(router: &Router, a: &proto::TracePacket) -> Result<Value, ApiError> {
+    let t = router.shared().tables.load_full();
+    let port = t
+        .ports
+        .iter()
+        .position(|p| p.name == a.in_port)
+        .ok_or_else(|| {
+            ApiError::new(code::NOT_FOUND, format!("port {}: no such port", a.in_port))
+        })?;
+    let obj = "trace.packet";
+    let ip = |s: &str| {
+        s.parse::<IpAddr>()
+            .map_err(|_| invalid(format!("{obj}: `{s}` is not an IP address")))
+    };
+    let (src, dst) = (ip(&a.src)?, ip(&a.dst)?);
+    let proto_n = match a.proto.as_deref().unwrap_or("icmp") {
+        "icmp" | "icmp6" | "icmpv6" => 1,
+        "tcp" => 6,
+        "udp" => 17,
+        p => {
+            return Err(invalid(format!(
+                "{obj}: protocol `{p}` is not icmp, tcp or udp"
+            )));
+        }
+    };
+    if let Some(v) = a.vlan
+        && !(1..=4094).contains(&v)
+    {
+        return Err(invalid(format!("{obj}: vlan {v} is not in 1..=4094")));
+    }
+    let mac = |m: &Option<String>, dflt: MacAddr| -> Result<[u8; 6], ApiError> {
+        match m {
+            Some(m) => parse_mac(m, false)
+                .map(|m| m.octets())
+                .map_err(|e| invalid(format!("{obj}: {e}"))),
+            None => Ok(dflt.octets()),
+        }
+    };
+    let ingress = t
+        .ports
+        .get(port)
+        .map(|p| p.iface(a.vlan.unwrap_or(0)))
+        .and_then(|i| t.iface(i));
+    let dst_default = ingress.map_or(MacAddr::new(2, 0, 0, 0, 0, 1), |f| f.mac);
+    let spec = crate::obs::Synthetic {
+        src_mac: mac(&a.src_mac, MacAddr::new(0x02, 0xfe, 0, 0, 0, 0x01))?,
+        dst_mac: mac(&a.dst_mac, dst_default)?,
+        vlan: a.vlan,
+        src,
+        dst,
+        proto: proto_n,
+        sport: a.sport.unwrap_or(40000),
+        dport: a.dport.unwrap_or(if proto_n == 1 { 0 } else { 80 }),
+        ttl: a.ttl.unwrap_or(64),
+        payload: 16,
+    };
+    let frame = crate::obs::build_frame(&spec).map_err(|e| invalid(format!("{obj}: {e}")))?;
+    let internal = |e: String| ApiError::new(code::INTERNAL, format!("{obj}: {e}"));
+    let mut pool = vrouter_buf::FramePool::new(256).map_err(|e| internal(e.to_string()))?;
+    let mut buf = pool
+        .alloc()
+        .ok_or_else(|| internal("no buffer".to_string()))?;
+    buf.write(&frame).map_err(|e| internal(e.to_string()))?;
+    let stats = WorkerStats::new();
+    let events = WorkerEvents::new(64);
+    let mut pl = Pipeline::new();
+    let mut p = Pkt::new(buf, port as u16);
+    p.meta.flags |= flags::NO_LEARN;
+    pl.pkts.push(p);
+    pl.mark_traced(0, 1);
+    let now = router.shared().now();
+    let mut cx = Ctx {
+        t: &t,
+        pool: &mut pool,
+        stats: &stats,
+        now,
+        now_s: (now / 1_000_000_000) as u32,
+        events: &events,
+    };
+    pl.run(&mut cx);
+    let mut traces = Vec::new();
+    pl.finish_trace(now, |tr| traces.push(*tr));
+    pl.drain(&mut pool, &stats, &[], &mut []);
+    pl.release_held(&mut pool, &stats);
+    let v: Vec<Value> = traces
+        .iter()
+        .map(|tr| trace_json(router, &t, None, tr))
+        .collect();
+    Ok(json!({
+        "generation": t.generation,
+        "traces": v,
+        "events_suppressed": events.len(),
+    }))
 }

@@ -51,6 +51,26 @@ pub struct Config {
     pub dpdk: DpdkCfg,
     #[serde(default)]
     pub control: ControlCfg,
+    #[serde(default)]
+    pub metrics: MetricsCfg,
+}
+
+/// `[metrics]`: the Prometheus text endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct MetricsCfg {
+    pub enabled: bool,
+    /// `address:port` to listen on (loopback by default).
+    pub listen: String,
+}
+
+impl Default for MetricsCfg {
+    fn default() -> Self {
+        MetricsCfg {
+            enabled: true,
+            listen: "127.0.0.1:9469".to_string(),
+        }
+    }
 }
 
 /// `[control]`: the control socket.
@@ -416,6 +436,15 @@ impl Config {
                 reason,
             });
         };
+        if self.metrics.enabled && self.metrics.listen.parse::<std::net::SocketAddr>().is_err() {
+            err(
+                "metrics.listen".into(),
+                format!(
+                    "`{}` is not an address:port (e.g. 127.0.0.1:9469)",
+                    self.metrics.listen
+                ),
+            );
+        }
         let d = &self.dataplane;
         if d.workers == 0 || d.workers > 64 {
             err(

@@ -50,6 +50,8 @@ pub struct WorkerLink {
     /// False once the worker has stopped (it no longer holds tables).
     pub running: AtomicBool,
     pub stats: WorkerStats,
+    /// Trace and capture state.
+    pub obs: crate::obs::WorkerObs,
 }
 
 impl WorkerLink {
@@ -60,6 +62,7 @@ impl WorkerLink {
             seen: AtomicU64::new(0),
             running: AtomicBool::new(true),
             stats: WorkerStats::new(),
+            obs: crate::obs::WorkerObs::default(),
         }
     }
 }
@@ -193,6 +196,42 @@ pub struct ControlStats {
     pub neighbors_refused: u64,
     pub macs_aged: u64,
     pub publishes: u64,
+    /// Notices lost because nobody drained them in time.
+    pub notices_dropped: u64,
+}
+
+/// Notices kept until the control loop publishes them.
+pub const MAX_NOTICES: usize = 65536;
+
+/// Something that happened, for subscribers of the control socket
+/// (`subscribe`). Names are resolved when the notice is made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    MacLearned {
+        bridge: String,
+        mac: MacAddr,
+        interface: String,
+    },
+    MacMoved {
+        bridge: String,
+        mac: MacAddr,
+        from: String,
+        to: String,
+    },
+    MacAged {
+        bridge: String,
+        mac: MacAddr,
+        interface: String,
+    },
+    NeighborResolved {
+        interface: String,
+        ip: IpAddr,
+        mac: MacAddr,
+    },
+    NeighborFailed {
+        interface: String,
+        ip: IpAddr,
+    },
 }
 
 /// See the module doc.
@@ -212,6 +251,10 @@ pub struct Router {
     neighbors: HashMap<(u16, IpAddr), Neighbor>,
     max_neighbors: usize,
     pub stats: ControlStats,
+    notices: std::collections::VecDeque<Notice>,
+    /// Last `neighbor-failed` notice per target (seconds), so a burst of
+    /// timed-out packets makes one notice.
+    failed: HashMap<(u16, IpAddr), u32>,
 }
 
 /// A static route as configured.
@@ -300,6 +343,8 @@ impl Router {
             neighbors: HashMap::new(),
             max_neighbors: d.max_neighbors,
             stats: ControlStats::default(),
+            notices: std::collections::VecDeque::new(),
+            failed: HashMap::new(),
         };
         let vrf_names: Vec<String> = std::iter::once("default".to_string())
             .chain(cfg.vrfs.iter().map(|v| v.name.clone()))
@@ -1087,15 +1132,54 @@ impl Router {
             match e {
                 Event::Neighbor { iface, ip, mac } => {
                     match self.set_neighbor(iface, ip, mac, false) {
-                        Ok(c) => changed |= c,
+                        Ok(c) => {
+                            changed |= c;
+                            if c {
+                                self.failed.remove(&(iface, ip));
+                                let n = Notice::NeighborResolved {
+                                    interface: self.iface_name(iface),
+                                    ip,
+                                    mac,
+                                };
+                                self.notice(n);
+                            }
+                        }
                         Err(err) => tracing::debug!(%err, "neighbour not learned"),
                     }
                 }
                 Event::MacLearned { bd, mac, iface } => {
                     tracing::trace!(bd, %mac, iface, "mac learned");
+                    let n = Notice::MacLearned {
+                        bridge: self.bd_name(bd),
+                        mac,
+                        interface: self.iface_name(iface),
+                    };
+                    self.notice(n);
                 }
                 Event::MacMoved { bd, mac, from, to } => {
                     tracing::debug!(bd, %mac, from, to, "mac moved");
+                    let n = Notice::MacMoved {
+                        bridge: self.bd_name(bd),
+                        mac,
+                        from: self.iface_name(from),
+                        to: self.iface_name(to),
+                    };
+                    self.notice(n);
+                }
+                Event::NeighborFailed { iface, ip } => {
+                    let now = (self.shared.now() / 1_000_000_000) as u32;
+                    if self.failed.len() > 4096 {
+                        self.failed.clear();
+                    }
+                    let last = self.failed.insert((iface, ip), now);
+                    if last.is_none_or(|l| now.saturating_sub(l) >= 1) {
+                        tracing::debug!(iface, %ip, "neighbour did not resolve");
+                        let n = Notice::NeighborFailed {
+                            interface: self.iface_name(iface),
+                            ip,
+                        };
+                        self.notice(n);
+                    }
                 }
             }
         }
@@ -1107,14 +1191,84 @@ impl Router {
 
     /// Periodic work: MAC aging. `now_s` is the data path's clock in seconds.
     pub fn tick(&mut self, now_s: u32) {
+        let mut aged = Vec::new();
         for bd in &self.t.bds {
             if bd.mac_age == 0 {
                 continue;
             }
-            let mut aged = 0;
-            bd.macs.age(now_s, bd.mac_age, |_| aged += 1);
-            self.stats.macs_aged += aged;
+            bd.macs.age(now_s, bd.mac_age, |e| {
+                aged.push(Notice::MacAged {
+                    bridge: bd.name.clone(),
+                    mac: MacAddr::from_u64(e.mac),
+                    interface: self
+                        .t
+                        .iface(e.dst)
+                        .map_or_else(|| e.dst.to_string(), |f| f.name.clone()),
+                })
+            });
         }
+        self.stats.macs_aged += aged.len() as u64;
+        for n in aged {
+            self.notice(n);
+        }
+    }
+
+    /// Queues a notice for subscribers (bounded; the oldest is dropped).
+    pub fn notice(&mut self, n: Notice) {
+        if self.notices.len() >= MAX_NOTICES {
+            self.notices.pop_front();
+            self.stats.notices_dropped += 1;
+        }
+        self.notices.push_back(n);
+    }
+
+    /// Takes the notices made since the last call.
+    pub fn take_notices(&mut self) -> std::collections::vec_deque::Drain<'_, Notice> {
+        self.notices.drain(..)
+    }
+
+    fn iface_name(&self, i: u16) -> String {
+        self.t
+            .iface(i)
+            .map_or_else(|| i.to_string(), |f| f.name.clone())
+    }
+
+    fn bd_name(&self, bd: u16) -> String {
+        self.t
+            .bds
+            .get(usize::from(bd))
+            .map_or_else(|| bd.to_string(), |b| b.name.clone())
+    }
+
+    /// Number of IPv4 and IPv6 routes of a VRF (every source).
+    pub fn route_counts(&self, vrf: u16) -> (usize, usize) {
+        self.vrfs
+            .get(usize::from(vrf))
+            .map_or((0, 0), |v| (v.fib4.len(), v.fib6.len()))
+    }
+
+    /// The route a lookup of `addr` in `vrf` matches (longest prefix):
+    /// prefix, length, source. Exact-match probes of the RIB, at most one
+    /// per prefix length, for `trace`.
+    pub fn route_for(&self, vrf: u16, addr: IpAddr) -> Option<(IpAddr, u8, Source)> {
+        let v = self.vrfs.get(usize::from(vrf))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        (0..=max).rev().find_map(|len| {
+            let k = net_key(vrf, addr, len);
+            let hit = match k.prefix {
+                IpAddr::V4(p) => v.fib4.get(p, len).is_some(),
+                IpAddr::V6(p) => v.fib6.get(p, len).is_some(),
+            };
+            hit.then(|| {
+                let src = self.routes.get(&k).map_or(Source::Static, |r| r.source);
+                (k.prefix, len, src)
+            })
+        })
+    }
+
+    /// Number of neighbours.
+    pub fn neighbor_count(&self) -> usize {
+        self.neighbors.len()
     }
 }
 

@@ -17,6 +17,8 @@
 //! | `port` | ports (memory, pcap) |
 //! | `worker` | the poll loop |
 //! | `report` | human-readable counters |
+//! | `obs` | packet trace, capture, link state (shared with the control thread) |
+//! | `metrics` | the Prometheus text endpoint |
 
 pub mod api;
 pub mod config;
@@ -25,6 +27,8 @@ pub mod ethernet;
 pub mod graph;
 pub mod ip;
 pub mod l2;
+pub mod metrics;
+pub mod obs;
 pub mod output;
 pub mod pipeline;
 pub mod pkt;

@@ -35,6 +35,8 @@ pub enum Event {
         from: u16,
         to: u16,
     },
+    /// A next hop did not resolve in time (`glean-timeout`).
+    NeighborFailed { iface: u16, ip: IpAddr },
 }
 
 /// The bounded queue workers push events into.
@@ -181,6 +183,31 @@ impl Pipeline {
             }
             settle(&mut self.st.glean, pool, stats, p);
         }
+    }
+
+    /// Marks up to `n` packets, from arena index `from` on, for tracing;
+    /// returns how many were marked.
+    pub fn mark_traced(&mut self, from: usize, n: u32) -> u32 {
+        let mut k = 0;
+        for p in self.pkts.iter_mut().skip(from).take(n as usize) {
+            p.meta.flags |= crate::pkt::flags::TRACED;
+            k += 1;
+        }
+        if k > 0 {
+            self.graph.trace.active = true;
+        }
+        k
+    }
+
+    /// True if the last run traced packets (call `finish_trace` before `drain`).
+    #[inline]
+    pub fn tracing(&self) -> bool {
+        self.graph.trace.active
+    }
+
+    /// Completes the traces of the last run and hands each to `sink`.
+    pub fn finish_trace(&mut self, now: u64, sink: impl FnMut(&crate::obs::PktTrace)) {
+        self.graph.trace.finish(&self.pkts, now, sink);
     }
 
     /// Frees every held packet (shutdown), counting them as timed out.

@@ -76,6 +76,8 @@ pub mod flags {
     pub const L2_MULTI: u16 = 1 << 3;
     /// Held by `glean` at least once; `meta.aux` holds its deadline (ms).
     pub const GLEANED: u16 = 1 << 4;
+    /// Synthetic (`trace packet`): never learned into a MAC table.
+    pub const NO_LEARN: u16 = 1 << 5;
 }
 
 /// A packet in the pipeline: its buffer and metadata, one cache line.

@@ -19,6 +19,7 @@ use vrouter_buf::{FramePool, PacketBuf};
 use crate::config::PollMode;
 use crate::control::{Shared, WorkerLink};
 use crate::graph::BURST;
+use crate::obs::{CaptureMode, DIR_RX, TRACE_MARK_MAX, WorkerObs};
 use crate::pipeline::{Ctx, Pipeline};
 use crate::port::Port;
 
@@ -111,6 +112,11 @@ impl Worker {
             return 0;
         }
         let now = self.shared.now();
+        let obs = &self.link.obs;
+        let capture = obs.capture_mode.load(Ordering::Relaxed);
+        if n > 0 {
+            observe_rx(&self.link.obs, &mut self.pipeline, capture, now);
+        }
         let mut cx = Ctx {
             t: &tables,
             pool: &mut self.pool,
@@ -120,6 +126,15 @@ impl Worker {
             events: &self.shared.events,
         };
         self.pipeline.run(&mut cx);
+        if self.pipeline.tracing() {
+            let obs = &self.link.obs;
+            self.pipeline.finish_trace(now, |t| obs.push_trace(t));
+        }
+        if capture != CaptureMode::Off as u8 {
+            self.link
+                .obs
+                .capture_after_run(capture, &self.pipeline.pkts, now);
+        }
         self.pipeline
             .drain(&mut self.pool, stats, &self.slot, &mut self.tx);
         for (k, port) in self.ports.iter_mut().enumerate() {
@@ -179,5 +194,25 @@ impl Worker {
             }
         }
         self.link.running.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Marks received packets for tracing while the budget lasts, and captures
+/// them when a port capture is armed. One atomic load each when off.
+#[inline]
+fn observe_rx(obs: &WorkerObs, pipeline: &mut Pipeline, capture: u8, now: u64) {
+    if obs.trace_budget.load(Ordering::Relaxed) > 0 {
+        // The arena holds only this loop's packets (drained last loop).
+        let n = pipeline.pkts.len() as u32;
+        let k = obs.take_budget(TRACE_MARK_MAX.min(n));
+        pipeline.mark_traced(0, k);
+    }
+    if capture == CaptureMode::Port as u8 {
+        let port = obs.capture_port.load(Ordering::Relaxed);
+        for p in pipeline.pkts.iter() {
+            if p.meta.rx_port == port {
+                obs.capture(p, DIR_RX, port, now);
+            }
+        }
     }
 }

@@ -166,10 +166,16 @@ impl Daemon {
         std::fs::create_dir_all(&dir).unwrap();
         let sock = dir.join("ctl.sock");
         let cfg = dir.join("vrouter.toml");
+        // Outside a namespace, no test listens on the host's metrics port.
+        let metrics = if config.contains("[metrics]") {
+            ""
+        } else {
+            "[metrics]\nenabled = false\n"
+        };
         std::fs::write(
             &cfg,
             format!(
-                "{config}\n[control]\nsocket = \"{}\"\n{control_extra}\n",
+                "{config}\n{metrics}[control]\nsocket = \"{}\"\n{control_extra}\n",
                 sock.display()
             ),
         )

@@ -722,3 +722,164 @@ via = ["198.18.2.2"]
         .unwrap();
     assert!(rx_b1 > rx_b0, "b carried the steady flow");
 }
+
+#[test]
+fn observability_ops_round_trip_and_refuse_bad_input() {
+    let d = Daemon::start(CFG, "");
+    // Through vrouterctl.
+    let (rc, out, err) = d.ctl(&["trace", "add", "5"]);
+    assert_eq!(rc, 0, "{out}{err}");
+    let (rc, out, _) = d.ctl(&["trace", "show"]);
+    assert_eq!(rc, 0);
+    assert!(out.contains("no traces"), "{out}");
+    let (rc, out, _) = d.ctl(&["--json", "trace", "clear"]);
+    assert_eq!(rc, 0);
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["cleared"], 0);
+    let (rc, out, err) = d.ctl(&[
+        "trace",
+        "packet",
+        "--in-port",
+        "net1",
+        "--src",
+        "198.18.1.2",
+        "--dst",
+        "198.18.2.2",
+        "--proto",
+        "tcp",
+        "--dport",
+        "443",
+    ]);
+    assert_eq!(rc, 0, "{err}");
+    // net2's neighbour is unknown: the packet is held for resolution.
+    assert!(out.contains("ip4-lookup") && out.contains("glean"), "{out}");
+    assert!(out.contains("result: held"), "{out}");
+    let (rc, _, err) = d.ctl(&["trace", "add", "0"]);
+    assert_eq!(rc, 1, "{err}");
+    assert!(err.contains("invalid") && err.contains("count 0"), "{err}");
+    let (rc, _, err) = d.ctl(&[
+        "trace",
+        "packet",
+        "--in-port",
+        "nope",
+        "--src",
+        "198.18.1.2",
+        "--dst",
+        "198.18.2.2",
+    ]);
+    assert_eq!(rc, 1);
+    assert!(
+        err.contains("not_found") && err.contains("port nope"),
+        "{err}"
+    );
+    let (rc, _, _) = d.ctl(&["capture", "-w", "/dev/null"]);
+    assert_eq!(rc, 2, "capture needs --drops or --port");
+    let pcap = d.dir.join("empty.pcapng");
+    let (rc, _, err) = d.ctl(&[
+        "capture",
+        "--drops",
+        "--seconds",
+        "1",
+        "-w",
+        pcap.to_str().unwrap(),
+    ]);
+    assert_eq!(rc, 0, "{err}");
+    assert!(err.contains("0 packets written"), "{err}");
+    assert!(std::fs::metadata(&pcap).unwrap().len() > 0);
+
+    // Through raw JSON.
+    let stream = UnixStream::connect(d.socket()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut s = BufReader::new(stream);
+    let code = |v: &Value| v["error"]["code"].as_str().unwrap_or("").to_string();
+    raw(&mut s, r#"{"id":1,"op":"hello","args":{"version":1}}"#);
+    let v = raw(
+        &mut s,
+        r#"{"id":2,"op":"trace.packet","args":{"in_port":"net1","src":"198.18.1.2","dst":"198.18.1.1","proto":"icmp"}}"#,
+    );
+    assert!(
+        v["result"]["traces"][0]["path"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["node"] == "ip4-local"),
+        "{v}"
+    );
+    for (line, want) in [
+        (
+            r#"{"id":3,"op":"trace.add","args":{"count":20000}}"#,
+            "invalid",
+        ),
+        (
+            r#"{"id":3,"op":"trace.add","args":{"count":-1}}"#,
+            "bad_request",
+        ),
+        (r#"{"id":3,"op":"trace.add"}"#, "bad_request"),
+        (
+            r#"{"id":3,"op":"trace.packet","args":{"in_port":"net1","src":"198.18.1.2","dst":"198.18.1.1","proto":"sctp"}}"#,
+            "invalid",
+        ),
+        (
+            r#"{"id":3,"op":"trace.packet","args":{"in_port":"net1","src":"198.18.1.2","dst":"198.18.1.1","vlan":4095}}"#,
+            "invalid",
+        ),
+        (
+            r#"{"id":3,"op":"trace.packet","args":{"in_port":"net1","src":"198.18.1.2","dst":"198.18.1.1","src_mac":"zz"}}"#,
+            "invalid",
+        ),
+        (r#"{"id":3,"op":"capture.read"}"#, "invalid"),
+        (r#"{"id":3,"op":"capture.start","args":{}}"#, "invalid"),
+        (
+            r#"{"id":3,"op":"capture.start","args":{"drops":true,"port":"net1"}}"#,
+            "invalid",
+        ),
+        (
+            r#"{"id":3,"op":"capture.start","args":{"port":"nope"}}"#,
+            "not_found",
+        ),
+        (
+            r#"{"id":3,"op":"capture.start","args":{"drops":true,"count":0}}"#,
+            "invalid",
+        ),
+        (
+            r#"{"id":3,"op":"capture.start","args":{"drops":true,"sample":0}}"#,
+            "invalid",
+        ),
+        (
+            r#"{"id":3,"op":"subscribe","args":{"events":["mac","bogus"]}}"#,
+            "invalid",
+        ),
+    ] {
+        assert_eq!(code(&raw(&mut s, line)), want, "{line}");
+    }
+    let v = raw(
+        &mut s,
+        r#"{"id":4,"op":"capture.start","args":{"port":"net1","count":5}}"#,
+    );
+    assert_eq!(v["result"]["armed"], true, "{v}");
+    // A second client cannot take the capture over.
+    let mut c = client(&d);
+    assert_eq!(
+        api_code(c.call(Op::CaptureStart(proto::CaptureStart {
+            drops: true,
+            port: None,
+            count: None,
+            sample: None,
+        }))),
+        proto::code::INVALID
+    );
+    let v = raw(&mut s, r#"{"id":5,"op":"capture.read"}"#);
+    assert_eq!(v["result"]["packets"].as_array().unwrap().len(), 0, "{v}");
+    let v = raw(&mut s, r#"{"id":6,"op":"capture.stop"}"#);
+    assert_eq!(v["result"]["armed"], false, "{v}");
+    // Once stopped, another client may capture.
+    c.call(Op::CaptureStart(proto::CaptureStart {
+        drops: true,
+        port: None,
+        count: Some(1),
+        sample: Some(2),
+    }))
+    .unwrap();
+    c.call(Op::CaptureStop).unwrap();
+}

@@ -15,7 +15,7 @@ use vrouter_control::{Client, ClientError};
 #[derive(Parser, Debug)]
 #[command(version, about = "Inspect and change a running vrouterd through its control socket.", long_about = None,
     after_help = "Exit codes: 0 done, 1 request refused by vrouterd, 2 bad command line, 3 vrouterd unreachable.\n\
-Examples:\n  vrouterctl show routes\n  vrouterctl route add 198.19.0.0/16 via 198.18.1.2\n  vrouterctl neighbor add net1 198.18.1.2 02:00:00:00:01:02\n  vrouterctl --json show counters")]
+Examples:\n  vrouterctl show routes\n  vrouterctl trace add 10; vrouterctl trace show\n  vrouterctl trace packet --in-port a --src 198.18.1.2 --dst 198.18.2.2 --proto udp --dport 53\n  vrouterctl capture --drops --count 50 -w drops.pcapng\n  vrouterctl events mac port\n  vrouterctl route add 198.19.0.0/16 via 198.18.1.2\n  vrouterctl neighbor add net1 198.18.1.2 02:00:00:00:01:02\n  vrouterctl --json show counters")]
 struct Cli {
     /// Control socket of vrouterd.
     #[arg(short, long, env = "VROUTER_SOCKET", default_value = proto::DEFAULT_SOCKET)]
@@ -70,6 +70,80 @@ enum Cmd {
     },
     /// Send one raw request ({"op": ..., "args": ...}; the id is added).
     Raw { request: String },
+    /// Packet traces: record the path of received packets through the
+    /// nodes, or run a synthetic packet through the live tables.
+    Trace {
+        #[command(subcommand)]
+        cmd: TraceCmd,
+    },
+    /// Capture dropped packets (with their reason) or a port's traffic into
+    /// a pcap-ng file (tshark/wireshark show the drop reason as the comment).
+    Capture(CaptureArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum TraceCmd {
+    /// Trace the next N packets each worker receives.
+    Add { count: u32 },
+    /// Print the recorded traces: the packet, each node and its decision.
+    Show,
+    /// Stop tracing and forget the traces.
+    Clear,
+    /// Run a synthetic packet through the live tables (never transmitted)
+    /// and print every decision: table generation, next hop, rewrite,
+    /// output port or drop reason.
+    Packet(TracePacketArgs),
+}
+
+#[derive(Args, Debug)]
+struct TracePacketArgs {
+    /// Port the packet arrives on.
+    #[arg(long)]
+    in_port: String,
+    #[arg(long)]
+    src: String,
+    #[arg(long)]
+    dst: String,
+    /// icmp, tcp or udp.
+    #[arg(long, default_value = "icmp")]
+    proto: String,
+    #[arg(long)]
+    sport: Option<u16>,
+    #[arg(long)]
+    dport: Option<u16>,
+    /// Default: a locally administered MAC.
+    #[arg(long)]
+    src_mac: Option<String>,
+    /// Default: the MAC of the interface the packet enters.
+    #[arg(long)]
+    dst_mac: Option<String>,
+    #[arg(long)]
+    vlan: Option<u16>,
+    #[arg(long)]
+    ttl: Option<u8>,
+}
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["drops", "port"])))]
+struct CaptureArgs {
+    /// Dropped packets, each with its drop reason.
+    #[arg(long)]
+    drops: bool,
+    /// Packets received and transmitted on this port.
+    #[arg(long)]
+    port: Option<String>,
+    /// Stop after this many packets.
+    #[arg(long, default_value_t = 100)]
+    count: u32,
+    /// Stop after this many seconds.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Keep one packet in N (a sample under heavy drops).
+    #[arg(long, default_value_t = 1)]
+    sample: u32,
+    /// pcap-ng file to write.
+    #[arg(short = 'w', long = "write")]
+    write: PathBuf,
 }
 
 #[derive(Subcommand, Debug)]
@@ -304,7 +378,24 @@ fn op_of(cmd: Cmd) -> Result<Op, String> {
             Op::Sync(serde_json::from_value(v).map_err(|e| format!("{}: {e}", file.display()))?)
         }
         Cmd::Events { kinds } => Op::Subscribe(proto::Subscribe { events: kinds }),
-        Cmd::Raw { .. } => return Err("raw is sent as is".into()),
+        Cmd::Trace { cmd } => match cmd {
+            TraceCmd::Add { count } => Op::TraceAdd(proto::TraceAdd { count }),
+            TraceCmd::Show => Op::TraceShow,
+            TraceCmd::Clear => Op::TraceClear,
+            TraceCmd::Packet(a) => Op::TracePacket(proto::TracePacket {
+                in_port: a.in_port,
+                src: a.src,
+                dst: a.dst,
+                proto: Some(a.proto),
+                sport: a.sport,
+                dport: a.dport,
+                src_mac: a.src_mac,
+                dst_mac: a.dst_mac,
+                vlan: a.vlan,
+                ttl: a.ttl,
+            }),
+        },
+        Cmd::Raw { .. } | Cmd::Capture(_) => return Err("not a single request".into()),
     })
 }
 
@@ -408,6 +499,24 @@ fn print(what: &Op, v: &Value) {
         Op::ShowEndpoints => table(v, &["namespace", "name", "node", "interface", "mac", "ips"]),
         Op::ShowCounters | Op::ShowErrors => table(v, &["name", "value", "drop", "help"]),
         Op::ShowRuntime => table(v, &["name", "calls", "packets", "clocks_per_packet"]),
+        Op::TraceShow => {
+            let traces = v["traces"].as_array().cloned().unwrap_or_default();
+            if traces.is_empty() {
+                println!("no traces (vrouterctl trace add N, then send traffic)");
+            }
+            for (k, t) in traces.iter().enumerate() {
+                print_trace(k + 1, t);
+            }
+            if v["lost"].as_u64().unwrap_or(0) > 0 {
+                println!("{} traces lost (queue full)", v["lost"]);
+            }
+        }
+        Op::TracePacket(_) => {
+            println!("tables generation {}", v["generation"]);
+            for (k, t) in v["traces"].as_array().into_iter().flatten().enumerate() {
+                print_trace(k + 1, t);
+            }
+        }
         _ => println!(
             "{}",
             if v.is_object() || v.is_array() {
@@ -417,6 +526,203 @@ fn print(what: &Op, v: &Value) {
             }
         ),
     }
+}
+
+fn print_trace(k: usize, t: &Value) {
+    let s = |v: &Value| v.as_str().unwrap_or("").to_string();
+    let worker = t
+        .get("worker")
+        .map_or(String::new(), |w| format!("worker {w}, "));
+    println!(
+        "Packet {k} ({worker}port {}): {}",
+        s(&t["rx_port"]),
+        s(&t["packet"])
+    );
+    for st in t["path"].as_array().into_iter().flatten() {
+        println!(
+            "  {:<18} → {:<18} {}",
+            s(&st["node"]),
+            s(&st["next"]),
+            s(&st["detail"])
+        );
+    }
+    println!("  result: {}", s(&t["result"]));
+    if let Some(o) = t.get("output") {
+        println!("  output: {}", s(o));
+    }
+    if let Some(r) = t.get("rewrite") {
+        let mut parts = vec![
+            format!("dst {}", s(&r["dst_mac"])),
+            format!("src {}", s(&r["src_mac"])),
+        ];
+        if let Some(ttl) = r.get("ttl") {
+            parts.push(format!("ttl {}", s(ttl)));
+        }
+        println!("  rewrite: {}", parts.join(", "));
+    }
+    println!();
+}
+
+/// Prints one event of a subscription as `type key=value ...`.
+fn print_event(e: &Value) {
+    let Some(o) = e.as_object() else {
+        println!("{e}");
+        return;
+    };
+    let mut line = o
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("event")
+        .to_string();
+    for (k, v) in o.iter().filter(|(k, _)| *k != "type") {
+        line += &format!(" {k}={}", v.as_str().map_or(v.to_string(), str::to_string));
+    }
+    println!("{line}");
+}
+
+fn parse_hex(s: &str) -> Vec<u8> {
+    (0..s.len() / 2)
+        .filter_map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect()
+}
+
+/// A pcap-ng writer: one Ethernet interface, an enhanced packet block per
+/// packet with its direction and a comment (the drop reason).
+struct PcapNg(Vec<u8>);
+
+impl PcapNg {
+    fn block(&mut self, kind: u32, body: &[u8]) {
+        let len = (12 + body.len()) as u32;
+        self.0.extend_from_slice(&kind.to_le_bytes());
+        self.0.extend_from_slice(&len.to_le_bytes());
+        self.0.extend_from_slice(body);
+        self.0.extend_from_slice(&len.to_le_bytes());
+    }
+
+    fn opt(body: &mut Vec<u8>, code: u16, val: &[u8]) {
+        body.extend_from_slice(&code.to_le_bytes());
+        body.extend_from_slice(&(val.len() as u16).to_le_bytes());
+        body.extend_from_slice(val);
+        body.resize(body.len().next_multiple_of(4), 0);
+    }
+
+    fn new(comment: &str) -> PcapNg {
+        let mut w = PcapNg(Vec::new());
+        let mut shb = Vec::new();
+        shb.extend_from_slice(&0x1A2B_3C4Du32.to_le_bytes());
+        shb.extend_from_slice(&1u16.to_le_bytes());
+        shb.extend_from_slice(&0u16.to_le_bytes());
+        shb.extend_from_slice(&u64::MAX.to_le_bytes());
+        Self::opt(&mut shb, 1, comment.as_bytes());
+        Self::opt(&mut shb, 4, b"vrouterctl");
+        Self::opt(&mut shb, 0, &[]);
+        w.block(0x0A0D_0D0A, &shb);
+        let mut idb = Vec::new();
+        idb.extend_from_slice(&1u16.to_le_bytes()); // LINKTYPE_ETHERNET
+        idb.extend_from_slice(&0u16.to_le_bytes());
+        idb.extend_from_slice(&0u32.to_le_bytes());
+        Self::opt(&mut idb, 9, &[9]); // if_tsresol: nanoseconds
+        Self::opt(&mut idb, 0, &[]);
+        w.block(1, &idb);
+        w
+    }
+
+    fn packet(&mut self, ts_ns: u64, len: u32, data: &[u8], inbound: Option<bool>, comment: &str) {
+        let mut b = Vec::new();
+        b.extend_from_slice(&0u32.to_le_bytes());
+        b.extend_from_slice(&((ts_ns >> 32) as u32).to_le_bytes());
+        b.extend_from_slice(&(ts_ns as u32).to_le_bytes());
+        b.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        b.extend_from_slice(&len.to_le_bytes());
+        b.extend_from_slice(data);
+        b.resize(b.len().next_multiple_of(4), 0);
+        if let Some(i) = inbound {
+            Self::opt(&mut b, 2, &(if i { 1u32 } else { 2 }).to_le_bytes());
+        }
+        if !comment.is_empty() {
+            Self::opt(&mut b, 1, comment.as_bytes());
+        }
+        Self::opt(&mut b, 0, &[]);
+        self.block(6, &b);
+    }
+}
+
+/// `capture`: arms a capture, reads packets until the count or the time
+/// is reached, writes the pcap-ng file. Returns the packets written.
+fn capture(c: &mut Client, a: &CaptureArgs) -> Result<usize, ClientError> {
+    c.call(Op::CaptureStart(proto::CaptureStart {
+        drops: a.drops,
+        port: a.port.clone(),
+        count: Some(a.count),
+        sample: Some(a.sample),
+    }))?;
+    let what = if a.drops {
+        "drops".to_string()
+    } else {
+        format!("port {}", a.port.as_deref().unwrap_or(""))
+    };
+    let mut w = PcapNg::new(&format!("vrouterd capture of {what}"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(a.seconds);
+    let mut n = 0usize;
+    let mut lost = 0;
+    loop {
+        let done = std::time::Instant::now() >= deadline;
+        let v = if done {
+            c.call(Op::CaptureStop)?
+        } else {
+            c.call(Op::CaptureRead)?
+        };
+        lost = v["lost"].as_u64().unwrap_or(lost);
+        for p in v["packets"].as_array().into_iter().flatten() {
+            let data = parse_hex(p["data"].as_str().unwrap_or(""));
+            let reason = p["reason"].as_str().unwrap_or("");
+            let dir = p["direction"].as_str().unwrap_or("");
+            let comment = if reason.is_empty() {
+                format!("{dir} on port {}", p["port"].as_str().unwrap_or(""))
+            } else {
+                format!(
+                    "drop: {reason} (rx port {})",
+                    p["port"].as_str().unwrap_or("")
+                )
+            };
+            if a.drops {
+                println!("{:>5}  {reason}", n + 1);
+            }
+            w.packet(
+                p["time_ns"].as_u64().unwrap_or(0),
+                p["len"].as_u64().unwrap_or(data.len() as u64) as u32,
+                &data,
+                match dir {
+                    "rx" | "drop" => Some(true),
+                    "tx" => Some(false),
+                    _ => None,
+                },
+                &comment,
+            );
+            n += 1;
+        }
+        if done || !v["armed"].as_bool().unwrap_or(false) {
+            if !done {
+                c.call(Op::CaptureStop)?;
+            }
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::fs::write(&a.write, &w.0).map_err(|source| ClientError::Io {
+        path: a.write.display().to_string(),
+        source,
+    })?;
+    eprintln!(
+        "vrouterctl: {n} packets written to {}{}",
+        a.write.display(),
+        if lost > 0 {
+            format!(" ({lost} lost: capture queue full)")
+        } else {
+            String::new()
+        }
+    );
+    Ok(n)
 }
 
 fn fail(e: ClientError) -> ExitCode {
@@ -463,6 +769,12 @@ fn main() -> ExitCode {
             Err(e) => fail(e),
         };
     }
+    if let Cmd::Capture(a) = &cli.cmd {
+        return match capture(&mut c, a) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => fail(e),
+        };
+    }
     let events = matches!(cli.cmd, Cmd::Events { .. });
     let op = match op_of(cli.cmd) {
         Ok(op) => op,
@@ -475,11 +787,16 @@ fn main() -> ExitCode {
     match c.call(op) {
         Ok(v) => {
             if events {
+                if let Err(e) = c.set_read_timeout(None) {
+                    return fail(e);
+                }
                 loop {
                     match c.next_event() {
-                        Ok(e) => println!("{e}"),
+                        Ok(e) if json => println!("{e}"),
+                        Ok(e) => print_event(&e),
                         Err(e) => return fail(e),
                     }
+                    let _ = std::io::Write::flush(&mut std::io::stdout());
                 }
             }
             if json {

@@ -15,6 +15,8 @@ use clap::Parser;
 use vrouter_dataplane::api::{Api, ApiConfig, PortInfo};
 use vrouter_dataplane::config::{Config, Driver, ZeroCopy, parse_mac};
 use vrouter_dataplane::control::Router;
+use vrouter_dataplane::metrics::{self, MetricsServer};
+use vrouter_dataplane::obs::LinkWatch;
 use vrouter_dataplane::port::af_packet::{AfPacketConfig, AfPacketPort};
 use vrouter_dataplane::port::af_xdp::{AfXdpConfig, AfXdpPort};
 use vrouter_dataplane::port::memory::MemoryPort;
@@ -229,30 +231,30 @@ fn main() -> Result<()> {
         "vrouterd running"
     );
 
+    let infos: Vec<PortInfo> = cfg
+        .ports
+        .iter()
+        .enumerate()
+        .map(|(k, p)| PortInfo {
+            name: p.name.clone(),
+            driver: format!("{:?}", p.driver).to_lowercase(),
+            mac: macs
+                .get(k)
+                .copied()
+                .flatten()
+                .unwrap_or_else(|| default_mac(k as u16)),
+            stats: port_stats
+                .iter()
+                .filter(|(n, _)| *n == p.name)
+                .map(|(_, s)| s.clone())
+                .collect(),
+        })
+        .collect();
     let mut api = if cfg.control.socket.is_empty() {
         None
     } else {
         let mut uids = cfg.control.allowed_uids.clone();
         uids.push(nix_uid());
-        let infos: Vec<PortInfo> = cfg
-            .ports
-            .iter()
-            .enumerate()
-            .map(|(k, p)| PortInfo {
-                name: p.name.clone(),
-                driver: format!("{:?}", p.driver).to_lowercase(),
-                mac: macs
-                    .get(k)
-                    .copied()
-                    .flatten()
-                    .unwrap_or_else(|| default_mac(k as u16)),
-                stats: port_stats
-                    .iter()
-                    .filter(|(n, _)| *n == p.name)
-                    .map(|(_, s)| s.clone())
-                    .collect(),
-            })
-            .collect();
         let a = Api::bind(
             ApiConfig {
                 path: cfg.control.socket.clone().into(),
@@ -260,11 +262,29 @@ fn main() -> Result<()> {
                 allowed_gids: cfg.control.allowed_gids.clone(),
                 max_connections: cfg.control.max_connections,
             },
-            infos,
+            infos.clone(),
         )
         .context("control socket")?;
         tracing::info!(socket = %a.path().display(), "control socket listening");
         Some(a)
+    };
+
+    let mut links = LinkWatch::new(kernel_links(&cfg));
+    links.poll();
+    let mut metrics = if cfg.metrics.enabled {
+        match MetricsServer::bind(&cfg.metrics.listen) {
+            Ok(m) => {
+                tracing::info!(listen = %cfg.metrics.listen, "metrics endpoint listening");
+                Some(m)
+            }
+            // Forwarding matters more than metrics: run without them.
+            Err(e) => {
+                tracing::error!(%e, "metrics endpoint disabled");
+                None
+            }
+        }
+    } else {
+        None
     };
 
     let started = std::time::Instant::now();
@@ -281,9 +301,30 @@ fn main() -> Result<()> {
     let mut last_tick = std::time::Instant::now();
     loop {
         let busy = router.process_events() > 0;
-        if last_tick.elapsed() >= Duration::from_secs(1) {
+        let tick = last_tick.elapsed() >= Duration::from_secs(1);
+        if tick {
             router.tick((shared.now() / 1_000_000_000) as u32);
             last_tick = std::time::Instant::now();
+        }
+        match api.as_mut() {
+            Some(a) => {
+                for n in router.take_notices() {
+                    a.publish_notice(&n);
+                }
+                if tick {
+                    for (port, iface, up) in links.poll() {
+                        tracing::info!(port, iface, up, "link state changed");
+                        a.publish_link(&port, &iface, up);
+                    }
+                }
+            }
+            None => {
+                router.take_notices();
+            }
+        }
+        if let Some(m) = metrics.as_mut() {
+            let api_stats = api.as_ref().map(|a| a.stats);
+            m.serve(|| metrics::render(&router, &infos, links.states(), api_stats.as_ref()));
         }
         if usr1.swap(false, Ordering::Relaxed) {
             print(&router);
@@ -315,6 +356,25 @@ fn main() -> Result<()> {
     router.process_events();
     print(&router);
     Ok(())
+}
+
+/// The kernel interfaces behind ports, for link-state events: (port, interface).
+fn kernel_links(cfg: &Config) -> Vec<(String, String)> {
+    cfg.ports
+        .iter()
+        .filter_map(|p| match p.driver {
+            Driver::AfPacket | Driver::AfXdp | Driver::Tap => Some((
+                p.name.clone(),
+                p.interface.clone().unwrap_or_else(|| p.name.clone()),
+            )),
+            Driver::Dpdk => p
+                .device
+                .as_deref()
+                .and_then(|d| d.split(',').find_map(|kv| kv.strip_prefix("iface=")))
+                .map(|i| (p.name.clone(), i.to_string())),
+            Driver::Pcap | Driver::Memory => None,
+        })
+        .collect()
 }
 
 /// The effective uid of this process (allowed on the control socket).

@@ -194,6 +194,8 @@ pub fn drop_node(stats: &WorkerStats, pkts: &mut [Pkt], input: &[u16]) {
 pub struct Graph {
     pub queues: Queues,
     scratch: Vector,
+    /// Records the path of packets flagged `TRACED` (only while active).
+    pub trace: crate::obs::Tracer,
 }
 
 impl Graph {
@@ -224,10 +226,16 @@ impl Graph {
                 self.queues.take(node, &mut self.scratch);
                 let t0 = vrouter_buf::cycles();
                 let input = self.scratch.as_slice();
+                if self.trace.active {
+                    self.trace.before(pkts, input);
+                }
                 if node == NodeId::Drop {
                     drop_node(stats, pkts, input);
                 } else {
                     dispatch(node, pkts, input, &mut self.queues);
+                }
+                if self.trace.active {
+                    self.trace.after(node, pkts, input, &self.queues);
                 }
                 stats
                     .node(node)

@@ -7,18 +7,19 @@
 //! control thread installs the neighbour, then re-enters `ip4-lookup` /
 //! `ip6-lookup`; held packets are re-examined whenever a new table
 //! generation is published and every 10 ms. A packet not resolved within
-//! `glean-timeout-ms` is dropped (`glean-timeout`). At most `glean-hold`
+//! `glean-timeout-ms` is dropped (`glean-timeout`) and reported to the
+//! control thread (`Event::NeighborFailed`, published as `neighbor-failed`). At most `glean-hold`
 //! packets are held per worker (`glean-queue-full`). Requests for one target
 //! are sent at most once per `glean-retry-ms` (a 64-entry direct-mapped
 //! memory of recent requests; a collision only costs an extra request).
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use vrouter_wire::EtherType;
 
 use crate::ethernet::{drop_pkt, l3_output};
 use crate::graph::{ARENA, Counter, Graph, NodeId, Queues};
-use crate::pipeline::{Ctx, NodeState};
+use crate::pipeline::{Ctx, Event, NodeState};
 use crate::pkt::{Disposition, Meta, NO_IFACE, Pkt, flags};
 
 /// Upper bound of held packets per worker, whatever the configuration says.
@@ -140,6 +141,16 @@ pub fn node(cx: &mut Ctx, st: &mut NodeState, pkts: &mut Vec<Pkt>, input: &[u16]
             p.meta.aux = now_ms.wrapping_add((t.params.glean_timeout_ns / 1_000_000) as u32);
             cx.stats.count(Counter::GleanQueued, 1);
         } else if now_ms.wrapping_sub(p.meta.aux) as i32 >= 0 {
+            let ip = if p.meta.ethertype == EtherType::IPV6.0 {
+                IpAddr::V6(Ipv6Addr::from(p.meta.addr))
+            } else {
+                let a = p.meta.addr;
+                IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]))
+            };
+            cx.event(Event::NeighborFailed {
+                iface: p.meta.tx_if,
+                ip,
+            });
             drop_pkt(p, q, i, Counter::GleanTimeout);
             continue;
         }

@@ -146,7 +146,7 @@ pub fn input(cx: &mut Ctx, st: &mut NodeState, pkts: &mut [Pkt], input: &[u16], 
                 drop_pkt(p, q, i, Counter::L2BadSourceMac);
                 continue;
             }
-            if b.learning {
+            if b.learning && p.meta.flags & flags::NO_LEARN == 0 {
                 if stamp.0 != p.meta.domain {
                     stamp = (p.meta.domain, b.macs.stamp(cx.now_s));
                 }
