@@ -17,12 +17,83 @@ pub const MAX_LINE: usize = 1 << 20;
 pub const DEFAULT_SOCKET: &str = "/run/vrouter/vrouterd.sock";
 
 /// A request line.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+///
+/// Deserialised by hand (see `RequestFields`) rather than with
+/// `#[serde(flatten)]`, which would buffer the whole request (a batch of
+/// thousands of routes) into an intermediate tree before reading it again.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Request {
     pub id: u64,
     #[serde(flatten)]
     pub op: Op,
+}
+
+impl<'de> Deserialize<'de> for Request {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Request;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a request object {\"id\", \"op\", \"args\"}")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Request, A::Error> {
+                let mut fields = RequestFields { map, id: None };
+                let op =
+                    Op::deserialize(serde::de::value::MapAccessDeserializer::new(&mut fields))?;
+                let id = fields
+                    .id
+                    .ok_or_else(|| serde::de::Error::missing_field("id"))?;
+                Ok(Request { id, op })
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// The map of a request as `Op`'s (adjacently tagged) deserialiser sees it:
+/// `op` and `args` pass through, `id` is taken out on the way, anything else
+/// is refused. `Op` reads `op` then `args` without buffering when they come
+/// in that order, as every client here sends them.
+struct RequestFields<A> {
+    map: A,
+    id: Option<u64>,
+}
+
+impl<'de, A: serde::de::MapAccess<'de>> serde::de::MapAccess<'de> for &mut RequestFields<A> {
+    type Error = A::Error;
+
+    fn next_key_seed<K: serde::de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, A::Error> {
+        use serde::de::{Error, IntoDeserializer};
+        loop {
+            let Some(key) = self.map.next_key::<std::borrow::Cow<'de, str>>()? else {
+                return Ok(None);
+            };
+            match &*key {
+                "id" => {
+                    if self.id.is_some() {
+                        return Err(A::Error::duplicate_field("id"));
+                    }
+                    self.id = Some(self.map.next_value()?);
+                }
+                "op" | "args" => {
+                    let k: serde::de::value::StrDeserializer<'_, A::Error> =
+                        key.as_ref().into_deserializer();
+                    return seed.deserialize(k).map(Some);
+                }
+                other => return Err(A::Error::unknown_field(other, &["id", "op", "args"])),
+            }
+        }
+    }
+
+    fn next_value_seed<T: serde::de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<T::Value, A::Error> {
+        self.map.next_value_seed(seed)
+    }
 }
 
 /// Every operation, with its arguments.
@@ -350,10 +421,12 @@ pub struct Batch {
     pub ops: Vec<BatchOp>,
 }
 
-/// One change inside a batch (`{"op": …, "args": …}`, no id).
+/// One change inside a batch (`{"op": …, "args": …}`, no id): exactly
+/// `Op`'s own form, so it is read directly (no `flatten`, which would buffer
+/// each change before reading it).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct BatchOp {
-    #[serde(flatten)]
     pub op: Op,
 }
 
@@ -619,6 +692,19 @@ mod tests {
         assert!(e.message.contains("unknown field `color`"), "{e}");
         let (_, e) = parse_request(r#"{"id":-1,"op":"show.ports"}"#).unwrap_err();
         assert_eq!(e.code, code::BAD_REQUEST);
+        // Key order does not matter (args first is buffered, still parsed).
+        let r2: Request = parse_request(
+            r#"{"args":{"vrf":null,"prefix":"198.19.0.0/16"},"op":"route.del","id":3}"#,
+        )
+        .unwrap();
+        assert_eq!(r2, r);
+        assert!(
+            parse_request(r#"{"op":"show.ports"}"#).is_err(),
+            "id is required"
+        );
+        assert!(parse_request(r#"{"id":1,"id":2,"op":"show.ports"}"#).is_err());
+        assert!(parse_request(r#"{"id":1,"op":"show.ports","extra":0}"#).is_err());
+        assert!(parse_request(r#"[1,2]"#).is_err());
         for n in Op::NAMES {
             assert!(!n.is_empty());
         }

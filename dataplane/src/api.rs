@@ -91,6 +91,10 @@ pub enum ApiSetupError {
 struct Conn {
     stream: UnixStream,
     input: Vec<u8>,
+    /// Bytes of `input` already handled (dropped at the end of a read).
+    consumed: usize,
+    /// `input` holds a newline somewhere.
+    input_has_nl: bool,
     output: Vec<u8>,
     hello: bool,
     events: Vec<String>,
@@ -286,6 +290,8 @@ impl Api {
                 Conn {
                     stream,
                     input: Vec::new(),
+                    consumed: 0,
+                    input_has_nl: false,
                     output: Vec::new(),
                     hello: false,
                     events: Vec::new(),
@@ -306,21 +312,47 @@ impl Api {
         }
     }
 
+    /// Reads what the client sent and handles every complete line. Reads
+    /// and handling alternate once `INPUT_BOUND` bytes are buffered, so a
+    /// client that pipelines a million routes never makes vrouterd buffer
+    /// all of them.
     fn read(&mut self, t: Token, router: &mut Router) -> usize {
+        let mut handled = 0;
+        loop {
+            let (n, more) = self.read_some(t, router);
+            handled += n;
+            if !more {
+                return handled;
+            }
+        }
+    }
+
+    fn read_some(&mut self, t: Token, router: &mut Router) -> (usize, bool) {
+        const INPUT_BOUND: usize = proto::MAX_LINE + 65536;
         let mut buf = [0u8; 65536];
         let mut eof = false;
+        let mut more = false;
         loop {
             let Some(c) = self.conns.get_mut(&t) else {
-                return 0;
+                return (0, false);
             };
+            if c.input.len() >= INPUT_BOUND && c.input_has_nl {
+                more = true;
+                break;
+            }
             match c.stream.read(&mut buf) {
                 Ok(0) => {
                     eof = true;
                     break;
                 }
                 Ok(n) => {
+                    // Only the new bytes are searched: a long pipelined
+                    // input is never rescanned per read.
+                    if buf[..n].contains(&b'\n') {
+                        c.input_has_nl = true;
+                    }
                     c.input.extend_from_slice(&buf[..n]);
-                    if c.input.len() > proto::MAX_LINE + 1 && !c.input.contains(&b'\n') {
+                    if c.input.len() > proto::MAX_LINE + 1 && !c.input_has_nl {
                         break;
                     }
                 }
@@ -335,9 +367,17 @@ impl Api {
         let mut handled = 0;
         loop {
             let Some(c) = self.conns.get_mut(&t) else {
-                return handled;
+                return (handled, false);
             };
-            let Some(nl) = c.input.iter().position(|&b| b == b'\n') else {
+            let Some(nl) = c.input[c.consumed..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map(|p| c.consumed + p)
+            else {
+                // One compaction per read, not one move of the rest per line.
+                c.input.drain(..c.consumed);
+                c.consumed = 0;
+                c.input_has_nl = false;
                 if c.input.len() > proto::MAX_LINE {
                     self.stats.closed_oversize += 1;
                     let e = ApiError::new(
@@ -350,11 +390,11 @@ impl Api {
                 }
                 break;
             };
-            let line: Vec<u8> = c.input.drain(..=nl).collect();
+            let start = std::mem::replace(&mut c.consumed, nl + 1);
             if c.closing {
                 continue;
             }
-            let line = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
+            let line = String::from_utf8_lossy(&c.input[start..nl]).into_owned();
             if line.trim().is_empty() {
                 continue;
             }
@@ -393,20 +433,26 @@ impl Api {
                 self.stats.errors += 1;
             }
             let Some(c) = self.conns.get_mut(&t) else {
-                return handled;
+                return (handled, false);
             };
             push_response(c, id, result);
             if c.output.len() > MAX_OUT {
                 self.stats.closed_slow += 1;
                 self.close(t);
-                return handled;
+                return (handled, false);
             }
         }
         if eof {
             self.flush(t);
             self.close(t);
+            return (handled, false);
         }
-        handled
+        if let Some(c) = self.conns.get_mut(&t)
+            && c.input.capacity() > 2 * INPUT_BOUND
+        {
+            c.input.shrink_to(INPUT_BOUND);
+        }
+        (handled, more)
     }
 
     fn flush(&mut self, t: Token) {
