@@ -58,6 +58,7 @@ nodes! {
     ArpInput = "arp-input";
     Ip4Input = "ip4-input";
     Ip4Local = "ip4-local";
+    Vxlan4Input = "vxlan4-input";
     Icmp4Error = "icmp4-error";
     Ip4Lookup = "ip4-lookup";
     Ip4Rewrite = "ip4-rewrite";
@@ -68,6 +69,7 @@ nodes! {
     Ip6Rewrite = "ip6-rewrite";
     Glean = "glean";
     InterfaceOutput = "interface-output";
+    Vxlan4Encap = "vxlan4-encap";
     Drop = "drop";
 }
 

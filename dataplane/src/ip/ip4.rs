@@ -10,7 +10,8 @@
 //! `ip4-rewrite` decrements TTL with an incremental checksum update
 //! (RFC 1624), checks the egress MTU (DF → ICMP frag-needed; vrouterd does
 //! not fragment) and writes the Ethernet header. Reads `nh`.
-//! `ip4-local` answers echo requests and UDP (port unreachable); it does not
+//! `ip4-local` answers echo requests and UDP (port unreachable), and hands
+//! UDP to a VTEP's address and port to `vxlan4-input`; it does not
 //! reassemble, so fragments addressed to the router are dropped.
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -525,6 +526,10 @@ pub fn local(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
                 cx.stats.count(Counter::Ip4EchoReply, 1);
                 q.push(NodeId::Ip4Lookup, i);
             }
+            UDP if let Some(v) = vxlan_vtep(cx, l3, ihl) => {
+                p.meta.aux = u32::from(v);
+                q.push(NodeId::Vxlan4Input, i);
+            }
             UDP => icmp_error(
                 p,
                 q,
@@ -538,6 +543,16 @@ pub fn local(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
             _ => drop_pkt(p, q, i, Counter::Ip4LocalUnknown),
         }
     }
+}
+
+/// The VTEP a UDP packet to the router is for (its address and port).
+#[inline(always)]
+fn vxlan_vtep(cx: &Ctx, l3: &[u8], ihl: usize) -> Option<u16> {
+    let vx = &cx.t.vxlan;
+    if vx.vteps.is_empty() || l3.len() < ihl + 4 {
+        return None;
+    }
+    vx.vtep_for(be32(l3, 16), be16(l3, ihl + 2))
 }
 
 /// Turns an echo request into its reply in place.

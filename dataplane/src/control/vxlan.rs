@@ -1,0 +1,239 @@
+//! The control side of the VXLAN overlay: builds `Tables::vxlan` and the
+//! tunnel interfaces from the `[[vtep]]` and `[[vni]]` sections, and keeps
+//! flood lists and remote MACs (`show vteps`, add/remove at run time).
+//!
+//! Must never: be called from a worker; give a tunnel interface a port.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use vrouter_wire::MacAddr;
+
+use super::{ControlError, NhKey, RouteKey, Router, Source, invalid, net_key};
+use crate::config::{self, Config, ConfigError, DscpCfg};
+use crate::l2::mactable::MAX_DST;
+use crate::tables::{Iface, IfaceMode, NextHop};
+use crate::vxlan::{Dscp, TUNNEL_SHG, Tunnel, Vni, VniKind, Vtep, VxlanTables};
+
+/// Encapsulation overhead in front of the inner frame's payload: inner
+/// Ethernet 14 + outer IPv4 20 + UDP 8 + VXLAN 8.
+pub const OVERHEAD4: u16 = 50;
+
+/// The default inner MAC of VNI `vni`.
+pub fn vni_mac(vni: u32) -> MacAddr {
+    let b = vni.to_be_bytes();
+    MacAddr([0x02, 0x76, 0x78, b[1], b[2], b[3]])
+}
+
+impl Router {
+    /// Builds the VTEPs, VNIs and tunnels of a validated configuration
+    /// (after the interfaces, so the underlay addresses exist).
+    pub(super) fn setup_vxlan(&mut self, cfg: &Config, file: &str) -> Result<(), ConfigError> {
+        let cerr = |key: String, reason: String| ConfigError {
+            file: file.to_string(),
+            key,
+            reason,
+        };
+        let mut vx = VxlanTables::default();
+        for (k, v) in cfg.vteps.iter().enumerate() {
+            let key = format!("vtep[{k}]");
+            let local: Ipv4Addr = v
+                .local
+                .parse()
+                .map_err(|_| cerr(format!("{key}.local"), "not an IPv4 address".into()))?;
+            let (iface, f) = self
+                .t
+                .ifaces
+                .iter()
+                .enumerate()
+                .find(|(_, f)| f.vrf().is_some() && f.has_ip4(local))
+                .ok_or_else(|| {
+                    cerr(
+                        format!("{key}.local"),
+                        "not an address of a routed interface".into(),
+                    )
+                })?;
+            vx.vteps.push(Vtep {
+                name: v.name.clone(),
+                local,
+                udp_port: v.udp_port,
+                vrf: f.vrf().unwrap_or(0),
+                iface: iface as u16,
+                ttl: v.ttl,
+                dscp: match v.dscp {
+                    DscpCfg::Fixed(d) => Dscp::Fixed(d.min(63)),
+                    DscpCfg::Mode(_) => Dscp::Copy,
+                },
+                sport_min: v.source_port_min,
+                sport_span: u32::from(v.source_port_max - v.source_port_min) + 1,
+                inner_mtu: v
+                    .inner_mtu
+                    .unwrap_or(f.mtu.saturating_sub(OVERHEAD4).max(68)),
+            });
+        }
+        for (k, n) in cfg.vnis.iter().enumerate() {
+            let key = format!("vni[{k}]");
+            let vtep = vx
+                .vteps
+                .iter()
+                .position(|v| v.name == n.vtep)
+                .ok_or_else(|| cerr(format!("{key}.vtep"), "unknown".into()))?
+                as u16;
+            let kind = match (&n.bridge, &n.vrf) {
+                (Some(b), _) => VniKind::Bridge {
+                    bd: self
+                        .bd_id(b)
+                        .ok_or_else(|| cerr(format!("{key}.bridge"), "unknown".into()))?,
+                },
+                (None, v) => VniKind::Routed {
+                    vrf: self
+                        .vrf_id(v.as_deref().unwrap_or("default"))
+                        .ok_or_else(|| cerr(format!("{key}.vrf"), "unknown".into()))?,
+                },
+            };
+            let mac = match &n.mac {
+                Some(m) => config::parse_mac(m, true).map_err(|e| cerr(format!("{key}.mac"), e))?,
+                None => vni_mac(n.vni),
+            };
+            let ip = |s: &str, key: String| {
+                s.parse::<Ipv4Addr>()
+                    .map_err(|_| cerr(key, format!("`{s}` is not an IPv4 address")))
+            };
+            // Every remote VTEP of the VNI, once, flood-list members first.
+            let mut remotes: Vec<(Ipv4Addr, bool)> = Vec::new();
+            let mut add = |a: Ipv4Addr, flood: bool| {
+                if !remotes.iter().any(|r| r.0 == a) {
+                    remotes.push((a, flood));
+                }
+            };
+            for (j, a) in n.flood.iter().enumerate() {
+                add(ip(a, format!("{key}.flood[{j}]"))?, true);
+            }
+            for (j, m) in n.remote_macs.iter().enumerate() {
+                add(
+                    ip(&m.remote, format!("{key}.remote-macs[{j}].remote"))?,
+                    false,
+                );
+            }
+            for (j, r) in n.routes.iter().enumerate() {
+                add(ip(&r.remote, format!("{key}.routes[{j}].remote"))?, false);
+            }
+            for (j, a) in n.remotes.iter().enumerate() {
+                add(ip(a, format!("{key}.remotes[{j}]"))?, false);
+            }
+            let mut list = Vec::with_capacity(remotes.len());
+            for (remote, flood) in remotes {
+                if remote == vx.vteps[vtep as usize].local {
+                    return Err(cerr(key, format!("{remote} is the VTEP's own address")));
+                }
+                let iface = self
+                    .add_tunnel(&mut vx, vtep, n.vni, remote, kind, mac, flood)
+                    .map_err(|e| cerr(key.clone(), e.to_string()))?;
+                list.push((u32::from(remote), iface));
+            }
+            list.sort_unstable();
+            let tunnel_of =
+                |a: Ipv4Addr| list.iter().find(|r| r.0 == u32::from(a)).map_or(0, |r| r.1);
+            if let VniKind::Bridge { bd } = kind {
+                for (j, m) in n.remote_macs.iter().enumerate() {
+                    let k2 = format!("{key}.remote-macs[{j}]");
+                    let mac = config::parse_mac(&m.mac, true).map_err(|e| cerr(k2.clone(), e))?;
+                    let iface = tunnel_of(ip(&m.remote, k2.clone())?);
+                    self.t.bds[bd as usize]
+                        .macs
+                        .set_static(mac.to_u64(), iface)
+                        .map_err(|e| cerr(k2, format!("cannot install: {e:?}")))?;
+                }
+            }
+            if let VniKind::Routed { vrf } = kind {
+                for (j, r) in n.routes.iter().enumerate() {
+                    let k2 = format!("{key}.routes[{j}]");
+                    let (prefix, len) = config::parse_prefix(&r.prefix, false)
+                        .map_err(|e| cerr(format!("{k2}.prefix"), e))?;
+                    let mac = config::parse_mac(&r.mac, true)
+                        .map_err(|e| cerr(format!("{k2}.mac"), e))?;
+                    let iface = tunnel_of(ip(&r.remote, k2.clone())?);
+                    self.add_overlay_route(vrf, prefix, len, iface, mac)
+                        .map_err(|e| cerr(k2, e.to_string()))?;
+                }
+            }
+            vx.vnis.push(Vni {
+                vtep,
+                vni: n.vni,
+                kind,
+                mac,
+                remotes: list,
+            });
+        }
+        vx.vnis.sort_by_key(|v| (v.vtep, v.vni));
+        self.t.vxlan = Arc::new(vx);
+        Ok(())
+    }
+
+    /// Adds the tunnel interface of (`vni`, `remote`) of VTEP `vtep`.
+    #[allow(clippy::too_many_arguments)]
+    fn add_tunnel(
+        &mut self,
+        vx: &mut VxlanTables,
+        vtep: u16,
+        vni: u32,
+        remote: Ipv4Addr,
+        kind: VniKind,
+        mac: MacAddr,
+        flood: bool,
+    ) -> Result<u16, ControlError> {
+        let idx = self.t.ifaces.len() as u16;
+        let name = format!("vxlan{vni}-{remote}");
+        if idx > MAX_DST || vx.tunnels.len() >= usize::from(u16::MAX) {
+            return Err(invalid(name, format!("more than {MAX_DST} interfaces")));
+        }
+        let v = &vx.vteps[vtep as usize];
+        let (mode, shg) = match kind {
+            VniKind::Bridge { bd } => (IfaceMode::Bridged { bd }, TUNNEL_SHG),
+            VniKind::Routed { vrf } => (IfaceMode::Routed { vrf }, 0),
+        };
+        let tunnel = vx.tunnels.len() as u16;
+        vx.tunnels.push(Tunnel::new(v, vtep, vni, remote, idx));
+        self.t.ifaces.push(Iface {
+            name,
+            port: u16::MAX,
+            vlan: 0,
+            mode,
+            mac,
+            mtu: v.inner_mtu,
+            shg,
+            ip4: Vec::new(),
+            ip6: Vec::new(),
+            ll6: None,
+            tunnel: Some(tunnel),
+        });
+        if let (VniKind::Bridge { bd }, true) = (kind, flood) {
+            self.t.bds[bd as usize].members.push(idx);
+        }
+        Ok(idx)
+    }
+
+    /// Routes `prefix/len` of `vrf` into tunnel interface `iface`, with
+    /// inner destination MAC `mac` (the remote node's VXLAN device).
+    pub fn add_overlay_route(
+        &mut self,
+        vrf: u16,
+        prefix: IpAddr,
+        len: u8,
+        iface: u16,
+        mac: MacAddr,
+    ) -> Result<(), ControlError> {
+        if self.t.iface(iface).and_then(|f| f.tunnel).is_none() {
+            return Err(invalid(
+                format!("route {prefix}/{len}"),
+                "not a VXLAN tunnel interface",
+            ));
+        }
+        let key: RouteKey = net_key(vrf, prefix, len);
+        let nh = self.nh_get(NhKey::Overlay(iface, mac), |_| NextHop::Rewrite {
+            iface,
+            mac,
+        });
+        self.route_set(key, Source::Static, nh)
+    }
+}

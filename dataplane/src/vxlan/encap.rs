@@ -1,0 +1,179 @@
+//! `vxlan4-encap`: prepends outer IPv4/UDP/VXLAN to an inner Ethernet frame
+//! in the buffer's headroom (no copy) and routes it in the underlay.
+//!
+//! Input: frames `interface-output` sent to a tunnel interface (`tx_if`),
+//! with a complete inner Ethernet header at the start of the data (the
+//! inner MTU was checked there, or by `ip4-rewrite` for routed packets).
+//! The UDP source port is taken from a hash of the inner flow (IP addresses,
+//! protocol, ports; MACs for non-IP frames), scaled into the VTEP's source
+//! port range (RFC 7348 §5), so the underlay can spread flows while one flow
+//! keeps one path. Writes `l3_off` (0), `ethertype`, `domain` (underlay VRF),
+//! `flags` (`LOCAL_ORIGIN`: no ICMP error is ever sent about an outer
+//! packet). Edges: `ip4-lookup` (outer next hop, ARP, outer Ethernet header
+//! are the underlay's), `drop`.
+
+use vrouter_wire::checksum;
+
+use super::{Dscp, OUTER4, Tunnel};
+use crate::ethernet::drop_pkt;
+use crate::graph::{Counter, NodeId, Queues};
+use crate::ip::{be16, be32, be128, flow_hash};
+use crate::pipeline::Ctx;
+use crate::pkt::{NO_IFACE, Pkt, flags};
+use crate::tables::Tables;
+
+/// The flow hash and the TOS / traffic class of an inner frame.
+#[inline(always)]
+pub(crate) fn inner_flow(f: &[u8]) -> (u32, u8) {
+    let et = if f.len() >= 14 { be16(f, 12) } else { 0 };
+    match et {
+        0x0800 if f.len() >= 34 => {
+            let l3 = &f[14..];
+            let ihl = usize::from(l3[0] & 0x0f) * 4;
+            let l4 = if be16(l3, 6) & 0x1fff == 0 {
+                l3.get(ihl..).unwrap_or(&[])
+            } else {
+                &[]
+            };
+            (
+                flow_hash(
+                    u128::from(be32(l3, 12)),
+                    u128::from(be32(l3, 16)),
+                    l3[9],
+                    l4,
+                ),
+                l3[1],
+            )
+        }
+        0x86dd if f.len() >= 54 => {
+            let l3 = &f[14..];
+            (
+                flow_hash(be128(l3, 8), be128(l3, 24), l3[6], &l3[40..]),
+                (l3[0] << 4) | (l3[1] >> 4),
+            )
+        }
+        _ => {
+            let m = |at: usize| {
+                f.get(at..at + 6).map_or(0u128, |b| {
+                    b.iter().fold(0u128, |a, &x| a << 8 | u128::from(x))
+                })
+            };
+            (flow_hash(m(0), m(6), 0, &[]), 0)
+        }
+    }
+}
+
+/// The UDP source port for flow hash `hash`: uniform over the range
+/// (multiply and shift, no division).
+#[inline(always)]
+pub fn source_port(min: u16, span: u32, hash: u32) -> u16 {
+    min.wrapping_add(((u64::from(hash) * u64::from(span)) >> 32) as u16)
+}
+
+/// The tunnel of interface `iface`.
+#[inline(always)]
+fn tunnel_of(t: &Tables, iface: u16) -> Option<&Tunnel> {
+    let k = t.iface(iface)?.tunnel?;
+    t.vxlan.tunnels.get(usize::from(k))
+}
+
+/// The `vxlan4-encap` node.
+pub fn node(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
+    let t = cx.t;
+    let mut last: (u16, Option<&Tunnel>) = (NO_IFACE, None);
+    for &i in input {
+        let Some(p) = pkts.get_mut(usize::from(i)) else {
+            continue;
+        };
+        if p.meta.tx_if != last.0 {
+            last = (p.meta.tx_if, tunnel_of(t, p.meta.tx_if));
+        }
+        let Some(tun) = last.1 else {
+            drop_pkt(p, q, i, Counter::GraphLost);
+            continue;
+        };
+        let inner_len = p.buf.len();
+        let total = inner_len + OUTER4;
+        if inner_len < 14 || total > usize::from(u16::MAX) {
+            drop_pkt(p, q, i, Counter::VxlanBadHeader);
+            continue;
+        }
+        let (hash, tos) = inner_flow(p.buf.data());
+        let tos = match tun.dscp {
+            Dscp::Copy => tos,
+            Dscp::Fixed(_) => tun.header[1],
+        };
+        let sport = source_port(tun.sport_min, tun.sport_span, hash);
+        let Some(h) = p
+            .buf
+            .prepend(OUTER4)
+            .ok()
+            .and_then(|h| h.first_chunk_mut::<OUTER4>())
+        else {
+            drop_pkt(p, q, i, Counter::GraphNoSpace);
+            continue;
+        };
+        *h = tun.header;
+        let total = total as u16;
+        h[1] = tos;
+        h[2..4].copy_from_slice(&total.to_be_bytes());
+        let c = checksum::finish(
+            tun.csum
+                + u32::from(total)
+                + if matches!(tun.dscp, Dscp::Copy) {
+                    u32::from(tos)
+                } else {
+                    0
+                },
+        );
+        h[10..12].copy_from_slice(&c.to_be_bytes());
+        h[20..22].copy_from_slice(&sport.to_be_bytes());
+        h[24..26].copy_from_slice(&(total - 20).to_be_bytes());
+        p.meta.l3_off = 0;
+        p.meta.ethertype = 0x0800;
+        p.meta.domain = tun.vrf;
+        p.meta.flags = (p.meta.flags & flags::TRACED) | flags::LOCAL_ORIGIN;
+        q.push(NodeId::Ip4Lookup, i);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_port_stays_in_range() {
+        for h in [0u32, 1, 0x8000_0000, u32::MAX] {
+            let p = source_port(49152, 16384, h);
+            assert!((49152..=65535).contains(&p), "{p}");
+        }
+        assert_eq!(source_port(49152, 16384, u32::MAX), 65535);
+        assert_eq!(source_port(1000, 1, u32::MAX), 1000);
+    }
+
+    #[test]
+    fn inner_flow_varies_with_ports_and_is_stable() {
+        let frame = |sport: u16| {
+            let mut f = vec![0u8; 14 + 20 + 8];
+            f[12] = 0x08;
+            f[14] = 0x45;
+            f[15] = 0xb8;
+            f[23] = 17;
+            f[26..30].copy_from_slice(&[198, 18, 0, 1]);
+            f[30..34].copy_from_slice(&[198, 18, 0, 2]);
+            f[34..36].copy_from_slice(&sport.to_be_bytes());
+            f[36..38].copy_from_slice(&80u16.to_be_bytes());
+            f
+        };
+        let (h1, tos) = inner_flow(&frame(1000));
+        assert_eq!(tos, 0xb8);
+        assert_eq!(inner_flow(&frame(1000)).0, h1);
+        let ports: std::collections::HashSet<u16> = (1000..1064)
+            .map(|s| source_port(49152, 16384, inner_flow(&frame(s)).0))
+            .collect();
+        assert!(ports.len() > 32, "{} distinct source ports", ports.len());
+        // Short or non-IP frames hash without panicking.
+        let _ = inner_flow(&[0u8; 3]);
+        let _ = inner_flow(&[0u8; 14]);
+    }
+}
