@@ -365,3 +365,67 @@ fn bad_vxlan_config_is_refused_with_the_key() {
         "{e}"
     );
 }
+
+#[test]
+fn flood_list_and_remote_macs_change_at_run_time() {
+    let mut h = Harness::new(&cfg());
+    let d: std::net::Ipv4Addr = "198.18.100.4".parse().unwrap();
+    let c: std::net::Ipv4Addr = "198.18.100.3".parse().unwrap();
+    h.router
+        .set_neighbor(2, d.into(), "02:00:00:00:0a:04".parse().unwrap(), true)
+        .unwrap();
+    assert!(h.router.vxlan_flood_add("vtep0", 100, d).unwrap());
+    assert!(
+        !h.router.vxlan_flood_add("vtep0", 100, d).unwrap(),
+        "already there"
+    );
+    h.router.vxlan_flood_del("vtep0", 100, c).unwrap();
+    h.router.commit();
+    let bcast = udp_frame(
+        POD1,
+        "ff:ff:ff:ff:ff:ff",
+        [198, 19, 0, 1],
+        [198, 19, 0, 255],
+        1000,
+        30,
+    );
+    h.inject(0, bcast);
+    let mut dsts: Vec<[u8; 4]> = h.out(2).iter().map(|f| outer(f).dst).collect();
+    dsts.sort();
+    assert_eq!(dsts, vec![[198, 18, 100, 2], [198, 18, 100, 4]]);
+    // Node C is no longer accepted; node D is.
+    let inner = udp_frame(REMOTE_POD, POD1, [198, 19, 0, 9], [198, 19, 0, 1], 7, 20);
+    h.inject(2, vxlan_frame([198, 18, 100, 3], 100, 0x08, &inner));
+    assert_eq!(h.counter(Counter::VxlanUnknownVtep), 1);
+    h.inject(2, vxlan_frame([198, 18, 100, 4], 100, 0x08, &inner));
+    assert_eq!(h.out(0).len(), 1);
+    // A static remote MAC sends unicast to its VTEP (no learning needed).
+    let m: vrouter_wire::MacAddr = "02:00:00:00:0d:01".parse().unwrap();
+    h.router.vxlan_mac_add("vtep0", 100, m, d).unwrap();
+    h.router.commit();
+    h.inject(
+        0,
+        udp_frame(
+            POD1,
+            "02:00:00:00:0d:01",
+            [198, 19, 0, 1],
+            [198, 19, 0, 7],
+            1,
+            20,
+        ),
+    );
+    let out = h.out(2);
+    assert_eq!(out.len(), 1);
+    assert_eq!(outer(&out[0]).dst, [198, 18, 100, 4]);
+    assert!(
+        h.router.vxlan_mac_add("vtep0", 100, m, c).is_err(),
+        "C is not a remote any more"
+    );
+    h.router.vxlan_mac_del("vtep0", 100, m, d).unwrap();
+    assert!(h.router.vxlan_mac_del("vtep0", 100, m, d).is_err());
+    assert!(
+        h.router.vxlan_flood_add("vtep0", 1, d).is_err(),
+        "L3 VNI has no flood list"
+    );
+    assert!(h.router.vxlan_flood_add("vtep0", 7, d).is_err(), "no VNI 7");
+}

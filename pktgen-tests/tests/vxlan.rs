@@ -234,6 +234,22 @@ fn l2_overlay(driver: &str) {
     assert_eq!(vnis, HashSet::from([100]), "{text}");
     assert!(ports.len() > 1, "one source port for 8 flows: {ports:?}");
     assert!(ports.iter().all(|&p| p >= 49152), "{ports:?}");
+    // Per-tunnel counters.
+    let js = sh(&format!(
+        "{} --socket {} --json show vteps",
+        vrouterctl().display(),
+        t.socket(k).display()
+    ));
+    let v: serde_json::Value = serde_json::from_str(&js).unwrap();
+    let l2 = v[0]["tunnels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["vni"] == 100)
+        .cloned()
+        .unwrap();
+    assert!(l2["rx_packets"].as_u64().unwrap() > 1000, "{js}");
+    assert!(l2["tx_packets"].as_u64().unwrap() > 1000, "{js}");
     let report = t.stop_vrouterd(k);
     assert!(counter(&report, "l2-learned") >= 2, "{report}");
     assert_eq!(counter(&report, "vxlan-unknown-vtep"), 0, "{report}");
@@ -330,4 +346,96 @@ fn unknown_vtep_and_unknown_vni_never_reach_a_pod() {
     let report = t.stop_vrouterd(k);
     assert!(counter(&report, "vxlan-unknown-vtep") >= 3, "{report}");
     assert!(counter(&report, "vxlan-unknown-vni") >= 3, "{report}");
+}
+
+/// `show vteps`, flood-list and remote-MAC changes through vrouterctl.
+#[test]
+fn control_socket_shows_vteps_and_changes_flood_lists() {
+    let d = Daemon::start(
+        r#"
+[[port]]
+name = "up"
+driver = "memory"
+[[port]]
+name = "pod"
+driver = "memory"
+[[bridge]]
+name = "ov"
+[[interface]]
+name = "pod"
+bridge = "ov"
+[[interface]]
+name = "up"
+addresses = ["198.18.100.1/24"]
+[[vtep]]
+name = "vtep0"
+local = "198.18.100.1"
+dscp = 46
+[[vni]]
+vtep = "vtep0"
+vni = 100
+bridge = "ov"
+flood = ["198.18.100.2"]
+"#,
+        "",
+    );
+    let (rc, out, err) = d.ctl(&["show", "vteps"]);
+    assert_eq!(rc, 0, "{err}");
+    assert!(
+        out.contains("vtep0") && out.contains("198.18.100.1") && out.contains("1450"),
+        "{out}"
+    );
+    assert!(
+        out.contains("198.18.100.2") && out.contains("bridge ov"),
+        "{out}"
+    );
+    assert!(out.contains("49152-65535") && out.contains("46"), "{out}");
+    let (rc, _, err) = d.ctl(&["vxlan", "flood-add", "vtep0", "100", "198.18.100.3"]);
+    assert_eq!(rc, 0, "{err}");
+    let (rc, _, err) = d.ctl(&[
+        "vxlan",
+        "mac-add",
+        "vtep0",
+        "100",
+        "02:00:00:00:0c:01",
+        "198.18.100.3",
+    ]);
+    assert_eq!(rc, 0, "{err}");
+    let (_, js, _) = d.ctl(&["--json", "show", "vteps"]);
+    let v: serde_json::Value = serde_json::from_str(&js).unwrap();
+    let tunnels = v[0]["tunnels"].as_array().unwrap();
+    assert_eq!(tunnels.len(), 2, "{js}");
+    assert!(
+        tunnels
+            .iter()
+            .all(|t| t["flood"] == true && t["accepted"] == true),
+        "{js}"
+    );
+    let (_, mac, _) = d.ctl(&["show", "mac", "ov"]);
+    assert!(
+        mac.contains("02:00:00:00:0c:01") && mac.contains("vxlan100-198.18.100.3"),
+        "{mac}"
+    );
+    let (rc, _, err) = d.ctl(&["vxlan", "flood-del", "vtep0", "100", "198.18.100.9"]);
+    assert_eq!(rc, 1, "{err}");
+    assert!(err.contains("not in the flood list"), "{err}");
+    let (rc, _, err) = d.ctl(&["vxlan", "flood-add", "vtep0", "5", "198.18.100.3"]);
+    assert_eq!(rc, 1);
+    assert!(err.contains("no such VNI"), "{err}");
+    let (rc, _, err) = d.ctl(&["vxlan", "flood-del", "vtep0", "100", "198.18.100.2"]);
+    assert_eq!(rc, 0, "{err}");
+    let (_, js, _) = d.ctl(&["--json", "show", "vteps"]);
+    let v: serde_json::Value = serde_json::from_str(&js).unwrap();
+    let t2 = v[0]["tunnels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["remote"] == "198.18.100.2")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (t2["flood"].clone(), t2["accepted"].clone()),
+        (false.into(), false.into()),
+        "{js}"
+    );
 }

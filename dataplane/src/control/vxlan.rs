@@ -237,3 +237,211 @@ impl Router {
         self.route_set(key, Source::Static, nh)
     }
 }
+
+/// A tunnel as `show vteps` lists it.
+#[derive(Debug, Clone)]
+pub struct TunnelInfo {
+    pub vtep: u16,
+    pub vni: u32,
+    pub kind: VniKind,
+    pub remote: Ipv4Addr,
+    pub iface: u16,
+    pub flood: bool,
+    pub accepted: bool,
+}
+
+impl Router {
+    /// Index of VNI `vni` of VTEP `vtep` in `Tables::vxlan.vnis`.
+    fn vni_index(&self, vtep: &str, vni: u32) -> Result<usize, ControlError> {
+        let vx = &self.t.vxlan;
+        let v = vx
+            .vteps
+            .iter()
+            .position(|v| v.name == vtep)
+            .ok_or_else(|| ControlError::NotFound {
+                object: format!("vtep {vtep}"),
+                reason: "no such VTEP".into(),
+            })? as u16;
+        vx.vnis
+            .iter()
+            .position(|n| n.vtep == v && n.vni == vni)
+            .ok_or_else(|| ControlError::NotFound {
+                object: format!("vtep {vtep} VNI {vni}"),
+                reason: "no such VNI".into(),
+            })
+    }
+
+    /// The tunnel interface of (`vni` at index `k`, `remote`), if any.
+    fn tunnel_iface(&self, k: usize, remote: Ipv4Addr) -> Option<u16> {
+        let vx = &self.t.vxlan;
+        let n = vx.vnis.get(k)?;
+        vx.tunnels
+            .iter()
+            .find(|t| t.vtep == n.vtep && t.vni == n.vni && t.remote == remote)
+            .map(|t| t.iface)
+    }
+
+    /// Adds `remote` to the flood list of L2 VNI `vni` of `vtep` (and
+    /// accepts it as a source). False if it already was in the list.
+    pub fn vxlan_flood_add(
+        &mut self,
+        vtep: &str,
+        vni: u32,
+        remote: Ipv4Addr,
+    ) -> Result<bool, ControlError> {
+        let k = self.vni_index(vtep, vni)?;
+        let object = || format!("vtep {vtep} VNI {vni} flood {remote}");
+        let n = &self.t.vxlan.vnis[k];
+        let VniKind::Bridge { bd } = n.kind else {
+            return Err(invalid(object(), "an L3 VNI has no flood list"));
+        };
+        let v = n.vtep;
+        let mac = n.mac;
+        if self.t.vxlan.vteps[v as usize].local == remote || remote.is_multicast() {
+            return Err(invalid(object(), "not a remote unicast VTEP address"));
+        }
+        let mut vx = (*self.t.vxlan).clone();
+        let iface = match self.tunnel_iface(k, remote) {
+            Some(i) => i,
+            None => self.add_tunnel(&mut vx, v, vni, remote, VniKind::Bridge { bd }, mac, false)?,
+        };
+        let list = &mut vx.vnis[k].remotes;
+        if let Err(at) = list.binary_search_by_key(&u32::from(remote), |r| r.0) {
+            list.insert(at, (u32::from(remote), iface));
+        }
+        self.t.vxlan = Arc::new(vx);
+        let members = &mut self.t.bds[bd as usize].members;
+        if members.contains(&iface) {
+            return Ok(false);
+        }
+        members.push(iface);
+        Ok(true)
+    }
+
+    /// Removes `remote` from the flood list of L2 VNI `vni` of `vtep`. It is
+    /// no longer accepted as a source, and the MACs learned behind it are
+    /// flushed, unless static remote MACs still point to it.
+    pub fn vxlan_flood_del(
+        &mut self,
+        vtep: &str,
+        vni: u32,
+        remote: Ipv4Addr,
+    ) -> Result<(), ControlError> {
+        let k = self.vni_index(vtep, vni)?;
+        let not_found = || ControlError::NotFound {
+            object: format!("vtep {vtep} VNI {vni} flood {remote}"),
+            reason: "not in the flood list".into(),
+        };
+        let VniKind::Bridge { bd } = self.t.vxlan.vnis[k].kind else {
+            return Err(not_found());
+        };
+        let iface = self.tunnel_iface(k, remote).ok_or_else(not_found)?;
+        let b = &mut self.t.bds[bd as usize];
+        if !b.members.contains(&iface) {
+            return Err(not_found());
+        }
+        b.members.retain(|&m| m != iface);
+        let pinned = b
+            .macs
+            .entries(0)
+            .iter()
+            .any(|e| e.is_static && e.dst == iface);
+        if !pinned {
+            b.macs.retain_learned(0, |e| e.dst != iface, |_| {});
+            let mut vx = (*self.t.vxlan).clone();
+            vx.vnis[k].remotes.retain(|r| r.1 != iface);
+            self.t.vxlan = Arc::new(vx);
+        }
+        Ok(())
+    }
+
+    /// The bridge domain and tunnel interface of an accepted remote VTEP of
+    /// an L2 VNI.
+    fn l2_remote(
+        &self,
+        vtep: &str,
+        vni: u32,
+        remote: Ipv4Addr,
+    ) -> Result<(u16, u16), ControlError> {
+        let k = self.vni_index(vtep, vni)?;
+        let n = &self.t.vxlan.vnis[k];
+        let VniKind::Bridge { bd } = n.kind else {
+            return Err(invalid(
+                format!("vtep {vtep} VNI {vni}"),
+                "an L3 VNI has no MAC table",
+            ));
+        };
+        let iface = n
+            .remote(u32::from(remote))
+            .ok_or_else(|| ControlError::NotFound {
+                object: format!("vtep {vtep} VNI {vni} remote {remote}"),
+                reason: "not a remote VTEP of this VNI (add it to the flood list first)".into(),
+            })?;
+        Ok((bd, iface))
+    }
+
+    /// A static remote MAC of an L2 VNI behind `remote`.
+    pub fn vxlan_mac_add(
+        &mut self,
+        vtep: &str,
+        vni: u32,
+        mac: MacAddr,
+        remote: Ipv4Addr,
+    ) -> Result<(), ControlError> {
+        let (bd, iface) = self.l2_remote(vtep, vni, remote)?;
+        self.t.bds[bd as usize]
+            .macs
+            .set_static(mac.to_u64(), iface)
+            .map_err(|e| invalid(format!("static MAC {mac}"), format!("{e:?}")))
+    }
+
+    /// Removes a static remote MAC of an L2 VNI.
+    pub fn vxlan_mac_del(
+        &mut self,
+        vtep: &str,
+        vni: u32,
+        mac: MacAddr,
+        remote: Ipv4Addr,
+    ) -> Result<(), ControlError> {
+        let (bd, iface) = self.l2_remote(vtep, vni, remote)?;
+        let macs = &self.t.bds[bd as usize].macs;
+        match macs.get(mac.to_u64(), 0) {
+            Some(e) if e.is_static && e.dst == iface => {
+                macs.remove(mac.to_u64());
+                Ok(())
+            }
+            _ => Err(ControlError::NotFound {
+                object: format!("static MAC {mac} behind {remote}"),
+                reason: "no such static entry".into(),
+            }),
+        }
+    }
+
+    /// Every tunnel, for `show vteps`.
+    pub fn vxlan_tunnels(&self) -> Vec<TunnelInfo> {
+        let vx = &self.t.vxlan;
+        vx.tunnels
+            .iter()
+            .filter_map(|t| {
+                let n = vx.vni(t.vtep, t.vni)?;
+                let flood = match n.kind {
+                    VniKind::Bridge { bd } => self
+                        .t
+                        .bds
+                        .get(bd as usize)
+                        .is_some_and(|b| b.members.contains(&t.iface)),
+                    VniKind::Routed { .. } => false,
+                };
+                Some(TunnelInfo {
+                    vtep: t.vtep,
+                    vni: t.vni,
+                    kind: n.kind,
+                    remote: t.remote,
+                    iface: t.iface,
+                    flood,
+                    accepted: n.remote(u32::from(t.remote)).is_some(),
+                })
+            })
+            .collect()
+    }
+}
