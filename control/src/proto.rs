@@ -303,6 +303,9 @@ pub struct VxlanMac {
     pub vni: u32,
     pub mac: String,
     pub remote: String,
+    /// The endpoint's IPv4 address: ARP requests for it are answered locally.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
 }
 
 /// `batch`: changes applied in order, all or nothing.

@@ -651,8 +651,9 @@ impl Api {
                 let remote = parse_v4(&m.remote)?;
                 let mac =
                     parse_mac(&m.mac, true).map_err(|e| invalid(format!("static MAC: {e}")))?;
+                let ip = m.ip.as_deref().map(parse_v4).transpose()?;
                 router
-                    .vxlan_mac_add(&m.vtep, m.vni, mac, remote)
+                    .vxlan_mac_add(&m.vtep, m.vni, mac, remote, ip)
                     .map_err(api_err)?;
                 Ok(vec![Op::VxlanMacDel(m.clone())])
             }

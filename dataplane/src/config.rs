@@ -147,6 +147,9 @@ pub struct VniCfg {
     /// L3: our inner MAC on this VNI (what remote nodes send to); default
     /// `02:76:78:` + the VNI.
     pub mac: Option<String>,
+    /// L2: answer ARP requests for remote MACs with an `ip` locally.
+    #[serde(default = "yes")]
+    pub arp_suppression: bool,
 }
 
 /// `remote-macs = [{ mac = "…", remote = "…" }]` of an L2 VNI.
@@ -156,6 +159,8 @@ pub struct RemoteMacCfg {
     pub mac: String,
     /// The remote VTEP behind which the MAC lives.
     pub remote: String,
+    /// The endpoint's IPv4 address (for ARP suppression).
+    pub ip: Option<String>,
 }
 
 /// `routes = [{ prefix = "…", remote = "…", mac = "…" }]` of an L3 VNI.
@@ -1017,6 +1022,11 @@ impl Config {
                 }
                 if let Err(e) = v4(&m.remote) {
                     err(format!("{key}.remote-macs[{j}].remote"), e);
+                }
+                if let Some(a) = &m.ip
+                    && let Err(e) = v4(a)
+                {
+                    err(format!("{key}.remote-macs[{j}].ip"), e);
                 }
             }
             for (j, r) in n.routes.iter().enumerate() {

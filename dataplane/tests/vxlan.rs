@@ -65,6 +65,7 @@ vtep = "vtep0"
 vni = 100
 bridge = "ov"
 flood = ["198.18.100.2", "198.18.100.3"]
+remote-macs = [{{ mac = "02:00:00:00:0c:09", remote = "198.18.100.3", ip = "198.19.0.9" }}]
 [[vni]]
 vtep = "vtep0"
 vni = 1
@@ -379,6 +380,17 @@ fn flood_list_and_remote_macs_change_at_run_time() {
         !h.router.vxlan_flood_add("vtep0", 100, d).unwrap(),
         "already there"
     );
+    // C stays accepted while a static remote MAC points to it.
+    let pinned: vrouter_wire::MacAddr = "02:00:00:00:0c:09".parse().unwrap();
+    h.router.vxlan_flood_del("vtep0", 100, c).unwrap();
+    assert!(
+        h.router
+            .vxlan_tunnels()
+            .iter()
+            .any(|t| t.remote == c && t.accepted && !t.flood)
+    );
+    h.router.vxlan_flood_add("vtep0", 100, c).unwrap();
+    h.router.vxlan_mac_del("vtep0", 100, pinned, c).unwrap();
     h.router.vxlan_flood_del("vtep0", 100, c).unwrap();
     h.router.commit();
     let bcast = udp_frame(
@@ -401,7 +413,7 @@ fn flood_list_and_remote_macs_change_at_run_time() {
     assert_eq!(h.out(0).len(), 1);
     // A static remote MAC sends unicast to its VTEP (no learning needed).
     let m: vrouter_wire::MacAddr = "02:00:00:00:0d:01".parse().unwrap();
-    h.router.vxlan_mac_add("vtep0", 100, m, d).unwrap();
+    h.router.vxlan_mac_add("vtep0", 100, m, d, None).unwrap();
     h.router.commit();
     h.inject(
         0,
@@ -418,7 +430,7 @@ fn flood_list_and_remote_macs_change_at_run_time() {
     assert_eq!(out.len(), 1);
     assert_eq!(outer(&out[0]).dst, [198, 18, 100, 4]);
     assert!(
-        h.router.vxlan_mac_add("vtep0", 100, m, c).is_err(),
+        h.router.vxlan_mac_add("vtep0", 100, m, c, None).is_err(),
         "C is not a remote any more"
     );
     h.router.vxlan_mac_del("vtep0", 100, m, d).unwrap();
@@ -428,4 +440,42 @@ fn flood_list_and_remote_macs_change_at_run_time() {
         "L3 VNI has no flood list"
     );
     assert!(h.router.vxlan_flood_add("vtep0", 7, d).is_err(), "no VNI 7");
+}
+
+fn arp_request(sha: &str, spa: [u8; 4], tpa: [u8; 4]) -> Vec<u8> {
+    let mut f = mac("ff:ff:ff:ff:ff:ff").to_vec();
+    f.extend_from_slice(&mac(sha));
+    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+    f.extend_from_slice(&mac(sha));
+    f.extend_from_slice(&spa);
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&tpa);
+    f
+}
+
+#[test]
+fn arp_for_a_known_remote_endpoint_is_answered_locally() {
+    let mut h = Harness::new(&cfg());
+    h.inject(0, arp_request(POD1, [198, 19, 0, 1], [198, 19, 0, 9]));
+    assert!(h.out(2).is_empty(), "not replicated into the overlay");
+    let out = h.out(0);
+    assert_eq!(out.len(), 1);
+    let r = &out[0];
+    assert_eq!(&r[0..6], &mac(POD1));
+    assert_eq!(&r[6..12], &mac("02:00:00:00:0c:09"));
+    assert_eq!(&r[20..22], &[0, 2], "reply");
+    assert_eq!(&r[22..28], &mac("02:00:00:00:0c:09"));
+    assert_eq!(&r[28..32], &[198, 19, 0, 9]);
+    assert_eq!(&r[32..38], &mac(POD1));
+    assert_eq!(&r[38..42], &[198, 19, 0, 1]);
+    assert_eq!(h.counter(Counter::VxlanArpSuppressed), 1);
+    // An unknown target floods to the remote VTEPs as usual.
+    h.inject(0, arp_request(POD1, [198, 19, 0, 1], [198, 19, 0, 8]));
+    assert_eq!(h.out(2).len(), 2);
+    // Requests from the overlay are not answered here.
+    let req = arp_request(REMOTE_POD, [198, 19, 0, 7], [198, 19, 0, 9]);
+    h.inject(2, vxlan_frame([198, 18, 100, 2], 100, 0x08, &req));
+    assert_eq!(h.out(0), vec![req]);
+    assert!(h.out(2).is_empty());
+    assert_eq!(h.counter(Counter::VxlanArpSuppressed), 1);
 }

@@ -189,6 +189,9 @@ enum VxlanCmd {
         vni: u32,
         mac: String,
         remote: String,
+        /// The endpoint's IPv4 address (ARP requests for it are answered locally).
+        #[arg(long)]
+        ip: Option<String>,
     },
     MacDel {
         vtep: String,
@@ -275,11 +278,13 @@ fn op_of(cmd: Cmd) -> Result<Op, String> {
                 vni,
                 mac,
                 remote,
+                ip,
             } => Op::VxlanMacAdd(proto::VxlanMac {
                 vtep,
                 vni,
                 mac,
                 remote,
+                ip,
             }),
             VxlanCmd::MacDel {
                 vtep,
@@ -291,6 +296,7 @@ fn op_of(cmd: Cmd) -> Result<Op, String> {
                 vni,
                 mac,
                 remote,
+                ip: None,
             }),
         },
         Cmd::Route { cmd } => match cmd {

@@ -134,6 +134,7 @@ impl Router {
             list.sort_unstable();
             let tunnel_of =
                 |a: Ipv4Addr| list.iter().find(|r| r.0 == u32::from(a)).map_or(0, |r| r.1);
+            let mut arp = Vec::new();
             if let VniKind::Bridge { bd } = kind {
                 for (j, m) in n.remote_macs.iter().enumerate() {
                     let k2 = format!("{key}.remote-macs[{j}]");
@@ -142,9 +143,14 @@ impl Router {
                     self.t.bds[bd as usize]
                         .macs
                         .set_static(mac.to_u64(), iface)
-                        .map_err(|e| cerr(k2, format!("cannot install: {e:?}")))?;
+                        .map_err(|e| cerr(k2.clone(), format!("cannot install: {e:?}")))?;
+                    if let Some(a) = &m.ip {
+                        arp.push((u32::from(ip(a, format!("{k2}.ip"))?), mac));
+                    }
                 }
             }
+            arp.sort_unstable();
+            arp.dedup_by_key(|e| e.0);
             if let VniKind::Routed { vrf } = kind {
                 for (j, r) in n.routes.iter().enumerate() {
                     let k2 = format!("{key}.routes[{j}]");
@@ -163,6 +169,8 @@ impl Router {
                 kind,
                 mac,
                 remotes: list,
+                arp_suppress: n.arp_suppression,
+                arp,
             });
         }
         vx.vnis.sort_by_key(|v| (v.vtep, v.vni));
@@ -380,19 +388,32 @@ impl Router {
         Ok((bd, iface))
     }
 
-    /// A static remote MAC of an L2 VNI behind `remote`.
+    /// A static remote MAC of an L2 VNI behind `remote`, with the
+    /// endpoint's IPv4 address for ARP suppression if given.
     pub fn vxlan_mac_add(
         &mut self,
         vtep: &str,
         vni: u32,
         mac: MacAddr,
         remote: Ipv4Addr,
+        ip: Option<Ipv4Addr>,
     ) -> Result<(), ControlError> {
         let (bd, iface) = self.l2_remote(vtep, vni, remote)?;
         self.t.bds[bd as usize]
             .macs
             .set_static(mac.to_u64(), iface)
-            .map_err(|e| invalid(format!("static MAC {mac}"), format!("{e:?}")))
+            .map_err(|e| invalid(format!("static MAC {mac}"), format!("{e:?}")))?;
+        if let Some(a) = ip {
+            let k = self.vni_index(vtep, vni)?;
+            let mut vx = (*self.t.vxlan).clone();
+            let arp = &mut vx.vnis[k].arp;
+            match arp.binary_search_by_key(&u32::from(a), |e| e.0) {
+                Ok(at) => arp[at].1 = mac,
+                Err(at) => arp.insert(at, (u32::from(a), mac)),
+            }
+            self.t.vxlan = Arc::new(vx);
+        }
+        Ok(())
     }
 
     /// Removes a static remote MAC of an L2 VNI.
@@ -408,6 +429,10 @@ impl Router {
         match macs.get(mac.to_u64(), 0) {
             Some(e) if e.is_static && e.dst == iface => {
                 macs.remove(mac.to_u64());
+                let k = self.vni_index(vtep, vni)?;
+                let mut vx = (*self.t.vxlan).clone();
+                vx.vnis[k].arp.retain(|e| e.1 != mac);
+                self.t.vxlan = Arc::new(vx);
                 Ok(())
             }
             _ => Err(ControlError::NotFound {

@@ -19,6 +19,9 @@
 //! outer next hop, ARP, glean and the outer Ethernet header are the
 //! underlay's own.
 //!
+//! ARP requests from local members for known remote endpoints (static
+//! remote MACs with an IP) are answered locally ([`arp`]).
+//!
 //! Decapsulation accepts only configured VNIs of the VTEP and, per VNI, only
 //! the remote VTEPs configured for it (flood list, static MAC targets,
 //! route targets, `remotes`); everything else is dropped and counted
@@ -28,6 +31,7 @@
 //! Must never: allocate, lock or make a syscall per packet; accept a frame
 //! whose VNI or source VTEP is not configured.
 
+pub mod arp;
 pub mod decap;
 pub mod encap;
 
@@ -90,6 +94,10 @@ pub struct Vni {
     pub mac: MacAddr,
     /// Accepted remote VTEPs, sorted: (address as u32, tunnel interface).
     pub remotes: Vec<(u32, u16)>,
+    /// L2: answer ARP requests for known endpoints locally.
+    pub arp_suppress: bool,
+    /// L2: known remote endpoints, sorted: (IPv4 address as u32, MAC).
+    pub arp: Vec<(u32, MacAddr)>,
 }
 
 impl Vni {
