@@ -439,3 +439,194 @@ flood = ["198.18.100.2"]
         "{js}"
     );
 }
+
+/// Counts ARP requests for `target` seen by tcpdump in namespace `ns` on
+/// `ifname` (direction `dir`: `in` or `out`) while `f` runs.
+fn count_arp(
+    t: &Topology,
+    watch: &[(&str, String, &str)],
+    target: &str,
+    f: impl FnOnce(),
+) -> Vec<usize> {
+    let files: Vec<_> = watch
+        .iter()
+        .enumerate()
+        .map(|(k, (ns, ifname, dir))| {
+            let file = t.dir().join(format!("arp{k}.pcap"));
+            let child = Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &t.ns(ns),
+                    "timeout",
+                    "8",
+                    "tcpdump",
+                    "-U",
+                    "-nn",
+                    "-Q",
+                    dir,
+                    "-i",
+                    ifname,
+                    "-w",
+                ])
+                .arg(&file)
+                .arg(format!(
+                    "arp and arp[6:2] = 1 and arp[24:4] = 0x{}",
+                    target
+                        .split('.')
+                        .map(|o| format!("{:02x}", o.parse::<u8>().unwrap()))
+                        .collect::<String>()
+                ))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            (child, file)
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    f();
+    files
+        .into_iter()
+        .map(|(mut c, file)| {
+            let _ = c.wait();
+            sh(&format!("tcpdump -nn -r {} 2>/dev/null", file.display()))
+                .lines()
+                .filter(|l| l.contains("Request"))
+                .count()
+        })
+        .collect()
+}
+
+/// Three nodes on one underlay switch, full mesh on VNI 100: vrouterd A
+/// (198.18.100.1), vrouterd A2 (.4), kernel node B (.2). Pods talk across
+/// every pair, and a broadcast reaches every other node exactly once.
+#[test]
+fn three_nodes_full_mesh_broadcast_reaches_every_node_once() {
+    require_root!();
+    let mut t = Topology::new();
+    for n in ["u", "r1", "r2", "b", "a", "a2", "c"] {
+        t.add_ns(n);
+    }
+    let p = t.prefix.clone();
+    let (u1, _) = t.veth("r1", "u1", "u", "s1");
+    let (u2, _) = t.veth("r2", "u2", "u", "s2");
+    t.veth("b", "ub", "u", "sb");
+    let (ra, _) = t.veth("r1", "ra", "a", "pa");
+    let (ra2, _) = t.veth("r2", "rb", "a2", "pb");
+    t.veth("b", "bc", "c", "pc");
+    t.exec(
+        "u",
+        &format!(
+            "ip link add sw type bridge && ip link set sw up && \
+             for i in {p}s1 {p}s2 {p}sb; do ip link set $i master sw; done"
+        ),
+    );
+    for (ns, i) in [("r1", &u1), ("r1", &ra), ("r2", &u2), ("r2", &ra2)] {
+        t.quiet(ns, i);
+    }
+    t.exec(
+        "b",
+        &format!(
+            "ip addr add 198.18.100.2/24 dev {p}ub && \
+             ip link add vx100 type vxlan id 100 local 198.18.100.2 dev {p}ub dstport 4789 && \
+             bridge fdb append 00:00:00:00:00:00 dev vx100 dst 198.18.100.1 && \
+             bridge fdb append 00:00:00:00:00:00 dev vx100 dst 198.18.100.4 && \
+             ip link add br0 type bridge && ip link set br0 up && \
+             ip link set {p}bc mtu 1450 && ip link set {p}bc master br0 && \
+             ip link set vx100 master br0 && ip link set vx100 up"
+        ),
+    );
+    for (ns, i, a) in [("a", "pa", 1), ("a2", "pb", 2), ("c", "pc", 3)] {
+        t.exec(
+            ns,
+            &format!("ip link set {p}{i} mtu 1450 && ip addr add 198.19.0.{a}/24 dev {p}{i}"),
+        );
+    }
+    let node = |pod: &str, up: &str, local: &str, flood: &str, k: usize| {
+        format!(
+            r#"{}{}
+[[bridge]]
+name = "ov"
+[[interface]]
+name = "pod"
+bridge = "ov"
+mtu = 1450
+[[interface]]
+name = "up"
+addresses = ["{local}/24"]
+[[vtep]]
+name = "vtep0"
+local = "{local}"
+[[vni]]
+vtep = "vtep0"
+vni = 100
+bridge = "ov"
+flood = [{flood}]
+"#,
+            port_toml("pod", "af-packet", pod, 2 * k),
+            port_toml("up", "af-packet", up, 2 * k + 1)
+        )
+    };
+    let k1 = t.start_vrouterd(
+        "r1",
+        &node(
+            &ra,
+            &u1,
+            "198.18.100.1",
+            r#""198.18.100.2", "198.18.100.4""#,
+            0,
+        ),
+    );
+    let k2 = t.start_vrouterd(
+        "r2",
+        &node(
+            &ra2,
+            &u2,
+            "198.18.100.4",
+            r#""198.18.100.1", "198.18.100.2""#,
+            1,
+        ),
+    );
+    for (from, to) in [
+        ("a", "198.19.0.3"),
+        ("a", "198.19.0.2"),
+        ("a2", "198.19.0.3"),
+        ("c", "198.19.0.2"),
+    ] {
+        let (tx, rx, out) = ping(&t, from, &format!("-c 3 -i 0.2 -W 2 {to}"));
+        assert_eq!((tx, rx), (3, 3), "{from} → {to}: {out}");
+    }
+    // ARP requests for an absent address from pod a: each reaches a2 and c
+    // exactly as often as a sent it, and never comes back to a.
+    let counts = count_arp(
+        &t,
+        &[
+            ("a", format!("{p}pa"), "out"),
+            ("a2", format!("{p}pb"), "in"),
+            ("c", format!("{p}pc"), "in"),
+            ("a", format!("{p}pa"), "in"),
+        ],
+        "198.19.0.99",
+        || {
+            let _ = t.exec_out("a", "ping -c 2 -i 1 -W 1 198.19.0.99");
+        },
+    );
+    eprintln!("ARP requests [sent by a, at a2, at c, back at a]: {counts:?}");
+    assert!(counts[0] >= 1, "{counts:?}");
+    assert_eq!(
+        counts[1], counts[0],
+        "a2 [sent, a2, c, back to a]: {counts:?}"
+    );
+    assert_eq!(
+        counts[2], counts[0],
+        "c [sent, a2, c, back to a]: {counts:?}"
+    );
+    assert_eq!(counts[3], 0, "echoed back: {counts:?}");
+    let r1 = t.stop_vrouterd(k1);
+    let r2 = t.stop_vrouterd(k2);
+    for r in [&r1, &r2] {
+        assert_eq!(counter(r, "vxlan-unknown-vtep"), 0, "{r}");
+        assert_eq!(counter(r, "graph-loop"), 0, "{r}");
+    }
+}
