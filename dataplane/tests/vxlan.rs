@@ -41,7 +41,7 @@ name = "pod1"
 bridge = "ov"
 [[interface]]
 name = "pod2"
-addresses = ["198.19.1.1/24"]
+addresses = ["198.19.1.1/24", "2001:db8:1::1/64"]
 [[interface]]
 name = "uplink"
 addresses = ["198.18.100.1/24"]
@@ -57,6 +57,10 @@ mac = "{NODE_C}"
 interface = "pod2"
 ip = "198.19.1.2"
 mac = "{POD2}"
+[[neighbor]]
+interface = "pod2"
+ip = "2001:db8:1::2"
+mac = "{POD2}"
 [[vtep]]
 name = "vtep0"
 local = "198.18.100.1"
@@ -70,7 +74,10 @@ remote-macs = [{{ mac = "02:00:00:00:0c:09", remote = "198.18.100.3", ip = "198.
 vtep = "vtep0"
 vni = 1
 vrf = "default"
-routes = [{{ prefix = "198.19.2.0/24", remote = "198.18.100.2", mac = "{B_VX}" }}]
+routes = [
+  {{ prefix = "198.19.2.0/24", remote = "198.18.100.2", mac = "{B_VX}" }},
+  {{ prefix = "2001:db8:2::/64", remote = "198.18.100.2", mac = "{B_VX}" }},
+]
 "#
     )
 }
@@ -478,4 +485,45 @@ fn arp_for_a_known_remote_endpoint_is_answered_locally() {
     assert_eq!(h.out(0), vec![req]);
     assert!(h.out(2).is_empty());
     assert_eq!(h.counter(Counter::VxlanArpSuppressed), 1);
+}
+
+#[test]
+fn ipv6_inner_over_the_l3_overlay_and_packet_too_big() {
+    let mut h = Harness::new(&cfg());
+    let frame = |payload: usize| {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(mac(POD2), mac(R2))
+            .ipv6(
+                "2001:db8:1::2"
+                    .parse::<std::net::Ipv6Addr>()
+                    .unwrap()
+                    .octets(),
+                "2001:db8:2::5"
+                    .parse::<std::net::Ipv6Addr>()
+                    .unwrap()
+                    .octets(),
+                64,
+            )
+            .udp(1000, 9)
+            .write(&mut v, &vec![0xab; payload])
+            .unwrap();
+        v
+    };
+    h.inject(1, frame(100));
+    let out = h.out(2);
+    assert_eq!(out.len(), 1);
+    let o = outer(&out[0]);
+    assert_eq!((o.dst, o.vni), ([198, 18, 100, 2], 1));
+    assert_eq!(&o.inner[12..14], &[0x86, 0xdd]);
+    assert_eq!(o.inner[14 + 7], 63, "inner hop limit decremented");
+    // 1500-byte IPv6 packet: packet too big, MTU 1450.
+    h.inject(1, frame(1500 - 48));
+    assert!(h.out(2).is_empty());
+    let out = h.out(1);
+    assert_eq!(out.len(), 1);
+    let icmp = icmp6(&out[0]);
+    assert_eq!(
+        icmp.icmp_type(),
+        etherparse::Icmpv6Type::PacketTooBig { mtu: 1450 }
+    );
 }
