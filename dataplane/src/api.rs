@@ -630,7 +630,7 @@ impl Api {
                 Ok(Vec::new())
             }
             Op::VxlanFloodAdd(r) => {
-                let remote = parse_v4(&r.remote)?;
+                let remote = parse_ip(&r.remote)?;
                 let added = router
                     .vxlan_flood_add(&r.vtep, r.vni, remote)
                     .map_err(api_err)?;
@@ -641,14 +641,14 @@ impl Api {
                 })
             }
             Op::VxlanFloodDel(r) => {
-                let remote = parse_v4(&r.remote)?;
+                let remote = parse_ip(&r.remote)?;
                 router
                     .vxlan_flood_del(&r.vtep, r.vni, remote)
                     .map_err(api_err)?;
                 Ok(vec![Op::VxlanFloodAdd(r.clone())])
             }
             Op::VxlanMacAdd(m) => {
-                let remote = parse_v4(&m.remote)?;
+                let remote = parse_ip(&m.remote)?;
                 let mac =
                     parse_mac(&m.mac, true).map_err(|e| invalid(format!("static MAC: {e}")))?;
                 let ip = m.ip.as_deref().map(parse_v4).transpose()?;
@@ -658,7 +658,7 @@ impl Api {
                 Ok(vec![Op::VxlanMacDel(m.clone())])
             }
             Op::VxlanMacDel(m) => {
-                let remote = parse_v4(&m.remote)?;
+                let remote = parse_ip(&m.remote)?;
                 let mac =
                     parse_mac(&m.mac, true).map_err(|e| invalid(format!("static MAC: {e}")))?;
                 router
@@ -1063,7 +1063,12 @@ fn show_interfaces(router: &Router) -> Value {
 
 fn parse_v4(s: &str) -> Result<std::net::Ipv4Addr, ApiError> {
     s.parse()
-        .map_err(|_| invalid(format!("remote {s}: not an IPv4 address")))
+        .map_err(|_| invalid(format!("{s}: not an IPv4 address")))
+}
+
+fn parse_ip(s: &str) -> Result<IpAddr, ApiError> {
+    s.parse()
+        .map_err(|_| invalid(format!("remote {s}: not an IP address")))
 }
 
 fn show_vteps(router: &Router) -> Value {

@@ -62,8 +62,8 @@ pub struct Config {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct VtepCfg {
     pub name: String,
-    /// The local (outer source) address: an IPv4 address of a routed
-    /// interface, whose VRF is the underlay.
+    /// The local (outer source) address: an IPv4 or IPv6 address of a
+    /// routed interface, whose VRF is the underlay.
     pub local: String,
     #[serde(default = "vxlan_port")]
     pub udp_port: u16,
@@ -871,18 +871,20 @@ impl Config {
         bridges: &HashSet<&str>,
         vrfs: &HashSet<&str>,
     ) {
-        let local_ok = |a: std::net::Ipv4Addr| {
+        let local_ok = |a: IpAddr| {
             self.interfaces.iter().any(|i| {
                 i.bridge.is_none()
                     && i.addresses
                         .iter()
-                        .any(|x| parse_prefix(x, true).is_ok_and(|(ip, _)| ip == IpAddr::V4(a)))
+                        .any(|x| parse_prefix(x, true).is_ok_and(|(ip, _)| ip == a))
             })
         };
         let v4 = |s: &str| {
             s.parse::<std::net::Ipv4Addr>()
                 .map_err(|_| format!("`{s}` is not an IPv4 address"))
         };
+        // The underlay family of each VTEP, by name.
+        let mut families: std::collections::HashMap<&str, bool> = std::collections::HashMap::new();
         let mut names = HashSet::new();
         for (k, v) in self.vteps.iter().enumerate() {
             let key = format!("vtep[{k}]");
@@ -892,15 +894,22 @@ impl Config {
                     format!("`{}` is empty or used twice", v.name),
                 );
             }
-            match v4(&v.local) {
+            match v.local.parse::<IpAddr>() {
                 Ok(a) if !local_ok(a) => err(
                     format!("{key}.local"),
-                    format!(
-                        "{a} is not an address of a routed interface (IPv6 underlay is not supported yet)"
-                    ),
+                    format!("{a} is not an address of a routed interface"),
                 ),
-                Ok(_) => {}
-                Err(e) => err(format!("{key}.local"), e),
+                Ok(a) if a.is_multicast() || a.is_unspecified() => err(
+                    format!("{key}.local"),
+                    format!("{a} is not a unicast address"),
+                ),
+                Ok(a) => {
+                    families.insert(v.name.as_str(), a.is_ipv4());
+                }
+                Err(_) => err(
+                    format!("{key}.local"),
+                    format!("`{}` is not an IP address", v.local),
+                ),
             }
             if v.udp_port == 0 {
                 err(format!("{key}.udp-port"), "must not be 0".into());
@@ -1006,13 +1015,24 @@ impl Config {
                     "a VNI is bound to exactly one of `bridge` (L2) or `vrf` (L3)".into(),
                 ),
             }
+            let family = families.get(n.vtep.as_str()).copied();
+            let remote = |s: &str| match (s.parse::<IpAddr>(), family) {
+                (Ok(a), Some(f)) if a.is_ipv4() != f => {
+                    Err(format!("`{s}` is not of the VTEP's address family"))
+                }
+                (Ok(a), _) if a.is_multicast() || a.is_unspecified() => {
+                    Err(format!("`{s}` is not a unicast address"))
+                }
+                (Ok(_), _) => Ok(()),
+                (Err(_), _) => Err(format!("`{s}` is not an IP address")),
+            };
             for (j, a) in n.flood.iter().enumerate() {
-                if let Err(e) = v4(a) {
+                if let Err(e) = remote(a) {
                     err(format!("{key}.flood[{j}]"), e);
                 }
             }
             for (j, a) in n.remotes.iter().enumerate() {
-                if let Err(e) = v4(a) {
+                if let Err(e) = remote(a) {
                     err(format!("{key}.remotes[{j}]"), e);
                 }
             }
@@ -1020,7 +1040,7 @@ impl Config {
                 if let Err(e) = parse_mac(&m.mac, true) {
                     err(format!("{key}.remote-macs[{j}].mac"), e);
                 }
-                if let Err(e) = v4(&m.remote) {
+                if let Err(e) = remote(&m.remote) {
                     err(format!("{key}.remote-macs[{j}].remote"), e);
                 }
                 if let Some(a) = &m.ip
@@ -1033,7 +1053,7 @@ impl Config {
                 if let Err(e) = parse_prefix(&r.prefix, false) {
                     err(format!("{key}.routes[{j}].prefix"), e);
                 }
-                if let Err(e) = v4(&r.remote) {
+                if let Err(e) = remote(&r.remote) {
                     err(format!("{key}.routes[{j}].remote"), e);
                 }
                 if let Err(e) = parse_mac(&r.mac, true) {

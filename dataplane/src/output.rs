@@ -4,7 +4,7 @@
 //!
 //! Reads `tx_if`; writes `tx_port`, `disposition`. Expects a complete,
 //! untagged Ethernet header at the start of the packet. Edges: none (the
-//! worker transmits), `vxlan4-encap` (a tunnel interface: counted as sent
+//! worker transmits), `vxlan4-encap` / `vxlan6-encap` (a tunnel interface: counted as sent
 //! there, inner MTU checked here), `drop`.
 
 use vrouter_wire::EtherType;
@@ -24,7 +24,8 @@ struct OutIface {
     port: u16,
     vlan: u16,
     mtu: u16,
-    tunnel: bool,
+    /// The encapsulation node of a tunnel interface.
+    tunnel: Option<NodeId>,
 }
 
 impl OutIface {
@@ -37,7 +38,13 @@ impl OutIface {
                 port: f.port,
                 vlan: f.vlan,
                 mtu: f.mtu,
-                tunnel: f.tunnel.is_some(),
+                tunnel: f.tunnel.map(|k| {
+                    if t.vxlan.tunnels.get(usize::from(k)).is_some_and(|x| x.v6) {
+                        NodeId::Vxlan6Encap
+                    } else {
+                        NodeId::Vxlan4Encap
+                    }
+                }),
             },
             None => OutIface {
                 iface,
@@ -45,7 +52,7 @@ impl OutIface {
                 port: 0,
                 vlan: 0,
                 mtu: 0,
-                tunnel: false,
+                tunnel: None,
             },
         }
     }
@@ -80,8 +87,8 @@ pub fn node(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
             drop_pkt(p, q, i, Counter::L2MtuExceeded);
             continue;
         }
-        if out.tunnel {
-            q.push(NodeId::Vxlan4Encap, i);
+        if let Some(encap) = out.tunnel {
+            q.push(encap, i);
             packets += 1;
             bytes += len as u64;
             continue;

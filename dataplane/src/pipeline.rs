@@ -231,12 +231,14 @@ fn dispatch(
         NodeId::Ip4Rewrite => ip::ip4::rewrite(cx, st, pkts, input, q),
         NodeId::Ip6Input => ip::ip6::input(cx, pkts, input, q),
         NodeId::Ip6Local => ip::ip6::local(cx, pkts, input, q),
+        NodeId::Vxlan6Input => vxlan::decap::node6(cx, pkts, input, q),
         NodeId::Icmp6Error => ip::icmp::error6(cx, st, pkts, input, q),
         NodeId::Ip6Lookup => ip::ip6::lookup(cx, st, pkts, input, q),
         NodeId::Ip6Rewrite => ip::ip6::rewrite(cx, st, pkts, input, q),
         NodeId::Glean => ip::glean::node(cx, st, pkts, input, q),
         NodeId::InterfaceOutput => output::node(cx, pkts, input, q),
-        NodeId::Vxlan4Encap => vxlan::encap::node(cx, pkts, input, q),
+        NodeId::Vxlan4Encap => vxlan::encap::node4(cx, pkts, input, q),
+        NodeId::Vxlan6Encap => vxlan::encap::node6(cx, pkts, input, q),
         // The graph runs the drop node itself.
         NodeId::Drop => {}
     }

@@ -377,10 +377,10 @@ fn bad_vxlan_config_is_refused_with_the_key() {
 #[test]
 fn flood_list_and_remote_macs_change_at_run_time() {
     let mut h = Harness::new(&cfg());
-    let d: std::net::Ipv4Addr = "198.18.100.4".parse().unwrap();
-    let c: std::net::Ipv4Addr = "198.18.100.3".parse().unwrap();
+    let d: std::net::IpAddr = "198.18.100.4".parse().unwrap();
+    let c: std::net::IpAddr = "198.18.100.3".parse().unwrap();
     h.router
-        .set_neighbor(2, d.into(), "02:00:00:00:0a:04".parse().unwrap(), true)
+        .set_neighbor(2, d, "02:00:00:00:0a:04".parse().unwrap(), true)
         .unwrap();
     assert!(h.router.vxlan_flood_add("vtep0", 100, d).unwrap());
     assert!(
@@ -525,5 +525,140 @@ fn ipv6_inner_over_the_l3_overlay_and_packet_too_big() {
     assert_eq!(
         icmp.icmp_type(),
         etherparse::Icmpv6Type::PacketTooBig { mtu: 1450 }
+    );
+}
+
+fn cfg6() -> String {
+    format!(
+        r#"
+[[port]]
+name = "pod1"
+driver = "memory"
+mac = "02:00:00:00:01:01"
+[[port]]
+name = "uplink"
+driver = "memory"
+mac = "{UP}"
+[[bridge]]
+name = "ov"
+[[interface]]
+name = "pod1"
+bridge = "ov"
+[[interface]]
+name = "uplink"
+addresses = ["2001:db8:100::1/64"]
+[[neighbor]]
+interface = "uplink"
+ip = "2001:db8:100::2"
+mac = "{NODE_B}"
+[[vtep]]
+name = "vtep6"
+local = "2001:db8:100::1"
+ttl = 10
+dscp = 10
+[[vni]]
+vtep = "vtep6"
+vni = 100
+bridge = "ov"
+flood = ["2001:db8:100::2"]
+"#
+    )
+}
+
+fn v6(s: &str) -> [u8; 16] {
+    s.parse::<std::net::Ipv6Addr>().unwrap().octets()
+}
+
+fn vxlan6_frame(src: &str, vni: u32, inner: &[u8], zero_csum: bool) -> Vec<u8> {
+    let mut payload = vec![0x08, 0, 0, 0];
+    payload.extend_from_slice(&(vni << 8).to_be_bytes());
+    payload.extend_from_slice(inner);
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(mac(NODE_B), mac(UP))
+        .ipv6(v6(src), v6("2001:db8:100::1"), 64)
+        .udp(50000, 4789)
+        .write(&mut v, &payload)
+        .unwrap();
+    if zero_csum {
+        v[14 + 40 + 6..14 + 40 + 8].fill(0);
+    }
+    v
+}
+
+#[test]
+fn ipv6_underlay_encap_has_a_valid_udp_checksum_and_decap_checks_it() {
+    let mut h = Harness::new(&cfg6());
+    assert_eq!(
+        h.router.tables().vxlan.vteps[0].inner_mtu,
+        1430,
+        "1500 - 70"
+    );
+    let f = udp_frame(
+        POD1,
+        "ff:ff:ff:ff:ff:ff",
+        [198, 19, 0, 1],
+        [198, 19, 0, 255],
+        1000,
+        30,
+    );
+    h.inject(0, f.clone());
+    let out = h.out(1);
+    assert_eq!(out.len(), 1);
+    let p = decode(&out[0]);
+    assert_eq!(&out[0][0..6], &mac(NODE_B));
+    let Some(NetSlice::Ipv6(ip)) = &p.net else {
+        panic!("not IPv6")
+    };
+    let ih = ip.header().to_header();
+    assert_eq!(ih.source, v6("2001:db8:100::1"));
+    assert_eq!(ih.destination, v6("2001:db8:100::2"));
+    assert_eq!(ih.hop_limit, 10);
+    assert_eq!(ih.traffic_class, 10 << 2, "fixed DSCP");
+    let Some(TransportSlice::Udp(u)) = &p.transport else {
+        panic!("not UDP")
+    };
+    assert_eq!(u.destination_port(), 4789);
+    assert!((49152..=65535).contains(&u.source_port()));
+    assert_ne!(u.checksum(), 0);
+    assert_eq!(
+        u.to_header().calc_checksum_ipv6(&ih, u.payload()).unwrap(),
+        u.checksum(),
+        "UDP checksum over IPv6"
+    );
+    assert_eq!(&u.payload()[0..8], &[0x08, 0, 0, 0, 0, 0, 100, 0]);
+    assert_eq!(&u.payload()[8..], &f[..]);
+    // Decap: checksummed and zero-checksum packets are accepted, a wrong
+    // checksum and an unknown VTEP are not.
+    let inner = udp_frame(REMOTE_POD, POD1, [198, 19, 0, 9], [198, 19, 0, 1], 7, 20);
+    h.inject(1, vxlan6_frame("2001:db8:100::2", 100, &inner, false));
+    h.inject(1, vxlan6_frame("2001:db8:100::2", 100, &inner, true));
+    assert_eq!(h.out(0), vec![inner.clone(), inner.clone()]);
+    let mut bad = vxlan6_frame("2001:db8:100::2", 100, &inner, false);
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    h.inject(1, bad);
+    assert_eq!(h.counter(Counter::VxlanBadChecksum), 1);
+    h.inject(1, vxlan6_frame("2001:db8:100::9", 100, &inner, false));
+    assert_eq!(h.counter(Counter::VxlanUnknownVtep), 1);
+    h.inject(1, vxlan6_frame("2001:db8:100::2", 101, &inner, false));
+    assert_eq!(h.counter(Counter::VxlanUnknownVni), 1);
+    assert!(h.out(0).is_empty());
+    // The reply goes back over IPv6 to the learned VTEP.
+    h.inject(
+        0,
+        udp_frame(POD1, REMOTE_POD, [198, 19, 0, 1], [198, 19, 0, 9], 9, 20),
+    );
+    assert_eq!(h.out(1).len(), 1);
+    // A family mismatch in the configuration is refused.
+    let bad = cfg6().replace(
+        "flood = [\"2001:db8:100::2\"]",
+        "flood = [\"198.18.100.2\"]",
+    );
+    let e = vrouter_dataplane::config::Config::parse("t.toml", &bad)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("vni[0].flood[0]: `198.18.100.2` is not of the VTEP's address family"),
+        "{e}"
     );
 }

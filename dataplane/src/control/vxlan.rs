@@ -13,11 +13,13 @@ use super::{ControlError, NhKey, RouteKey, Router, Source, invalid, net_key};
 use crate::config::{self, Config, ConfigError, DscpCfg};
 use crate::l2::mactable::MAX_DST;
 use crate::tables::{Iface, IfaceMode, NextHop};
-use crate::vxlan::{Dscp, TUNNEL_SHG, Tunnel, Vni, VniKind, Vtep, VxlanTables};
+use crate::vxlan::{Dscp, TUNNEL_SHG, Tunnel, Vni, VniKind, Vtep, VxlanTables, addr_key};
 
 /// Encapsulation overhead in front of the inner frame's payload: inner
 /// Ethernet 14 + outer IPv4 20 + UDP 8 + VXLAN 8.
 pub const OVERHEAD4: u16 = 50;
+/// The same over IPv6 (outer IPv6 header 40).
+pub const OVERHEAD6: u16 = 70;
 
 /// The default inner MAC of VNI `vni`.
 pub fn vni_mac(vni: u32) -> MacAddr {
@@ -37,22 +39,33 @@ impl Router {
         let mut vx = VxlanTables::default();
         for (k, v) in cfg.vteps.iter().enumerate() {
             let key = format!("vtep[{k}]");
-            let local: Ipv4Addr = v
+            let local: IpAddr = v
                 .local
                 .parse()
-                .map_err(|_| cerr(format!("{key}.local"), "not an IPv4 address".into()))?;
+                .map_err(|_| cerr(format!("{key}.local"), "not an IP address".into()))?;
             let (iface, f) = self
                 .t
                 .ifaces
                 .iter()
                 .enumerate()
-                .find(|(_, f)| f.vrf().is_some() && f.has_ip4(local))
+                .find(|(_, f)| {
+                    f.vrf().is_some()
+                        && match local {
+                            IpAddr::V4(a) => f.has_ip4(a),
+                            IpAddr::V6(a) => f.ip6.iter().any(|n| n.addr == a),
+                        }
+                })
                 .ok_or_else(|| {
                     cerr(
                         format!("{key}.local"),
                         "not an address of a routed interface".into(),
                     )
                 })?;
+            let overhead = if local.is_ipv4() {
+                OVERHEAD4
+            } else {
+                OVERHEAD6
+            };
             vx.vteps.push(Vtep {
                 name: v.name.clone(),
                 local,
@@ -68,7 +81,7 @@ impl Router {
                 sport_span: u32::from(v.source_port_max - v.source_port_min) + 1,
                 inner_mtu: v
                     .inner_mtu
-                    .unwrap_or(f.mtu.saturating_sub(OVERHEAD4).max(68)),
+                    .unwrap_or(f.mtu.saturating_sub(overhead).max(68)),
             });
         }
         for (k, n) in cfg.vnis.iter().enumerate() {
@@ -95,13 +108,21 @@ impl Router {
                 Some(m) => config::parse_mac(m, true).map_err(|e| cerr(format!("{key}.mac"), e))?,
                 None => vni_mac(n.vni),
             };
-            let ip = |s: &str, key: String| {
+            let family = vx.vteps[vtep as usize].local.is_ipv4();
+            let ip = |s: &str, key: String| match s.parse::<IpAddr>() {
+                Ok(a) if a.is_ipv4() == family => Ok(a),
+                _ => Err(cerr(
+                    key,
+                    format!("`{s}` is not an address of the VTEP's family"),
+                )),
+            };
+            let ip4 = |s: &str, key: String| {
                 s.parse::<Ipv4Addr>()
                     .map_err(|_| cerr(key, format!("`{s}` is not an IPv4 address")))
             };
             // Every remote VTEP of the VNI, once, flood-list members first.
-            let mut remotes: Vec<(Ipv4Addr, bool)> = Vec::new();
-            let mut add = |a: Ipv4Addr, flood: bool| {
+            let mut remotes: Vec<(IpAddr, bool)> = Vec::new();
+            let mut add = |a: IpAddr, flood: bool| {
                 if !remotes.iter().any(|r| r.0 == a) {
                     remotes.push((a, flood));
                 }
@@ -129,11 +150,10 @@ impl Router {
                 let iface = self
                     .add_tunnel(&mut vx, vtep, n.vni, remote, kind, mac, flood)
                     .map_err(|e| cerr(key.clone(), e.to_string()))?;
-                list.push((u32::from(remote), iface));
+                list.push((addr_key(remote), iface));
             }
             list.sort_unstable();
-            let tunnel_of =
-                |a: Ipv4Addr| list.iter().find(|r| r.0 == u32::from(a)).map_or(0, |r| r.1);
+            let tunnel_of = |a: IpAddr| list.iter().find(|r| r.0 == addr_key(a)).map_or(0, |r| r.1);
             let mut arp = Vec::new();
             if let VniKind::Bridge { bd } = kind {
                 for (j, m) in n.remote_macs.iter().enumerate() {
@@ -145,7 +165,7 @@ impl Router {
                         .set_static(mac.to_u64(), iface)
                         .map_err(|e| cerr(k2.clone(), format!("cannot install: {e:?}")))?;
                     if let Some(a) = &m.ip {
-                        arp.push((u32::from(ip(a, format!("{k2}.ip"))?), mac));
+                        arp.push((u32::from(ip4(a, format!("{k2}.ip"))?), mac));
                     }
                 }
             }
@@ -185,7 +205,7 @@ impl Router {
         vx: &mut VxlanTables,
         vtep: u16,
         vni: u32,
-        remote: Ipv4Addr,
+        remote: IpAddr,
         kind: VniKind,
         mac: MacAddr,
         flood: bool,
@@ -252,7 +272,7 @@ pub struct TunnelInfo {
     pub vtep: u16,
     pub vni: u32,
     pub kind: VniKind,
-    pub remote: Ipv4Addr,
+    pub remote: IpAddr,
     pub iface: u16,
     pub flood: bool,
     pub accepted: bool,
@@ -280,7 +300,7 @@ impl Router {
     }
 
     /// The tunnel interface of (`vni` at index `k`, `remote`), if any.
-    fn tunnel_iface(&self, k: usize, remote: Ipv4Addr) -> Option<u16> {
+    fn tunnel_iface(&self, k: usize, remote: IpAddr) -> Option<u16> {
         let vx = &self.t.vxlan;
         let n = vx.vnis.get(k)?;
         vx.tunnels
@@ -295,7 +315,7 @@ impl Router {
         &mut self,
         vtep: &str,
         vni: u32,
-        remote: Ipv4Addr,
+        remote: IpAddr,
     ) -> Result<bool, ControlError> {
         let k = self.vni_index(vtep, vni)?;
         let object = || format!("vtep {vtep} VNI {vni} flood {remote}");
@@ -305,8 +325,12 @@ impl Router {
         };
         let v = n.vtep;
         let mac = n.mac;
-        if self.t.vxlan.vteps[v as usize].local == remote || remote.is_multicast() {
-            return Err(invalid(object(), "not a remote unicast VTEP address"));
+        let local = self.t.vxlan.vteps[v as usize].local;
+        if local == remote || remote.is_multicast() || remote.is_ipv4() != local.is_ipv4() {
+            return Err(invalid(
+                object(),
+                "not a remote unicast VTEP address of the VTEP's family",
+            ));
         }
         let mut vx = (*self.t.vxlan).clone();
         let iface = match self.tunnel_iface(k, remote) {
@@ -314,8 +338,8 @@ impl Router {
             None => self.add_tunnel(&mut vx, v, vni, remote, VniKind::Bridge { bd }, mac, false)?,
         };
         let list = &mut vx.vnis[k].remotes;
-        if let Err(at) = list.binary_search_by_key(&u32::from(remote), |r| r.0) {
-            list.insert(at, (u32::from(remote), iface));
+        if let Err(at) = list.binary_search_by_key(&addr_key(remote), |r| r.0) {
+            list.insert(at, (addr_key(remote), iface));
         }
         self.t.vxlan = Arc::new(vx);
         let members = &mut self.t.bds[bd as usize].members;
@@ -333,7 +357,7 @@ impl Router {
         &mut self,
         vtep: &str,
         vni: u32,
-        remote: Ipv4Addr,
+        remote: IpAddr,
     ) -> Result<(), ControlError> {
         let k = self.vni_index(vtep, vni)?;
         let not_found = || ControlError::NotFound {
@@ -365,12 +389,7 @@ impl Router {
 
     /// The bridge domain and tunnel interface of an accepted remote VTEP of
     /// an L2 VNI.
-    fn l2_remote(
-        &self,
-        vtep: &str,
-        vni: u32,
-        remote: Ipv4Addr,
-    ) -> Result<(u16, u16), ControlError> {
+    fn l2_remote(&self, vtep: &str, vni: u32, remote: IpAddr) -> Result<(u16, u16), ControlError> {
         let k = self.vni_index(vtep, vni)?;
         let n = &self.t.vxlan.vnis[k];
         let VniKind::Bridge { bd } = n.kind else {
@@ -380,7 +399,7 @@ impl Router {
             ));
         };
         let iface = n
-            .remote(u32::from(remote))
+            .remote(addr_key(remote))
             .ok_or_else(|| ControlError::NotFound {
                 object: format!("vtep {vtep} VNI {vni} remote {remote}"),
                 reason: "not a remote VTEP of this VNI (add it to the flood list first)".into(),
@@ -395,7 +414,7 @@ impl Router {
         vtep: &str,
         vni: u32,
         mac: MacAddr,
-        remote: Ipv4Addr,
+        remote: IpAddr,
         ip: Option<Ipv4Addr>,
     ) -> Result<(), ControlError> {
         let (bd, iface) = self.l2_remote(vtep, vni, remote)?;
@@ -422,7 +441,7 @@ impl Router {
         vtep: &str,
         vni: u32,
         mac: MacAddr,
-        remote: Ipv4Addr,
+        remote: IpAddr,
     ) -> Result<(), ControlError> {
         let (bd, iface) = self.l2_remote(vtep, vni, remote)?;
         let macs = &self.t.bds[bd as usize].macs;
@@ -464,7 +483,7 @@ impl Router {
                     remote: t.remote,
                     iface: t.iface,
                     flood,
-                    accepted: n.remote(u32::from(t.remote)).is_some(),
+                    accepted: n.remote(addr_key(t.remote)).is_some(),
                 })
             })
             .collect()

@@ -1,9 +1,10 @@
-//! `vxlan4-input`: decapsulates VXLAN over IPv4 received for a local VTEP
-//! and hands the inner frame to the bound bridge domain or VRF.
+//! `vxlan4-input` / `vxlan6-input`: decapsulate VXLAN over IPv4 / IPv6
+//! received for a local VTEP and hand the inner frame to the bound bridge
+//! domain or VRF.
 //!
-//! Input: packets `ip4-local` found addressed to a VTEP's address and UDP
-//! port (`meta.aux` = the VTEP), IPv4 header validated by `ip4-input` and
-//! not a fragment. Checks, each with its counter: UDP length and the I flag
+//! Input: packets `ip4-local` / `ip6-local` found addressed to a VTEP's
+//! address and UDP port (`meta.aux` = the VTEP), IP header validated by
+//! `ip4-input` / `ip6-input` and not a fragment. Checks, each with its counter: UDP length and the I flag
 //! (`vxlan-bad-header`), a non-zero UDP checksum (`vxlan-bad-udp-checksum`),
 //! the VNI is one of the VTEP's (`vxlan-unknown-vni`), the outer source is
 //! one of that VNI's remote VTEPs (`vxlan-unknown-vtep`), the inner frame is
@@ -19,7 +20,7 @@ use vrouter_wire::checksum;
 use super::VniKind;
 use crate::ethernet::{drop_pkt, l3_input};
 use crate::graph::{Counter, IfaceAcc, NodeId, Queues};
-use crate::ip::{be16, be32};
+use crate::ip::{be16, be32, be128};
 use crate::pipeline::Ctx;
 use crate::pkt::{Pkt, flags};
 
@@ -54,50 +55,111 @@ pub fn node(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
             }
         }
         let vni = be32(u, 12) >> 8;
-        let Some(b) = vx.vni(p.meta.aux as u16, vni) else {
-            drop_pkt(p, q, i, Counter::VxlanUnknownVni);
-            continue;
-        };
-        let Some(tunnel) = b.remote(src) else {
-            drop_pkt(p, q, i, Counter::VxlanUnknownVtep);
-            continue;
-        };
         let skip = usize::from(p.meta.l3_off) + ihl + UDP_VXLAN;
-        if p.buf.advance(skip).is_err() {
-            drop_pkt(p, q, i, Counter::VxlanBadHeader);
-            continue;
-        }
-        let d = p.buf.data();
-        let Some(h) = d.first_chunk::<14>() else {
-            drop_pkt(p, q, i, Counter::VxlanBadHeader);
-            continue;
-        };
-        let ethertype = u16::from_be_bytes([h[12], h[13]]);
-        if ethertype == 0x8100 || ethertype == 0x88a8 {
-            drop_pkt(p, q, i, Counter::VxlanInnerVlan);
-            continue;
-        }
-        let multi = h[0] & 1 != 0;
-        let dst_mac = u64::from_be_bytes([0, 0, h[0], h[1], h[2], h[3], h[4], h[5]]);
-        acc.add(cx.stats, true, tunnel, d.len());
-        p.meta.rx_if = tunnel;
-        p.meta.l3_off = 14;
-        p.meta.ethertype = ethertype;
-        p.meta.flags = (p.meta.flags & flags::TRACED) | (u16::from(multi) * flags::L2_MULTI);
-        match b.kind {
-            VniKind::Bridge { bd } => {
-                p.meta.domain = bd;
-                q.push(NodeId::L2Input, i);
-            }
-            VniKind::Routed { vrf } => {
-                if !multi && dst_mac != b.mac.to_u64() {
-                    drop_pkt(p, q, i, Counter::VxlanNotForUs);
-                    continue;
-                }
-                p.meta.domain = vrf;
-                l3_input(p, q, i);
-            }
-        }
+        deliver(cx, vx, &mut acc, p, q, i, vni, u128::from(src), skip);
     }
     acc.flush(cx.stats, true);
+}
+
+/// The `vxlan6-input` node. `meta.aux` holds the VTEP (low 16 bits) and
+/// the UDP header's offset from the IPv6 header (high 16 bits, after any
+/// extension headers). A zero UDP checksum is accepted (RFC 6935 allows it
+/// for tunnels; vrouterd itself always sends one over IPv6), a non-zero one
+/// is verified.
+pub fn node6(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
+    let vx = &*cx.t.vxlan;
+    let mut acc = IfaceAcc::default();
+    for &i in input {
+        let Some(p) = pkts.get_mut(usize::from(i)) else {
+            continue;
+        };
+        let l4_off = (p.meta.aux >> 16) as usize;
+        let l3 = p.l3();
+        let Some(u) = l3
+            .get(l4_off..)
+            .filter(|u| l4_off >= 40 && u.len() >= UDP_VXLAN + 14)
+        else {
+            drop_pkt(p, q, i, Counter::VxlanBadHeader);
+            continue;
+        };
+        if usize::from(be16(u, 4)) != u.len() || u[8] & vrouter_wire::vxlan::FLAG_I == 0 {
+            drop_pkt(p, q, i, Counter::VxlanBadHeader);
+            continue;
+        }
+        let (src, dst) = (be128(l3, 8), be128(l3, 24));
+        if be16(u, 6) != 0 {
+            let s = checksum::pseudo_header_v6(&src.into(), &dst.into(), 17, u.len() as u32)
+                + checksum::sum(u);
+            if checksum::fold(s) != 0xffff {
+                drop_pkt(p, q, i, Counter::VxlanBadChecksum);
+                continue;
+            }
+        }
+        let vni = be32(u, 12) >> 8;
+        let skip = usize::from(p.meta.l3_off) + l4_off + UDP_VXLAN;
+        p.meta.aux &= 0xffff;
+        deliver(cx, vx, &mut acc, p, q, i, vni, src, skip);
+    }
+    acc.flush(cx.stats, true);
+}
+
+/// The checks and hand-off both families share: VNI of the VTEP
+/// (`meta.aux`), remote VTEP `src` ([`super::addr_key`]), then strips
+/// `skip` bytes (everything before the inner frame).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn deliver(
+    cx: &Ctx,
+    vx: &super::VxlanTables,
+    acc: &mut IfaceAcc,
+    p: &mut Pkt,
+    q: &mut Queues,
+    i: u16,
+    vni: u32,
+    src: u128,
+    skip: usize,
+) {
+    let Some(b) = vx.vni(p.meta.aux as u16, vni) else {
+        drop_pkt(p, q, i, Counter::VxlanUnknownVni);
+        return;
+    };
+    let Some(tunnel) = b.remote(src) else {
+        drop_pkt(p, q, i, Counter::VxlanUnknownVtep);
+        return;
+    };
+    if p.buf.advance(skip).is_err() {
+        drop_pkt(p, q, i, Counter::VxlanBadHeader);
+        return;
+    }
+    let d = p.buf.data();
+    let Some(h) = d.first_chunk::<14>() else {
+        drop_pkt(p, q, i, Counter::VxlanBadHeader);
+        return;
+    };
+    let ethertype = u16::from_be_bytes([h[12], h[13]]);
+    if ethertype == 0x8100 || ethertype == 0x88a8 {
+        drop_pkt(p, q, i, Counter::VxlanInnerVlan);
+        return;
+    }
+    let multi = h[0] & 1 != 0;
+    let dst_mac = u64::from_be_bytes([0, 0, h[0], h[1], h[2], h[3], h[4], h[5]]);
+    acc.add(cx.stats, true, tunnel, d.len());
+    p.meta.rx_if = tunnel;
+    p.meta.l3_off = 14;
+    p.meta.ethertype = ethertype;
+    p.meta.flags = (p.meta.flags & flags::TRACED) | (u16::from(multi) * flags::L2_MULTI);
+    match b.kind {
+        VniKind::Bridge { bd } => {
+            p.meta.domain = bd;
+            q.push(NodeId::L2Input, i);
+        }
+        VniKind::Routed { vrf } => {
+            if !multi && dst_mac != b.mac.to_u64() {
+                drop_pkt(p, q, i, Counter::VxlanNotForUs);
+                return;
+            }
+            p.meta.domain = vrf;
+            l3_input(p, q, i);
+        }
+    }
 }

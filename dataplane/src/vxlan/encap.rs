@@ -1,5 +1,6 @@
-//! `vxlan4-encap`: prepends outer IPv4/UDP/VXLAN to an inner Ethernet frame
-//! in the buffer's headroom (no copy) and routes it in the underlay.
+//! `vxlan4-encap` / `vxlan6-encap`: prepend outer IPv4 (IPv6)/UDP/VXLAN to
+//! an inner Ethernet frame in the buffer's headroom (no copy) and route it in
+//! the underlay.
 //!
 //! Input: frames `interface-output` sent to a tunnel interface (`tx_if`),
 //! with a complete inner Ethernet header at the start of the data (the
@@ -9,12 +10,16 @@
 //! port range (RFC 7348 §5), so the underlay can spread flows while one flow
 //! keeps one path. Writes `l3_off` (0), `ethertype`, `domain` (underlay VRF),
 //! `flags` (`LOCAL_ORIGIN`: no ICMP error is ever sent about an outer
-//! packet). Edges: `ip4-lookup` (outer next hop, ARP, outer Ethernet header
-//! are the underlay's), `drop`.
+//! packet). Edges: `ip4-lookup` / `ip6-lookup` (outer next hop, ARP/ND,
+//! outer Ethernet header are the underlay's), `drop`.
+//!
+//! IPv6 outer headers carry the flow hash in the flow label too, and a
+//! computed UDP checksum (the one per-byte cost of the IPv6 encap: a sum
+//! over the inner frame).
 
 use vrouter_wire::checksum;
 
-use super::{Dscp, OUTER4, Tunnel};
+use super::{Dscp, OUTER4, OUTER6, Tunnel};
 use crate::ethernet::drop_pkt;
 use crate::graph::{Counter, NodeId, Queues};
 use crate::ip::{be16, be32, be128, flow_hash};
@@ -78,7 +83,7 @@ fn tunnel_of(t: &Tables, iface: u16) -> Option<&Tunnel> {
 }
 
 /// The `vxlan4-encap` node.
-pub fn node(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
+pub fn node4(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
     let t = cx.t;
     let mut last: (u16, Option<&Tunnel>) = (NO_IFACE, None);
     for &i in input {
@@ -88,7 +93,7 @@ pub fn node(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
         if p.meta.tx_if != last.0 {
             last = (p.meta.tx_if, tunnel_of(t, p.meta.tx_if));
         }
-        let Some(tun) = last.1 else {
+        let Some(tun) = last.1.filter(|t| !t.v6) else {
             drop_pkt(p, q, i, Counter::GraphLost);
             continue;
         };
@@ -113,7 +118,9 @@ pub fn node(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
             drop_pkt(p, q, i, Counter::GraphNoSpace);
             continue;
         };
-        *h = tun.header;
+        if let Some(t4) = tun.header.first_chunk::<OUTER4>() {
+            *h = *t4;
+        }
         let total = total as u16;
         h[1] = tos;
         h[2..4].copy_from_slice(&total.to_be_bytes());
@@ -134,6 +141,62 @@ pub fn node(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
         p.meta.domain = tun.vrf;
         p.meta.flags = (p.meta.flags & flags::TRACED) | flags::LOCAL_ORIGIN;
         q.push(NodeId::Ip4Lookup, i);
+    }
+}
+
+/// The `vxlan6-encap` node.
+pub fn node6(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
+    let t = cx.t;
+    let mut last: (u16, Option<&Tunnel>) = (NO_IFACE, None);
+    for &i in input {
+        let Some(p) = pkts.get_mut(usize::from(i)) else {
+            continue;
+        };
+        if p.meta.tx_if != last.0 {
+            last = (p.meta.tx_if, tunnel_of(t, p.meta.tx_if));
+        }
+        let Some(tun) = last.1.filter(|t| t.v6) else {
+            drop_pkt(p, q, i, Counter::GraphLost);
+            continue;
+        };
+        let inner_len = p.buf.len();
+        let udp_len = inner_len + 16;
+        if inner_len < 14 || udp_len > usize::from(u16::MAX) {
+            drop_pkt(p, q, i, Counter::VxlanBadHeader);
+            continue;
+        }
+        let (hash, tc) = inner_flow(p.buf.data());
+        let tc = match tun.dscp {
+            Dscp::Copy => tc,
+            Dscp::Fixed(_) => (tun.header[0] << 4) | (tun.header[1] >> 4),
+        };
+        let sport = source_port(tun.sport_min, tun.sport_span, hash);
+        let inner_sum = checksum::sum(p.buf.data());
+        let Some(h) = p
+            .buf
+            .prepend(OUTER6)
+            .ok()
+            .and_then(|h| h.first_chunk_mut::<OUTER6>())
+        else {
+            drop_pkt(p, q, i, Counter::GraphNoSpace);
+            continue;
+        };
+        *h = tun.header;
+        let udp_len = udp_len as u16;
+        let label = hash & 0x000f_ffff;
+        h[0] = 0x60 | (tc >> 4);
+        h[1] = (tc << 4) | (label >> 16) as u8;
+        h[2..4].copy_from_slice(&(label as u16).to_be_bytes());
+        h[4..6].copy_from_slice(&udp_len.to_be_bytes());
+        h[40..42].copy_from_slice(&sport.to_be_bytes());
+        h[44..46].copy_from_slice(&udp_len.to_be_bytes());
+        let c = checksum::finish(tun.csum + 2 * u32::from(udp_len) + u32::from(sport) + inner_sum);
+        h[46..48].copy_from_slice(&checksum::udp_zero_to_ffff(c).to_be_bytes());
+        p.meta.l3_off = 0;
+        p.meta.ethertype = 0x86dd;
+        p.meta.domain = tun.vrf;
+        p.meta.flags = (p.meta.flags & flags::TRACED) | flags::LOCAL_ORIGIN;
+        q.push(NodeId::Ip6Lookup, i);
     }
 }
 
