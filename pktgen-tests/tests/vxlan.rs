@@ -149,6 +149,15 @@ fn iperf_both_ways(t: &Topology, a: (&str, &str), b: (&str, &str), what: &str) {
 
 /// Starts tcpdump on node B's underlay for `count` VXLAN packets from A.
 fn capture(t: &Topology, count: u32) -> (std::process::Child, std::path::PathBuf) {
+    capture_filter(t, count, "udp dst port 4789 and src host 198.18.100.1")
+}
+
+/// Starts tcpdump on node B's underlay for `count` packets matching `filter`.
+fn capture_filter(
+    t: &Topology,
+    count: u32,
+    filter: &str,
+) -> (std::process::Child, std::path::PathBuf) {
     let file = t.dir().join("underlay.pcap");
     let child = Command::new("ip")
         .args([
@@ -165,7 +174,7 @@ fn capture(t: &Topology, count: u32) -> (std::process::Child, std::path::PathBuf
         .arg(count.to_string())
         .args(["-i", &format!("{}bu", t.prefix), "-w"])
         .arg(&file)
-        .args(["udp dst port 4789 and src host 198.18.100.1"])
+        .arg(filter)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -629,4 +638,85 @@ flood = [{flood}]
         assert_eq!(counter(r, "vxlan-unknown-vtep"), 0, "{r}");
         assert_eq!(counter(r, "graph-loop"), 0, "{r}");
     }
+}
+
+/// L2 overlay over an IPv6 underlay with the kernel's VXLAN device (which
+/// checks our UDP checksums: Linux drops zero-checksum VXLAN over IPv6).
+#[test]
+fn l2_overlay_over_ipv6_underlay_with_kernel_vxlan() {
+    require_root!();
+    let mut t = Topology::new();
+    for n in ["r", "a", "b", "c"] {
+        t.add_ns(n);
+    }
+    let (ra, _) = t.veth("r", "ra", "a", "pa");
+    let (ru, _) = t.veth("r", "ru", "b", "bu");
+    t.veth("b", "bc", "c", "pc");
+    t.quiet("r", &ra);
+    t.quiet("r", &ru);
+    let p = t.prefix.clone();
+    t.exec(
+        "a",
+        &format!("ip link set {p}pa mtu 1430 && ip addr add 198.19.0.1/24 dev {p}pa"),
+    );
+    t.exec(
+        "b",
+        &format!(
+            "ip -6 addr add 2001:db8:100::2/64 dev {p}bu nodad && \
+             ip link add vx100 type vxlan id 100 local 2001:db8:100::2 dev {p}bu dstport 4789 && \
+             bridge fdb append 00:00:00:00:00:00 dev vx100 dst 2001:db8:100::1 && \
+             ip link add br0 type bridge && ip link set br0 up && \
+             ip link set {p}bc mtu 1430 && ip link set {p}bc master br0 && \
+             ip link set vx100 master br0 && ip link set vx100 up"
+        ),
+    );
+    t.exec(
+        "c",
+        &format!("ip link set {p}pc mtu 1430 && ip addr add 198.19.0.3/24 dev {p}pc"),
+    );
+    let k = t.start_vrouterd(
+        "r",
+        &format!(
+            r#"{}{}
+[[bridge]]
+name = "ov"
+[[interface]]
+name = "a"
+bridge = "ov"
+mtu = 1430
+[[interface]]
+name = "up"
+addresses = ["2001:db8:100::1/64"]
+[[vtep]]
+name = "vtep6"
+local = "2001:db8:100::1"
+[[vni]]
+vtep = "vtep6"
+vni = 100
+bridge = "ov"
+flood = ["2001:db8:100::2"]
+"#,
+            port_toml("a", "af-packet", &ra, 0),
+            port_toml("up", "af-packet", &ru, 1)
+        ),
+    );
+    let (tx, rx, out) = ping(&t, "a", "-c 5 -i 0.2 -W 2 198.19.0.3");
+    assert_eq!((tx, rx), (5, 5), "{out}");
+    let (tx, rx, out) = ping(&t, "c", "-c 5 -i 0.2 -W 2 198.19.0.1");
+    assert_eq!((tx, rx), (5, 5), "{out}");
+    let (cap, file) = capture_filter(&t, 5, "udp dst port 4789 and src host 2001:db8:100::1");
+    let _ = ping(&t, "a", "-c 5 -i 0.2 -W 2 198.19.0.3");
+    let (vnis, _, text) = decode_capture(cap, &file);
+    assert_eq!(vnis, HashSet::from([100]), "{text}");
+    assert!(text.contains("IP6 2001:db8:100::1."), "{text}");
+    let r = iperf3(&t, "c", "a", "198.19.0.3", 3);
+    assert!(r.seconds >= 2.9 && r.bits_per_second > 5e6, "{r:?}");
+    eprintln!(
+        "IPv6 underlay a→c: {:.0} Mbit/s, {} retransmits",
+        r.bits_per_second / 1e6,
+        r.retransmits
+    );
+    let report = t.stop_vrouterd(k);
+    assert_eq!(counter(&report, "vxlan-bad-udp-checksum"), 0, "{report}");
+    assert!(counter(&report, "l2-learned") >= 2, "{report}");
 }
