@@ -353,6 +353,7 @@ addresses = ["198.19.0.1/24"]
 [[bridge]]
 name = "ov"
 mac-age = 0
+mac-limit = 131072
 [[port]]
 name = "l2pod"
 driver = "memory"

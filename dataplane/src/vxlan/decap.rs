@@ -2,9 +2,9 @@
 //! received for a local VTEP and hand the inner frame to the bound bridge
 //! domain or VRF.
 //!
-//! Input: packets `ip4-local` / `ip6-local` found addressed to a VTEP's
-//! address and UDP port (`meta.aux` = the VTEP), IP header validated by
-//! `ip4-input` / `ip6-input` and not a fragment. Checks, each with its counter: UDP length and the I flag
+//! Input: packets `ip4-input` / `ip6-local` found addressed to the address
+//! and UDP port of a VTEP of their VRF (`meta.aux` = the VTEP), IP header
+//! validated and not a fragment. Checks, each with its counter: UDP length and the I flag
 //! (`vxlan-bad-header`), a non-zero UDP checksum (`vxlan-bad-udp-checksum`),
 //! the VNI is one of the VTEP's (`vxlan-unknown-vni`), the outer source is
 //! one of that VNI's remote VTEPs (`vxlan-unknown-vtep`), the inner frame is
