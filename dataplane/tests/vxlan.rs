@@ -662,3 +662,45 @@ fn ipv6_underlay_encap_has_a_valid_udp_checksum_and_decap_checks_it() {
         "{e}"
     );
 }
+
+#[test]
+fn an_unresolved_remote_vtep_is_resolved_by_arp_and_the_held_packet_follows() {
+    let cfg = cfg().replace(
+        "flood = [\"198.18.100.2\", \"198.18.100.3\"]",
+        "flood = [\"198.18.100.5\"]",
+    );
+    let mut h = Harness::new(&cfg);
+    let f = udp_frame(
+        POD1,
+        "ff:ff:ff:ff:ff:ff",
+        [198, 19, 0, 1],
+        [198, 19, 0, 255],
+        1000,
+        30,
+    );
+    h.inject(0, f.clone());
+    let out = h.out(2);
+    assert_eq!(out.len(), 1);
+    let r = &out[0];
+    assert_eq!(&r[12..14], &[0x08, 0x06], "ARP request on the underlay");
+    assert_eq!(&r[38..42], &[198, 18, 100, 5]);
+    assert_eq!(h.counter(Counter::GleanQueued), 1);
+    // The reply resolves the VTEP; the held, encapsulated frame leaves.
+    let mut reply = mac(UP).to_vec();
+    reply.extend_from_slice(&mac("02:00:00:00:0a:05"));
+    reply.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 2]);
+    reply.extend_from_slice(&mac("02:00:00:00:0a:05"));
+    reply.extend_from_slice(&[198, 18, 100, 5]);
+    reply.extend_from_slice(&mac(UP));
+    reply.extend_from_slice(&[198, 18, 100, 1]);
+    h.inject(2, reply);
+    let out = h.out(2);
+    assert_eq!(out.len(), 1);
+    let o = outer(&out[0]);
+    assert_eq!(
+        (o.eth_dst, o.dst, o.ttl),
+        (mac("02:00:00:00:0a:05"), [198, 18, 100, 5], 64)
+    );
+    assert_eq!(o.inner, f);
+    assert_eq!(h.frames_in_use(), 0);
+}
