@@ -237,7 +237,7 @@ fn dispatch(
         NodeId::Ip6Rewrite => ip::ip6::rewrite(cx, st, pkts, input, q),
         NodeId::Glean => ip::glean::node(cx, st, pkts, input, q),
         NodeId::InterfaceOutput => output::node(cx, pkts, input, q),
-        NodeId::Vxlan4Encap => vxlan::encap::node4(cx, pkts, input, q),
+        NodeId::Vxlan4Encap => vxlan::encap::node4(cx, st, pkts, input, q),
         NodeId::Vxlan6Encap => vxlan::encap::node6(cx, pkts, input, q),
         // The graph runs the drop node itself.
         NodeId::Drop => {}

@@ -704,3 +704,30 @@ fn an_unresolved_remote_vtep_is_resolved_by_arp_and_the_held_packet_follows() {
     assert_eq!(o.inner, f);
     assert_eq!(h.frames_in_use(), 0);
 }
+
+#[test]
+fn an_inner_mtu_above_what_the_underlay_carries_drops_outer_packets_counted() {
+    let cfg = cfg().replace(
+        "local = \"198.18.100.1\"\n",
+        "local = \"198.18.100.1\"\ninner-mtu = 1480\n",
+    );
+    let mut h = Harness::new(&cfg);
+    // 1480-byte inner IP packet: the outer one would be 1530 bytes.
+    h.inject(
+        1,
+        udp_frame(POD2, R2, [198, 19, 1, 2], [198, 19, 2, 5], 1000, 1452),
+    );
+    assert!(h.out(2).is_empty());
+    assert!(h.out(1).is_empty(), "no ICMP error about an outer packet");
+    assert_eq!(
+        h.counter(Counter::Ip4FragmentNeeded) + h.counter(Counter::Ip4MtuExceeded),
+        1
+    );
+    // 1450 still fits.
+    h.inject(
+        1,
+        udp_frame(POD2, R2, [198, 19, 1, 2], [198, 19, 2, 5], 1000, 1422),
+    );
+    assert_eq!(h.out(2).len(), 1);
+    assert_eq!(h.frames_in_use(), 0);
+}

@@ -11,7 +11,12 @@
 //! keeps one path. Writes `l3_off` (0), `ethertype`, `domain` (underlay VRF),
 //! `flags` (`LOCAL_ORIGIN`: no ICMP error is ever sent about an outer
 //! packet). Edges: `ip4-lookup` / `ip6-lookup` (outer next hop, ARP/ND,
-//! outer Ethernet header are the underlay's), `drop`.
+//! outer Ethernet header are the underlay's), `drop`; and for IPv4, when the
+//! remote VTEP's route is a resolved neighbour on a port (looked up once per
+//! run of packets to one tunnel), `interface-output` directly with the outer
+//! Ethernet header written here (the same header and MTU check
+//! `ip4-rewrite` would apply; ECMP, BVI and unresolved next hops take the
+//! lookup path).
 //!
 //! IPv6 outer headers carry the flow hash in the flow label too, and a
 //! computed UDP checksum (the one per-byte cost of the IPv6 encap: a sum
@@ -19,13 +24,22 @@
 
 use vrouter_wire::checksum;
 
+use std::net::IpAddr;
+
+use vrouter_wire::EtherType;
+
 use super::{Dscp, OUTER4, OUTER6, Tunnel};
 use crate::ethernet::drop_pkt;
 use crate::graph::{Counter, NodeId, Queues};
+use crate::ip::ip4::Adjacency;
 use crate::ip::{be16, be32, be128, flow_hash};
-use crate::pipeline::Ctx;
+use crate::pipeline::{Ctx, NodeState};
 use crate::pkt::{NO_IFACE, Pkt, flags};
-use crate::tables::Tables;
+use crate::tables::{NextHop, Tables};
+
+const ETH: usize = 14;
+/// Tunnels `vxlan4-encap` remembers within one vector.
+const TUNNEL_SLOTS: usize = 32;
 
 /// The flow hash and the TOS / traffic class of an inner frame.
 #[inline(always)]
@@ -82,18 +96,49 @@ fn tunnel_of(t: &Tables, iface: u16) -> Option<&Tunnel> {
     t.vxlan.tunnels.get(usize::from(k))
 }
 
+/// The outer adjacency of `tun` if its remote VTEP's route is a resolved
+/// neighbour on a port (no ECMP, no BVI, no resolution pending): then
+/// `vxlan4-encap` writes the outer Ethernet header itself and skips the
+/// underlay's `ip4-lookup`/`ip4-rewrite`, which would find the same.
+#[inline(never)]
+fn direct4(t: &Tables, st: &mut NodeState, tun: &Tunnel) -> Option<Adjacency> {
+    let IpAddr::V4(remote) = tun.remote else {
+        return None;
+    };
+    let nh = t
+        .vrfs
+        .get(usize::from(tun.vrf))?
+        .fib4
+        .lookup(u32::from(remote));
+    let NextHop::Rewrite { .. } = t.nexthop(nh)? else {
+        return None;
+    };
+    st.adj4.sync(t);
+    st.adj4
+        .get(t, nh, EtherType::IPV4)
+        .copied()
+        .filter(|a| !a.bvi)
+}
+
 /// The `vxlan4-encap` node.
-pub fn node4(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
+pub fn node4(cx: &mut Ctx, st: &mut NodeState, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
     let t = cx.t;
-    let mut last: (u16, Option<&Tunnel>) = (NO_IFACE, None);
+    // Tunnels (and their outer adjacencies) of this vector, direct-mapped by
+    // interface: a vector usually goes to a few remote nodes, interleaved.
+    let mut seen: [(u16, Option<&Tunnel>, Option<Adjacency>); TUNNEL_SLOTS] =
+        [(NO_IFACE, None, None); TUNNEL_SLOTS];
     for &i in input {
         let Some(p) = pkts.get_mut(usize::from(i)) else {
             continue;
         };
-        if p.meta.tx_if != last.0 {
-            last = (p.meta.tx_if, tunnel_of(t, p.meta.tx_if));
+        let slot = &mut seen[usize::from(p.meta.tx_if) % TUNNEL_SLOTS];
+        if slot.0 != p.meta.tx_if {
+            let tun = tunnel_of(t, p.meta.tx_if).filter(|t| !t.v6);
+            let adj = tun.and_then(|tun| direct4(t, st, tun));
+            *slot = (p.meta.tx_if, tun, adj);
         }
-        let Some(tun) = last.1.filter(|t| !t.v6) else {
+        let last = *slot;
+        let Some(tun) = last.1 else {
             drop_pkt(p, q, i, Counter::GraphLost);
             continue;
         };
@@ -109,12 +154,13 @@ pub fn node4(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
             Dscp::Fixed(_) => tun.header[1],
         };
         let sport = source_port(tun.sport_min, tun.sport_span, hash);
-        let Some(h) = p
-            .buf
-            .prepend(OUTER4)
-            .ok()
-            .and_then(|h| h.first_chunk_mut::<OUTER4>())
-        else {
+        let adj = last.2.filter(|a| total <= usize::from(a.mtu));
+        let eth = if adj.is_some() { ETH } else { 0 };
+        let Some(d) = p.buf.prepend(OUTER4 + eth).ok() else {
+            drop_pkt(p, q, i, Counter::GraphNoSpace);
+            continue;
+        };
+        let Some(h) = d.get_mut(eth..).and_then(|h| h.first_chunk_mut::<OUTER4>()) else {
             drop_pkt(p, q, i, Counter::GraphNoSpace);
             continue;
         };
@@ -122,25 +168,41 @@ pub fn node4(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
             *h = *t4;
         }
         let total = total as u16;
+        let base = if adj.is_some() {
+            h[8] = tun.ttl;
+            tun.csum_direct
+        } else {
+            tun.csum
+        };
         h[1] = tos;
         h[2..4].copy_from_slice(&total.to_be_bytes());
-        let c = checksum::finish(
-            tun.csum
-                + u32::from(total)
-                + if matches!(tun.dscp, Dscp::Copy) {
-                    u32::from(tos)
-                } else {
-                    0
-                },
-        );
+        let copied = if matches!(tun.dscp, Dscp::Copy) {
+            u32::from(tos)
+        } else {
+            0
+        };
+        let c = checksum::finish(base + u32::from(total) + copied);
         h[10..12].copy_from_slice(&c.to_be_bytes());
         h[20..22].copy_from_slice(&sport.to_be_bytes());
         h[24..26].copy_from_slice(&(total - 20).to_be_bytes());
-        p.meta.l3_off = 0;
         p.meta.ethertype = 0x0800;
         p.meta.domain = tun.vrf;
         p.meta.flags = (p.meta.flags & flags::TRACED) | flags::LOCAL_ORIGIN;
-        q.push(NodeId::Ip4Lookup, i);
+        match adj {
+            Some(a) => {
+                if let Some(e) = p.buf.data_mut().first_chunk_mut::<ETH>() {
+                    *e = a.header;
+                }
+                p.meta.l3_off = ETH as u16;
+                p.meta.nh = a.id;
+                p.meta.tx_if = a.iface;
+                q.push(NodeId::InterfaceOutput, i);
+            }
+            None => {
+                p.meta.l3_off = 0;
+                q.push(NodeId::Ip4Lookup, i);
+            }
+        }
     }
 }
 

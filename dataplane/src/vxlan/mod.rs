@@ -151,6 +151,10 @@ pub struct Tunnel {
     /// pseudo-header addresses and next header, and the constant words of
     /// the UDP and VXLAN headers (see `vrouter_wire::checksum`).
     pub csum: u32,
+    /// IPv4: the configured TTL, and the template's sum with it, for a
+    /// packet `vxlan4-encap` sends straight to its resolved outer next hop.
+    pub ttl: u8,
+    pub csum_direct: u32,
 }
 
 impl Tunnel {
@@ -159,7 +163,9 @@ impl Tunnel {
     ///
     /// The outer TTL / hop limit is one more than configured because the
     /// packet enters the underlay through `ip4-lookup`/`ip4-rewrite` (or the
-    /// IPv6 ones), which decrement it once (255 leaves as 254). IPv4: DF is
+    /// IPv6 ones), which decrement it once (255 leaves as 254); an IPv4
+    /// packet whose outer next hop is a resolved neighbour skips them and
+    /// gets the configured TTL directly. IPv4: DF is
     /// set (the inner MTU keeps outer packets within the underlay MTU;
     /// vrouterd never fragments), so the IP ID is 0 (RFC 6864), and the UDP
     /// checksum is 0, as RFC 7348 §5 allows. IPv6: the UDP checksum is
@@ -206,6 +212,9 @@ impl Tunnel {
                 (vrouter_wire::checksum::sum(&h[..20]), false)
             }
         };
+        let mut direct = [0u8; 20];
+        direct.copy_from_slice(&h[..20]);
+        direct[8] = v.ttl;
         Tunnel {
             vtep,
             vni,
@@ -218,6 +227,8 @@ impl Tunnel {
             v6,
             header: h,
             csum,
+            ttl: v.ttl,
+            csum_direct: vrouter_wire::checksum::sum(&direct),
         }
     }
 }
