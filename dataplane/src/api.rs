@@ -661,10 +661,13 @@ impl Api {
                 let remote = parse_ip(&m.remote)?;
                 let mac =
                     parse_mac(&m.mac, true).map_err(|e| invalid(format!("static MAC: {e}")))?;
-                router
+                let ip = router
                     .vxlan_mac_del(&m.vtep, m.vni, mac, remote)
                     .map_err(api_err)?;
-                Ok(vec![Op::VxlanMacAdd(m.clone())])
+                Ok(vec![Op::VxlanMacAdd(proto::VxlanMac {
+                    ip: ip.map(|a| a.to_string()),
+                    ..m.clone()
+                })])
             }
             Op::EndpointAdd(e) => self.endpoint_add(router, e),
             Op::EndpointDel(k) => {

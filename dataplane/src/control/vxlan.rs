@@ -435,14 +435,15 @@ impl Router {
         Ok(())
     }
 
-    /// Removes a static remote MAC of an L2 VNI.
+    /// Removes a static remote MAC of an L2 VNI; returns the IPv4 address
+    /// it was known by for ARP suppression, if any.
     pub fn vxlan_mac_del(
         &mut self,
         vtep: &str,
         vni: u32,
         mac: MacAddr,
         remote: IpAddr,
-    ) -> Result<(), ControlError> {
+    ) -> Result<Option<Ipv4Addr>, ControlError> {
         let (bd, iface) = self.l2_remote(vtep, vni, remote)?;
         let macs = &self.t.bds[bd as usize].macs;
         match macs.get(mac.to_u64(), 0) {
@@ -450,9 +451,14 @@ impl Router {
                 macs.remove(mac.to_u64());
                 let k = self.vni_index(vtep, vni)?;
                 let mut vx = (*self.t.vxlan).clone();
+                let ip = vx.vnis[k]
+                    .arp
+                    .iter()
+                    .find(|e| e.1 == mac)
+                    .map(|e| Ipv4Addr::from(e.0));
                 vx.vnis[k].arp.retain(|e| e.1 != mac);
                 self.t.vxlan = Arc::new(vx);
-                Ok(())
+                Ok(ip)
             }
             _ => Err(ControlError::NotFound {
                 object: format!("static MAC {mac} behind {remote}"),
