@@ -4,8 +4,8 @@
 //!
 //! Reads `tx_if`; writes `tx_port`, `disposition`. Expects a complete,
 //! untagged Ethernet header at the start of the packet. Edges: none (the
-//! worker transmits), `vxlan4-encap` / `vxlan6-encap` (a tunnel interface: counted as sent
-//! there, inner MTU checked here), `drop`.
+//! worker transmits), `vxlan4-encap` / `vxlan6-encap` (a tunnel interface:
+//! counted as sent on it, inner MTU checked here), `drop`.
 
 use vrouter_wire::EtherType;
 

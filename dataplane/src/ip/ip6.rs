@@ -1,6 +1,6 @@
 //! IPv6 nodes: `ip6-input` → `ip6-lookup` → `ip6-rewrite`, and `ip6-local`
-//! (echo, neighbour discovery, UDP port unreachable, UDP to a VTEP → `vxlan6-input`) for the router's own
-//! addresses and for multicast.
+//! (echo, neighbour discovery, UDP port unreachable, UDP to a VTEP →
+//! `vxlan6-input`) for the router's own addresses and for multicast.
 //!
 //! Same shape and metadata as the IPv4 nodes. Differences: no header
 //! checksum; a link-local destination is never forwarded (only delivered if
