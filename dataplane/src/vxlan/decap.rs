@@ -19,18 +19,71 @@ use vrouter_wire::checksum;
 
 use super::VniKind;
 use crate::ethernet::{drop_pkt, l3_input};
-use crate::graph::{Counter, IfaceAcc, NodeId, Queues};
+use crate::graph::{Counter, NodeId, Queues, WorkerStats};
 use crate::ip::{be16, be32, be128};
 use crate::pipeline::Ctx;
-use crate::pkt::{Pkt, flags};
+use crate::pkt::{NO_IFACE, Pkt, flags};
 
 /// Outer UDP + VXLAN header length.
 const UDP_VXLAN: usize = 16;
+/// Tunnels whose receive counters a vector accumulates at once.
+const RX_SLOTS: usize = 32;
+
+/// Per-vector state: receive counters per tunnel interface (flushed when a
+/// slot is needed by another tunnel, and at the end: packets of a vector
+/// come from many remote VTEPs, interleaved), and the last VNI looked up.
+struct Run<'t> {
+    rx: [(u16, u64, u64); RX_SLOTS],
+    vni: (u16, u32, Option<&'t super::Vni>),
+}
+
+impl<'t> Run<'t> {
+    fn new() -> Self {
+        Run {
+            rx: [(NO_IFACE, 0, 0); RX_SLOTS],
+            vni: (u16::MAX, u32::MAX, None),
+        }
+    }
+
+    #[inline(always)]
+    fn count(&mut self, stats: &WorkerStats, iface: u16, bytes: usize) {
+        let slot = &mut self.rx[usize::from(iface) % RX_SLOTS];
+        if slot.0 != iface {
+            flush(stats, *slot);
+            *slot = (iface, 0, 0);
+        }
+        slot.1 += 1;
+        slot.2 += bytes as u64;
+    }
+
+    #[inline(always)]
+    fn vni(&mut self, vx: &'t super::VxlanTables, vtep: u16, vni: u32) -> Option<&'t super::Vni> {
+        if (vtep, vni) != (self.vni.0, self.vni.1) {
+            self.vni = (vtep, vni, vx.vni(vtep, vni));
+        }
+        self.vni.2
+    }
+
+    fn finish(self, stats: &WorkerStats) {
+        for slot in self.rx {
+            flush(stats, slot);
+        }
+    }
+}
+
+#[inline(always)]
+fn flush(stats: &WorkerStats, (iface, packets, bytes): (u16, u64, u64)) {
+    if packets > 0 {
+        let s = stats.iface(iface);
+        s.rx_packets.add(packets);
+        s.rx_bytes.add(bytes);
+    }
+}
 
 /// The `vxlan4-input` node.
 pub fn node(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
     let vx = &*cx.t.vxlan;
-    let mut acc = IfaceAcc::default();
+    let mut run = Run::new();
     for &i in input {
         let Some(p) = pkts.get_mut(usize::from(i)) else {
             continue;
@@ -56,9 +109,9 @@ pub fn node(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
         }
         let vni = be32(u, 12) >> 8;
         let skip = usize::from(p.meta.l3_off) + ihl + UDP_VXLAN;
-        deliver(cx, vx, &mut acc, p, q, i, vni, u128::from(src), skip);
+        deliver(cx, vx, &mut run, p, q, i, vni, u128::from(src), skip);
     }
-    acc.flush(cx.stats, true);
+    run.finish(cx.stats);
 }
 
 /// The `vxlan6-input` node. `meta.aux` holds the VTEP (low 16 bits) and
@@ -68,7 +121,7 @@ pub fn node(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
 /// is verified.
 pub fn node6(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
     let vx = &*cx.t.vxlan;
-    let mut acc = IfaceAcc::default();
+    let mut run = Run::new();
     for &i in input {
         let Some(p) = pkts.get_mut(usize::from(i)) else {
             continue;
@@ -98,9 +151,9 @@ pub fn node6(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
         let vni = be32(u, 12) >> 8;
         let skip = usize::from(p.meta.l3_off) + l4_off + UDP_VXLAN;
         p.meta.aux &= 0xffff;
-        deliver(cx, vx, &mut acc, p, q, i, vni, src, skip);
+        deliver(cx, vx, &mut run, p, q, i, vni, src, skip);
     }
-    acc.flush(cx.stats, true);
+    run.finish(cx.stats);
 }
 
 /// The checks and hand-off both families share: VNI of the VTEP
@@ -108,10 +161,10 @@ pub fn node6(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
 /// `skip` bytes (everything before the inner frame).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn deliver(
+fn deliver<'t>(
     cx: &Ctx,
-    vx: &super::VxlanTables,
-    acc: &mut IfaceAcc,
+    vx: &'t super::VxlanTables,
+    run: &mut Run<'t>,
     p: &mut Pkt,
     q: &mut Queues,
     i: u16,
@@ -119,7 +172,7 @@ fn deliver(
     src: u128,
     skip: usize,
 ) {
-    let Some(b) = vx.vni(p.meta.aux as u16, vni) else {
+    let Some(b) = run.vni(vx, p.meta.aux as u16, vni) else {
         drop_pkt(p, q, i, Counter::VxlanUnknownVni);
         return;
     };
@@ -143,7 +196,7 @@ fn deliver(
     }
     let multi = h[0] & 1 != 0;
     let dst_mac = u64::from_be_bytes([0, 0, h[0], h[1], h[2], h[3], h[4], h[5]]);
-    acc.add(cx.stats, true, tunnel, d.len());
+    run.count(cx.stats, tunnel, d.len());
     p.meta.rx_if = tunnel;
     p.meta.l3_off = 14;
     p.meta.ethertype = ethertype;

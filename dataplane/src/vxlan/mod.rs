@@ -120,6 +120,9 @@ impl Vni {
     /// known.
     #[inline(always)]
     pub fn remote(&self, src: u128) -> Option<u16> {
+        if self.remotes.len() <= 16 {
+            return self.remotes.iter().find(|r| r.0 == src).map(|r| r.1);
+        }
         self.remotes
             .binary_search_by_key(&src, |r| r.0)
             .ok()
