@@ -20,6 +20,8 @@ fn main() {
         "ip6-small" => vrouter_benches::ip6(10_000, 512),
         "ip4" => vrouter_benches::ip4(1_000_000, 65536),
         "ip6" => vrouter_benches::ip6(200_000, 65536),
+        "vxlan-encap" => vrouter_benches::vxlan_encap(65536),
+        "vxlan-decap" => vrouter_benches::vxlan_decap(65536),
         other => panic!("unknown pipeline {other}"),
     };
     eprintln!("setup: {:.1} s", t0.elapsed().as_secs_f64());

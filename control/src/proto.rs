@@ -148,6 +148,19 @@ pub enum Op {
     EndpointAdd(Endpoint),
     #[serde(rename = "endpoint.del")]
     EndpointDel(EndpointKey),
+    #[serde(rename = "show.vteps")]
+    ShowVteps,
+    /// Adds a remote VTEP to an L2 VNI's flood list (and accepts it).
+    #[serde(rename = "vxlan.flood.add")]
+    VxlanFloodAdd(VxlanRemote),
+    /// Removes a remote VTEP from an L2 VNI's flood list.
+    #[serde(rename = "vxlan.flood.del")]
+    VxlanFloodDel(VxlanRemote),
+    /// A static remote MAC of an L2 VNI (behind a known remote VTEP).
+    #[serde(rename = "vxlan.mac.add")]
+    VxlanMacAdd(VxlanMac),
+    #[serde(rename = "vxlan.mac.del")]
+    VxlanMacDel(VxlanMac),
     /// Applies every op in order, all or nothing.
     #[serde(rename = "batch")]
     Batch(Batch),
@@ -206,6 +219,11 @@ impl Op {
         "mac.flush",
         "endpoint.add",
         "endpoint.del",
+        "show.vteps",
+        "vxlan.flood.add",
+        "vxlan.flood.del",
+        "vxlan.mac.add",
+        "vxlan.mac.del",
         "batch",
         "sync",
         "subscribe",
@@ -234,6 +252,10 @@ impl Op {
                 | Op::MacFlush(_)
                 | Op::EndpointAdd(_)
                 | Op::EndpointDel(_)
+                | Op::VxlanFloodAdd(_)
+                | Op::VxlanFloodDel(_)
+                | Op::VxlanMacAdd(_)
+                | Op::VxlanMacDel(_)
         )
     }
 }
@@ -412,6 +434,28 @@ pub struct Endpoint {
 pub struct EndpointKey {
     pub namespace: String,
     pub name: String,
+}
+
+/// A remote VTEP of a VNI.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VxlanRemote {
+    pub vtep: String,
+    pub vni: u32,
+    pub remote: String,
+}
+
+/// A static remote MAC of an L2 VNI.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VxlanMac {
+    pub vtep: String,
+    pub vni: u32,
+    pub mac: String,
+    pub remote: String,
+    /// The endpoint's IPv4 address: ARP requests for it are answered locally.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
 }
 
 /// `batch`: changes applied in order, all or nothing.
@@ -637,6 +681,47 @@ pub mod info {
         pub value: u64,
         pub drop: bool,
         pub help: String,
+    }
+
+    /// A local VTEP and its tunnels (`show.vteps`); counters are sums over
+    /// its tunnels (inner frames).
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct Vtep {
+        pub name: String,
+        pub local: String,
+        pub udp_port: u16,
+        /// Underlay VRF and interface.
+        pub vrf: String,
+        pub interface: String,
+        pub inner_mtu: u16,
+        pub ttl: u8,
+        /// `copy` or the fixed DSCP.
+        pub dscp: String,
+        pub source_ports: String,
+        pub rx_packets: u64,
+        pub rx_bytes: u64,
+        pub tx_packets: u64,
+        pub tx_bytes: u64,
+        pub tunnels: Vec<VxlanTunnel>,
+    }
+
+    /// One (VNI, remote VTEP) tunnel.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct VxlanTunnel {
+        pub vtep: String,
+        pub vni: u32,
+        /// `bridge <name>` or `vrf <name>`.
+        pub bound: String,
+        pub remote: String,
+        pub interface: String,
+        /// In the flood list.
+        pub flood: bool,
+        /// Accepted as a source (false once removed at run time).
+        pub accepted: bool,
+        pub rx_packets: u64,
+        pub rx_bytes: u64,
+        pub tx_packets: u64,
+        pub tx_bytes: u64,
     }
 
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

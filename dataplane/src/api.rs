@@ -626,6 +626,7 @@ impl Api {
             Op::ShowCounters => Ok(show_counters(router, false)),
             Op::ShowErrors => Ok(show_counters(router, true)),
             Op::ShowRuntime => Ok(show_runtime(router)),
+            Op::ShowVteps => Ok(show_vteps(router)),
             Op::Batch(b) => {
                 if let Some(bad) = b.ops.iter().position(|o| !o.op.is_change()) {
                     return Err(invalid(format!("batch: op {bad} is not a change")));
@@ -810,6 +811,46 @@ impl Api {
                 router.flush_macs(&f.bridge, iface).map_err(api_err)?;
                 // Learned entries come back by learning: nothing to undo.
                 Ok(Vec::new())
+            }
+            Op::VxlanFloodAdd(r) => {
+                let remote = parse_ip(&r.remote)?;
+                let added = router
+                    .vxlan_flood_add(&r.vtep, r.vni, remote)
+                    .map_err(api_err)?;
+                Ok(if added {
+                    vec![Op::VxlanFloodDel(r.clone())]
+                } else {
+                    Vec::new()
+                })
+            }
+            Op::VxlanFloodDel(r) => {
+                let remote = parse_ip(&r.remote)?;
+                router
+                    .vxlan_flood_del(&r.vtep, r.vni, remote)
+                    .map_err(api_err)?;
+                Ok(vec![Op::VxlanFloodAdd(r.clone())])
+            }
+            Op::VxlanMacAdd(m) => {
+                let remote = parse_ip(&m.remote)?;
+                let mac =
+                    parse_mac(&m.mac, true).map_err(|e| invalid(format!("static MAC: {e}")))?;
+                let ip = m.ip.as_deref().map(parse_v4).transpose()?;
+                router
+                    .vxlan_mac_add(&m.vtep, m.vni, mac, remote, ip)
+                    .map_err(api_err)?;
+                Ok(vec![Op::VxlanMacDel(m.clone())])
+            }
+            Op::VxlanMacDel(m) => {
+                let remote = parse_ip(&m.remote)?;
+                let mac =
+                    parse_mac(&m.mac, true).map_err(|e| invalid(format!("static MAC: {e}")))?;
+                let ip = router
+                    .vxlan_mac_del(&m.vtep, m.vni, mac, remote)
+                    .map_err(api_err)?;
+                Ok(vec![Op::VxlanMacAdd(proto::VxlanMac {
+                    ip: ip.map(|a| a.to_string()),
+                    ..m.clone()
+                })])
             }
             Op::EndpointAdd(e) => self.endpoint_add(router, e),
             Op::EndpointDel(k) => {
@@ -1361,6 +1402,87 @@ fn show_interfaces(router: &Router) -> Value {
                 rx_packets: c.rx_packets,
                 tx_packets: c.tx_packets,
                 drops: c.drops,
+            }
+        })
+        .collect();
+    json!(v)
+}
+
+fn parse_v4(s: &str) -> Result<std::net::Ipv4Addr, ApiError> {
+    s.parse()
+        .map_err(|_| invalid(format!("{s}: not an IPv4 address")))
+}
+
+fn parse_ip(s: &str) -> Result<IpAddr, ApiError> {
+    s.parse()
+        .map_err(|_| invalid(format!("remote {s}: not an IP address")))
+}
+
+fn show_vteps(router: &Router) -> Value {
+    let t = router.tables();
+    let workers = router.shared().worker_links();
+    let name = |i: u16| t.iface(i).map_or_else(String::new, |f| f.name.clone());
+    let tunnels = router.vxlan_tunnels();
+    let v: Vec<info::Vtep> = t
+        .vxlan
+        .vteps
+        .iter()
+        .enumerate()
+        .map(|(k, v)| {
+            let tunnels: Vec<info::VxlanTunnel> = tunnels
+                .iter()
+                .filter(|x| usize::from(x.vtep) == k)
+                .map(|x| {
+                    let c = report::iface(&workers, x.iface);
+                    info::VxlanTunnel {
+                        vtep: v.name.clone(),
+                        vni: x.vni,
+                        bound: match x.kind {
+                            crate::vxlan::VniKind::Bridge { bd } => format!(
+                                "bridge {}",
+                                t.bds.get(bd as usize).map_or("?", |b| b.name.as_str())
+                            ),
+                            crate::vxlan::VniKind::Routed { vrf } => format!(
+                                "vrf {}",
+                                t.vrfs.get(vrf as usize).map_or("?", |b| b.name.as_str())
+                            ),
+                        },
+                        remote: x.remote.to_string(),
+                        interface: name(x.iface),
+                        flood: x.flood,
+                        accepted: x.accepted,
+                        rx_packets: c.rx_packets,
+                        rx_bytes: c.rx_bytes,
+                        tx_packets: c.tx_packets,
+                        tx_bytes: c.tx_bytes,
+                    }
+                })
+                .collect();
+            info::Vtep {
+                name: v.name.clone(),
+                local: v.local.to_string(),
+                udp_port: v.udp_port,
+                vrf: t
+                    .vrfs
+                    .get(v.vrf as usize)
+                    .map_or_else(String::new, |x| x.name.clone()),
+                interface: name(v.iface),
+                inner_mtu: v.inner_mtu,
+                ttl: v.ttl,
+                dscp: match v.dscp {
+                    crate::vxlan::Dscp::Copy => "copy".into(),
+                    crate::vxlan::Dscp::Fixed(d) => d.to_string(),
+                },
+                source_ports: format!(
+                    "{}-{}",
+                    v.sport_min,
+                    u32::from(v.sport_min) + v.sport_span - 1
+                ),
+                rx_packets: tunnels.iter().map(|x| x.rx_packets).sum(),
+                rx_bytes: tunnels.iter().map(|x| x.rx_bytes).sum(),
+                tx_packets: tunnels.iter().map(|x| x.tx_packets).sum(),
+                tx_bytes: tunnels.iter().map(|x| x.tx_bytes).sum(),
+                tunnels,
             }
         })
         .collect();

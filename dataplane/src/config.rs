@@ -47,6 +47,10 @@ pub struct Config {
     pub neighbors: Vec<NeighborCfg>,
     #[serde(default, rename = "static-mac")]
     pub static_macs: Vec<StaticMacCfg>,
+    #[serde(default, rename = "vtep")]
+    pub vteps: Vec<VtepCfg>,
+    #[serde(default, rename = "vni")]
+    pub vnis: Vec<VniCfg>,
     #[serde(default)]
     pub dpdk: DpdkCfg,
     #[serde(default)]
@@ -71,6 +75,124 @@ impl Default for MetricsCfg {
             listen: "127.0.0.1:9469".to_string(),
         }
     }
+}
+
+/// `[[vtep]]`: a local VXLAN tunnel endpoint on the underlay.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct VtepCfg {
+    pub name: String,
+    /// The local (outer source) address: an IPv4 or IPv6 address of a
+    /// routed interface, whose VRF is the underlay.
+    pub local: String,
+    #[serde(default = "vxlan_port")]
+    pub udp_port: u16,
+    /// Outer TTL.
+    #[serde(default = "default_ttl")]
+    pub ttl: u8,
+    /// Outer DSCP: `"copy"` (from the inner IP header) or a number 0..=63.
+    #[serde(default)]
+    pub dscp: DscpCfg,
+    /// Overlay MTU (largest inner IP packet); default: the underlay
+    /// interface's MTU minus 50 bytes of encapsulation.
+    pub inner_mtu: Option<u16>,
+    /// UDP source port range, picked by the inner flow hash.
+    #[serde(default = "sport_min")]
+    pub source_port_min: u16,
+    #[serde(default = "sport_max")]
+    pub source_port_max: u16,
+}
+
+fn vxlan_port() -> u16 {
+    vrouter_wire::vxlan::DEFAULT_PORT
+}
+
+fn default_ttl() -> u8 {
+    64
+}
+
+fn sport_min() -> u16 {
+    49152
+}
+
+fn sport_max() -> u16 {
+    65535
+}
+
+/// `dscp = "copy"` or `dscp = 46`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum DscpCfg {
+    Fixed(u8),
+    Mode(DscpMode),
+}
+
+/// The named outer DSCP behaviours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DscpMode {
+    Copy,
+}
+
+impl Default for DscpCfg {
+    fn default() -> Self {
+        DscpCfg::Mode(DscpMode::Copy)
+    }
+}
+
+/// `[[vni]]`: a VNI of a VTEP, bound to a bridge domain (L2 overlay) or a
+/// VRF (L3 overlay).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct VniCfg {
+    pub vni: u32,
+    pub vtep: String,
+    /// L2 overlay: the bridge domain stretched over this VNI.
+    pub bridge: Option<String>,
+    /// L3 overlay: inner packets are routed in this VRF.
+    pub vrf: Option<String>,
+    /// L2: remote VTEPs that get a copy of broadcast, multicast and unknown
+    /// unicast frames (head-end replication).
+    #[serde(default)]
+    pub flood: Vec<String>,
+    /// More remote VTEPs accepted as sources (no flooding to them).
+    #[serde(default)]
+    pub remotes: Vec<String>,
+    /// L2: static remote MACs.
+    #[serde(default)]
+    pub remote_macs: Vec<RemoteMacCfg>,
+    /// L3: routes to other nodes' pod CIDRs.
+    #[serde(default)]
+    pub routes: Vec<OverlayRouteCfg>,
+    /// L3: our inner MAC on this VNI (what remote nodes send to); default
+    /// `02:76:78:` + the VNI.
+    pub mac: Option<String>,
+    /// L2: answer ARP requests for remote MACs with an `ip` locally.
+    #[serde(default = "yes")]
+    pub arp_suppression: bool,
+}
+
+/// `remote-macs = [{ mac = "…", remote = "…" }]` of an L2 VNI.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RemoteMacCfg {
+    pub mac: String,
+    /// The remote VTEP behind which the MAC lives.
+    pub remote: String,
+    /// The endpoint's IPv4 address (for ARP suppression).
+    pub ip: Option<String>,
+}
+
+/// `routes = [{ prefix = "…", remote = "…", mac = "…" }]` of an L3 VNI.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct OverlayRouteCfg {
+    /// The remote node's pod CIDR (IPv4 or IPv6).
+    pub prefix: String,
+    /// The remote node's VTEP address.
+    pub remote: String,
+    /// Inner destination MAC: the remote node's VXLAN device.
+    pub mac: String,
 }
 
 /// `[control]`: the control socket.
@@ -769,7 +891,211 @@ impl Config {
                 err(format!("{key}.mac"), e);
             }
         }
+        self.validate_vxlan(&mut err, &bridges, &vrfs);
         errs
+    }
+
+    fn validate_vxlan(
+        &self,
+        err: &mut impl FnMut(String, String),
+        bridges: &HashSet<&str>,
+        vrfs: &HashSet<&str>,
+    ) {
+        let local_ok = |a: IpAddr| {
+            self.interfaces.iter().any(|i| {
+                i.bridge.is_none()
+                    && i.addresses
+                        .iter()
+                        .any(|x| parse_prefix(x, true).is_ok_and(|(ip, _)| ip == a))
+            })
+        };
+        let v4 = |s: &str| {
+            s.parse::<std::net::Ipv4Addr>()
+                .map_err(|_| format!("`{s}` is not an IPv4 address"))
+        };
+        // The underlay family of each VTEP, by name.
+        let mut families: std::collections::HashMap<&str, bool> = std::collections::HashMap::new();
+        let mut names = HashSet::new();
+        for (k, v) in self.vteps.iter().enumerate() {
+            let key = format!("vtep[{k}]");
+            if v.name.is_empty() || !names.insert(v.name.as_str()) {
+                err(
+                    format!("{key}.name"),
+                    format!("`{}` is empty or used twice", v.name),
+                );
+            }
+            match v.local.parse::<IpAddr>() {
+                Ok(a) if !local_ok(a) => err(
+                    format!("{key}.local"),
+                    format!("{a} is not an address of a routed interface"),
+                ),
+                Ok(a) if a.is_multicast() || a.is_unspecified() => err(
+                    format!("{key}.local"),
+                    format!("{a} is not a unicast address"),
+                ),
+                Ok(a) => {
+                    families.insert(v.name.as_str(), a.is_ipv4());
+                }
+                Err(_) => err(
+                    format!("{key}.local"),
+                    format!("`{}` is not an IP address", v.local),
+                ),
+            }
+            if v.udp_port == 0 {
+                err(format!("{key}.udp-port"), "must not be 0".into());
+            }
+            if v.ttl == 0 {
+                err(format!("{key}.ttl"), "must be at least 1".into());
+            }
+            if let DscpCfg::Fixed(d) = v.dscp
+                && d > 63
+            {
+                err(
+                    format!("{key}.dscp"),
+                    format!("{d} is out of range 0..=63 (or \"copy\")"),
+                );
+            }
+            if let Some(m) = v.inner_mtu
+                && !(68..=9000).contains(&m)
+            {
+                err(
+                    format!("{key}.inner-mtu"),
+                    format!("{m} is out of range 68..=9000"),
+                );
+            }
+            if v.source_port_min > v.source_port_max || v.source_port_min == 0 {
+                err(
+                    format!("{key}.source-port-min"),
+                    format!(
+                        "range {}..={} is empty or starts at 0",
+                        v.source_port_min, v.source_port_max
+                    ),
+                );
+            }
+        }
+        let mut seen = HashSet::new();
+        let mut bound = HashSet::new();
+        for (k, n) in self.vnis.iter().enumerate() {
+            let key = format!("vni[{k}]");
+            if n.vni == 0 || n.vni > vrouter_wire::vxlan::VNI_MAX {
+                err(
+                    format!("{key}.vni"),
+                    format!("{} is out of range 1..=16777215", n.vni),
+                );
+            }
+            if !names.contains(n.vtep.as_str()) {
+                err(format!("{key}.vtep"), format!("no vtep `{}`", n.vtep));
+            }
+            if !seen.insert((n.vtep.as_str(), n.vni)) {
+                err(
+                    format!("{key}.vni"),
+                    format!("VNI {} of vtep `{}` is configured twice", n.vni, n.vtep),
+                );
+            }
+            match (&n.bridge, &n.vrf) {
+                (Some(b), None) => {
+                    if !bridges.contains(b.as_str()) {
+                        err(format!("{key}.bridge"), format!("no bridge `{b}`"));
+                    }
+                    if !bound.insert(b.as_str()) {
+                        err(
+                            format!("{key}.bridge"),
+                            format!("bridge `{b}` is already bound to a VNI"),
+                        );
+                    }
+                    if !n.routes.is_empty() {
+                        err(
+                            format!("{key}.routes"),
+                            "routes are for an L3 VNI (with `vrf`)".into(),
+                        );
+                    }
+                    if n.mac.is_some() {
+                        err(
+                            format!("{key}.mac"),
+                            "the inner MAC is for an L3 VNI (with `vrf`)".into(),
+                        );
+                    }
+                    for (j, i) in self.interfaces.iter().enumerate() {
+                        if i.bridge.as_deref() == Some(b.as_str())
+                            && i.split_horizon_group == crate::vxlan::TUNNEL_SHG
+                        {
+                            err(
+                                format!("interface[{j}].split-horizon-group"),
+                                format!(
+                                    "{} is reserved for the VXLAN tunnels of bridge `{b}`",
+                                    crate::vxlan::TUNNEL_SHG
+                                ),
+                            );
+                        }
+                    }
+                }
+                (None, Some(v)) => {
+                    if !vrfs.contains(v.as_str()) {
+                        err(format!("{key}.vrf"), format!("no VRF `{v}`"));
+                    }
+                    if !n.flood.is_empty() || !n.remote_macs.is_empty() {
+                        err(
+                            key.clone(),
+                            "flood and remote-macs are for an L2 VNI (with `bridge`)".into(),
+                        );
+                    }
+                }
+                _ => err(
+                    key.clone(),
+                    "a VNI is bound to exactly one of `bridge` (L2) or `vrf` (L3)".into(),
+                ),
+            }
+            let family = families.get(n.vtep.as_str()).copied();
+            let remote = |s: &str| match (s.parse::<IpAddr>(), family) {
+                (Ok(a), Some(f)) if a.is_ipv4() != f => {
+                    Err(format!("`{s}` is not of the VTEP's address family"))
+                }
+                (Ok(a), _) if a.is_multicast() || a.is_unspecified() => {
+                    Err(format!("`{s}` is not a unicast address"))
+                }
+                (Ok(_), _) => Ok(()),
+                (Err(_), _) => Err(format!("`{s}` is not an IP address")),
+            };
+            for (j, a) in n.flood.iter().enumerate() {
+                if let Err(e) = remote(a) {
+                    err(format!("{key}.flood[{j}]"), e);
+                }
+            }
+            for (j, a) in n.remotes.iter().enumerate() {
+                if let Err(e) = remote(a) {
+                    err(format!("{key}.remotes[{j}]"), e);
+                }
+            }
+            for (j, m) in n.remote_macs.iter().enumerate() {
+                if let Err(e) = parse_mac(&m.mac, true) {
+                    err(format!("{key}.remote-macs[{j}].mac"), e);
+                }
+                if let Err(e) = remote(&m.remote) {
+                    err(format!("{key}.remote-macs[{j}].remote"), e);
+                }
+                if let Some(a) = &m.ip
+                    && let Err(e) = v4(a)
+                {
+                    err(format!("{key}.remote-macs[{j}].ip"), e);
+                }
+            }
+            for (j, r) in n.routes.iter().enumerate() {
+                if let Err(e) = parse_prefix(&r.prefix, false) {
+                    err(format!("{key}.routes[{j}].prefix"), e);
+                }
+                if let Err(e) = remote(&r.remote) {
+                    err(format!("{key}.routes[{j}].remote"), e);
+                }
+                if let Err(e) = parse_mac(&r.mac, true) {
+                    err(format!("{key}.routes[{j}].mac"), e);
+                }
+            }
+            if let Some(m) = &n.mac
+                && let Err(e) = parse_mac(m, true)
+            {
+                err(format!("{key}.mac"), e);
+            }
+        }
     }
 }
 

@@ -26,6 +26,8 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use vrouter_wire::MacAddr;
 
+mod vxlan;
+
 use crate::config::{self, Config, ConfigError, Driver, RouteAction};
 use crate::graph::WorkerStats;
 use crate::ip::fib::{Fib4, Fib4Config, Fib6, Fib6Config, FibError};
@@ -181,6 +183,8 @@ enum NhKey {
     Local(u16),
     Glean(u16),
     Neighbor(u16, IpAddr),
+    /// A VXLAN tunnel interface and the inner destination MAC.
+    Overlay(u16, MacAddr),
     Ecmp(Vec<u32>),
 }
 
@@ -440,6 +444,7 @@ impl Router {
                 ip4: Vec::new(),
                 ip6: Vec::new(),
                 ll6: None,
+                tunnel: None,
             };
             if matches!(mode, IfaceMode::Routed { .. }) {
                 f.ll6 = Some(ll6_of(mac));
@@ -484,6 +489,7 @@ impl Router {
                 ip4: Vec::new(),
                 ip6: Vec::new(),
                 ll6: Some(ll6_of(mac)),
+                tunnel: None,
             });
             let bd = &mut r.t.bds[k];
             bd.bvi = Some(idx);
@@ -510,6 +516,7 @@ impl Router {
             r.static_mac(&s.bridge, mac, iface)
                 .map_err(|e| cerr(key, e.to_string()))?;
         }
+        r.setup_vxlan(cfg, file)?;
         for (k, n) in cfg.neighbors.iter().enumerate() {
             let key = format!("neighbor[{k}]");
             let ip: IpAddr =
@@ -940,7 +947,7 @@ impl Router {
                 iface: None,
                 action: Some(RouteAction::Unreachable),
             },
-            NhKey::Glean(i) | NhKey::Local(i) => StaticSpec {
+            NhKey::Glean(i) | NhKey::Local(i) | NhKey::Overlay(i, _) => StaticSpec {
                 via: Vec::new(),
                 iface: Some(*i),
                 action: None,

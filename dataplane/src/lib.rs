@@ -9,7 +9,7 @@
 //! | `pkt` | the per-packet record (`Pkt`: buffer + metadata, one cache line) |
 //! | `graph` | node ids, vectors, the dispatcher, counters and drop reasons |
 //! | `pipeline` | one worker's graph, node state and dispatch |
-//! | `ethernet`, `l2`, `ip`, `output` | the nodes, one folder per feature |
+//! | `ethernet`, `l2`, `ip`, `vxlan`, `output` | the nodes, one folder per feature |
 //! | `tables` | the snapshot workers read |
 //! | `control` | the authoritative state, publication, events |
 //! | `api` | the control socket (mio server, protocol handling, sync scopes) |
@@ -35,4 +35,5 @@ pub mod pkt;
 pub mod port;
 pub mod report;
 pub mod tables;
+pub mod vxlan;
 pub mod worker;

@@ -4,12 +4,13 @@
 //!
 //! Reads `tx_if`; writes `tx_port`, `disposition`. Expects a complete,
 //! untagged Ethernet header at the start of the packet. Edges: none (the
-//! worker transmits), `drop`.
+//! worker transmits), `vxlan4-encap` / `vxlan6-encap` (a tunnel interface:
+//! counted as sent on it, inner MTU checked here), `drop`.
 
 use vrouter_wire::EtherType;
 
 use crate::ethernet::drop_pkt;
-use crate::graph::{Counter, Queues, WorkerStats};
+use crate::graph::{Counter, NodeId, Queues, WorkerStats};
 use crate::pipeline::Ctx;
 use crate::pkt::{Disposition, NO_IFACE, Pkt};
 use crate::tables::Tables;
@@ -23,6 +24,8 @@ struct OutIface {
     port: u16,
     vlan: u16,
     mtu: u16,
+    /// The encapsulation node of a tunnel interface.
+    tunnel: Option<NodeId>,
 }
 
 impl OutIface {
@@ -35,6 +38,13 @@ impl OutIface {
                 port: f.port,
                 vlan: f.vlan,
                 mtu: f.mtu,
+                tunnel: f.tunnel.map(|k| {
+                    if t.vxlan.tunnels.get(usize::from(k)).is_some_and(|x| x.v6) {
+                        NodeId::Vxlan6Encap
+                    } else {
+                        NodeId::Vxlan4Encap
+                    }
+                }),
             },
             None => OutIface {
                 iface,
@@ -42,6 +52,7 @@ impl OutIface {
                 port: 0,
                 vlan: 0,
                 mtu: 0,
+                tunnel: None,
             },
         }
     }
@@ -74,6 +85,12 @@ pub fn node(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
         }
         if len - 14 > usize::from(out.mtu) {
             drop_pkt(p, q, i, Counter::L2MtuExceeded);
+            continue;
+        }
+        if let Some(encap) = out.tunnel {
+            q.push(encap, i);
+            packets += 1;
+            bytes += len as u64;
             continue;
         }
         if out.vlan != 0 && !tag(p, out.vlan) {

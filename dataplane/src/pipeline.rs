@@ -15,7 +15,7 @@ use crate::ip::glean::GleanState;
 use crate::ip::icmp::TokenBucket;
 use crate::pkt::{Disposition, Pkt};
 use crate::tables::Tables;
-use crate::{ethernet, graph, ip, l2, output};
+use crate::{ethernet, graph, ip, l2, output, vxlan};
 
 /// Something a worker tells the control thread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -252,16 +252,20 @@ fn dispatch(
         NodeId::ArpInput => ip::arp::input(cx, pkts, input, q),
         NodeId::Ip4Input => ip::ip4::input(cx, pkts, input, q),
         NodeId::Ip4Local => ip::ip4::local(cx, pkts, input, q),
+        NodeId::Vxlan4Input => vxlan::decap::node(cx, pkts, input, q),
         NodeId::Icmp4Error => ip::icmp::error4(cx, st, pkts, input, q),
         NodeId::Ip4Lookup => ip::ip4::lookup(cx, st, pkts, input, q),
         NodeId::Ip4Rewrite => ip::ip4::rewrite(cx, st, pkts, input, q),
         NodeId::Ip6Input => ip::ip6::input(cx, pkts, input, q),
         NodeId::Ip6Local => ip::ip6::local(cx, pkts, input, q),
+        NodeId::Vxlan6Input => vxlan::decap::node6(cx, pkts, input, q),
         NodeId::Icmp6Error => ip::icmp::error6(cx, st, pkts, input, q),
         NodeId::Ip6Lookup => ip::ip6::lookup(cx, st, pkts, input, q),
         NodeId::Ip6Rewrite => ip::ip6::rewrite(cx, st, pkts, input, q),
         NodeId::Glean => ip::glean::node(cx, st, pkts, input, q),
         NodeId::InterfaceOutput => output::node(cx, pkts, input, q),
+        NodeId::Vxlan4Encap => vxlan::encap::node4(cx, st, pkts, input, q),
+        NodeId::Vxlan6Encap => vxlan::encap::node6(cx, pkts, input, q),
         // The graph runs the drop node itself.
         NodeId::Drop => {}
     }

@@ -111,6 +111,10 @@ pub struct Iface {
     pub ip6: Vec<Ip6Net>,
     /// IPv6 link-local address (routed interfaces and BVIs).
     pub ll6: Option<Ipv6Addr>,
+    /// The VXLAN tunnel (index into `Tables::tunnels`) this interface sends
+    /// into, for the interfaces vrouterd makes per VNI and remote VTEP;
+    /// such an interface has no port.
+    pub tunnel: Option<u16>,
 }
 
 impl Iface {
@@ -268,6 +272,8 @@ pub struct Tables {
     pub nexthops: Arc<Vec<NextHop>>,
     pub ecmp: Arc<Vec<u32>>,
     pub params: Params,
+    /// VXLAN: local VTEPs, VNI bindings (sorted by VTEP, VNI) and tunnels.
+    pub vxlan: Arc<crate::vxlan::VxlanTables>,
 }
 
 impl Tables {
@@ -282,6 +288,7 @@ impl Tables {
             nexthops: Arc::new(vec![NextHop::Unreachable]),
             ecmp: Arc::new(Vec::new()),
             params: Params::default(),
+            vxlan: Arc::default(),
         }
     }
 

@@ -59,6 +59,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: EndpointCmd,
     },
+    /// VXLAN flood lists and static remote MACs.
+    Vxlan {
+        #[command(subcommand)]
+        cmd: VxlanCmd,
+    },
     /// Apply the changes in a JSON file (an array of {"op","args"}) all or nothing.
     Batch { file: PathBuf },
     /// Replace the state of a scope with a JSON file ({"scope","generation","routes",...}).
@@ -171,6 +176,8 @@ enum Show {
     Errors,
     /// Per-node calls, packets and clocks per packet.
     Runtime,
+    /// VXLAN VTEPs and their tunnels (VNI, remote VTEP) with counters.
+    Vteps,
 }
 
 #[derive(Args, Debug)]
@@ -237,6 +244,38 @@ enum MacCmd {
 }
 
 #[derive(Subcommand, Debug)]
+enum VxlanCmd {
+    /// Add a remote VTEP to an L2 VNI's flood list (`vxlan flood add vtep0 100 198.18.100.3`).
+    FloodAdd {
+        vtep: String,
+        vni: u32,
+        remote: String,
+    },
+    /// Remove a remote VTEP from an L2 VNI's flood list.
+    FloodDel {
+        vtep: String,
+        vni: u32,
+        remote: String,
+    },
+    /// A static remote MAC behind a remote VTEP of an L2 VNI.
+    MacAdd {
+        vtep: String,
+        vni: u32,
+        mac: String,
+        remote: String,
+        /// The endpoint's IPv4 address (ARP requests for it are answered locally).
+        #[arg(long)]
+        ip: Option<String>,
+    },
+    MacDel {
+        vtep: String,
+        vni: u32,
+        mac: String,
+        remote: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum EndpointCmd {
     Add {
         /// namespace/name
@@ -299,6 +338,40 @@ fn op_of(cmd: Cmd) -> Result<Op, String> {
             Show::Counters => Op::ShowCounters,
             Show::Errors => Op::ShowErrors,
             Show::Runtime => Op::ShowRuntime,
+            Show::Vteps => Op::ShowVteps,
+        },
+        Cmd::Vxlan { cmd } => match cmd {
+            VxlanCmd::FloodAdd { vtep, vni, remote } => {
+                Op::VxlanFloodAdd(proto::VxlanRemote { vtep, vni, remote })
+            }
+            VxlanCmd::FloodDel { vtep, vni, remote } => {
+                Op::VxlanFloodDel(proto::VxlanRemote { vtep, vni, remote })
+            }
+            VxlanCmd::MacAdd {
+                vtep,
+                vni,
+                mac,
+                remote,
+                ip,
+            } => Op::VxlanMacAdd(proto::VxlanMac {
+                vtep,
+                vni,
+                mac,
+                remote,
+                ip,
+            }),
+            VxlanCmd::MacDel {
+                vtep,
+                vni,
+                mac,
+                remote,
+            } => Op::VxlanMacDel(proto::VxlanMac {
+                vtep,
+                vni,
+                mac,
+                remote,
+                ip: None,
+            }),
         },
         Cmd::Route { cmd } => match cmd {
             RouteCmd::Add(a) => Op::RouteAdd(route(a)),
@@ -516,6 +589,48 @@ fn print(what: &Op, v: &Value) {
             for (k, t) in v["traces"].as_array().into_iter().flatten().enumerate() {
                 print_trace(k + 1, t);
             }
+        }
+        Op::ShowVteps => {
+            table(
+                v,
+                &[
+                    "name",
+                    "local",
+                    "udp_port",
+                    "vrf",
+                    "interface",
+                    "inner_mtu",
+                    "ttl",
+                    "dscp",
+                    "source_ports",
+                    "rx_packets",
+                    "tx_packets",
+                ],
+            );
+            let tunnels: Vec<Value> = v
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|t| t.get("tunnels").and_then(Value::as_array))
+                .flatten()
+                .cloned()
+                .collect();
+            println!();
+            table(
+                &Value::Array(tunnels),
+                &[
+                    "vtep",
+                    "vni",
+                    "bound",
+                    "remote",
+                    "flood",
+                    "accepted",
+                    "rx_packets",
+                    "rx_bytes",
+                    "tx_packets",
+                    "tx_bytes",
+                ],
+            );
         }
         _ => println!(
             "{}",

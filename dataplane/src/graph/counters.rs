@@ -131,6 +131,14 @@ counters! {
     Icmp6ErrorSent = "icmp6-error-sent", Event, "ICMPv6 error generated";
     Icmp6RateLimited = "icmp6-error-rate-limited", Event, "ICMPv6 error suppressed by the rate limiter";
     Icmp6ErrorSuppressed = "icmp6-error-suppressed", Event, "ICMPv6 error not allowed for this packet (RFC 4443 2.4(e))";
+    // VXLAN
+    VxlanBadHeader = "vxlan-bad-header", Drop, "VXLAN packet truncated, UDP length wrong, I flag clear, or inner frame too short";
+    VxlanBadChecksum = "vxlan-bad-udp-checksum", Drop, "VXLAN packet with a non-zero, wrong UDP checksum";
+    VxlanUnknownVni = "vxlan-unknown-vni", Drop, "VXLAN packet for a VNI the VTEP does not have";
+    VxlanUnknownVtep = "vxlan-unknown-vtep", Drop, "VXLAN packet from a remote VTEP not configured for its VNI";
+    VxlanInnerVlan = "vxlan-inner-vlan", Drop, "decapsulated frame carries a VLAN tag";
+    VxlanNotForUs = "vxlan-not-for-us", Drop, "L3 VNI: inner destination MAC is neither ours nor broadcast/multicast";
+    VxlanArpSuppressed = "vxlan-arp-suppressed", Event, "ARP request for a known overlay endpoint answered locally";
     // output
     TxRingFull = "tx-ring-full", Drop, "port could not take the packet (TX ring full or port error)";
     GraphLoop = "graph-loop", Drop, "packet still in the graph after the pass limit (a forwarding loop inside the router)";

@@ -58,16 +58,20 @@ nodes! {
     ArpInput = "arp-input";
     Ip4Input = "ip4-input";
     Ip4Local = "ip4-local";
+    Vxlan4Input = "vxlan4-input";
     Icmp4Error = "icmp4-error";
     Ip4Lookup = "ip4-lookup";
     Ip4Rewrite = "ip4-rewrite";
     Ip6Input = "ip6-input";
     Ip6Local = "ip6-local";
+    Vxlan6Input = "vxlan6-input";
     Icmp6Error = "icmp6-error";
     Ip6Lookup = "ip6-lookup";
     Ip6Rewrite = "ip6-rewrite";
     Glean = "glean";
     InterfaceOutput = "interface-output";
+    Vxlan4Encap = "vxlan4-encap";
+    Vxlan6Encap = "vxlan6-encap";
     Drop = "drop";
 }
 

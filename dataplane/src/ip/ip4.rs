@@ -2,7 +2,9 @@
 //! for packets addressed to the router.
 //!
 //! `ip4-input` validates the header (version, IHL, total length, checksum,
-//! source) and trims Ethernet padding. Reads/writes `l3_off`.
+//! source) and trims Ethernet padding; VXLAN to a local VTEP of the
+//! packet's VRF goes straight to `vxlan4-input` (skipping the lookup that
+//! would only find the local route). Reads/writes `l3_off`.
 //! `ip4-lookup` looks the whole vector up in the VRF's FIB at once (the FIB
 //! prefetches), then follows the next hop: local, glean (resolve), rewrite,
 //! ECMP (member by flow hash), drop or ICMP unreachable; it checks TTL for
@@ -117,7 +119,9 @@ fn check_fast(h: &[u8; 20], len: usize) -> Option<Result<usize, Counter>> {
 }
 
 /// The `ip4-input` node.
-pub fn input(_cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
+pub fn input(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
+    let vx = &*cx.t.vxlan;
+    let vteps = !vx.vteps.is_empty();
     for &i in input {
         let Some(p) = pkts.get_mut(usize::from(i)) else {
             continue;
@@ -147,6 +151,11 @@ pub fn input(_cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
             continue;
         }
         p.buf.truncate(l3_off + total);
+        if vteps && let Some(v) = vxlan_direct(vx, p) {
+            p.meta.aux = u32::from(v);
+            q.push(NodeId::Vxlan4Input, i);
+            continue;
+        }
         if dst >> 28 == 0xe || dst == u32::MAX {
             q.push(NodeId::Ip4Local, i);
         } else {
@@ -538,6 +547,23 @@ pub fn local(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
             _ => drop_pkt(p, q, i, Counter::Ip4LocalUnknown),
         }
     }
+}
+
+/// VXLAN to a VTEP of the packet's VRF (unfragmented UDP to its address
+/// and port), which `ip4-input` hands straight to `vxlan4-input`: the
+/// lookup would only find the local route. The VTEP, if so.
+#[inline(always)]
+fn vxlan_direct(vx: &crate::vxlan::VxlanTables, p: &Pkt) -> Option<u16> {
+    let l3 = p.l3();
+    if l3.len() < 24 || l3[9] != UDP || be16(l3, 6) & 0x3fff != 0 {
+        return None;
+    }
+    let ihl = usize::from(l3[0] & 0x0f) * 4;
+    if l3.len() < ihl + 4 {
+        return None;
+    }
+    let v = vx.vtep_for(be32(l3, 16), be16(l3, ihl + 2))?;
+    (vx.vteps.get(usize::from(v))?.vrf == p.meta.domain).then_some(v)
 }
 
 /// Turns an echo request into its reply in place.

@@ -1,6 +1,6 @@
 //! IPv6 nodes: `ip6-input` → `ip6-lookup` → `ip6-rewrite`, and `ip6-local`
-//! (echo, neighbour discovery, UDP port unreachable) for the router's own
-//! addresses and for multicast.
+//! (echo, neighbour discovery, UDP port unreachable, UDP to a VTEP →
+//! `vxlan6-input`) for the router's own addresses and for multicast.
 //!
 //! Same shape and metadata as the IPv4 nodes. Differences: no header
 //! checksum; a link-local destination is never forwarded (only delivered if
@@ -247,6 +247,18 @@ fn nd_lladdr(mut opts: &[u8], kind: u8) -> Result<Option<MacAddr>, ()> {
     Ok(found)
 }
 
+/// The VTEP of VRF `domain` a UDP packet (header at `l4_off`) to the
+/// router is for.
+#[inline(always)]
+fn vxlan_vtep(cx: &Ctx, l3: &[u8], l4_off: usize, domain: u16) -> Option<u16> {
+    let vx = &cx.t.vxlan;
+    if vx.vteps.is_empty() || l3.len() < l4_off + 4 || l4_off > usize::from(u16::MAX) {
+        return None;
+    }
+    let v = vx.vtep_for6(be128(l3, 24), be16(l3, l4_off + 2))?;
+    (vx.vteps.get(usize::from(v))?.vrf == domain).then_some(v)
+}
+
 /// The `ip6-local` node.
 pub fn local(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
     let t = cx.t;
@@ -317,6 +329,10 @@ pub fn local(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
                     }
                     _ => drop_pkt(p, q, i, Counter::Icmp6Ignored),
                 }
+            }
+            UDP if let Some(v) = vxlan_vtep(cx, l3, l4_off, p.meta.domain) => {
+                p.meta.aux = u32::from(v) | ((l4_off as u32) << 16);
+                q.push(NodeId::Vxlan6Input, i);
             }
             UDP if !dst.is_multicast() => icmp_error(
                 p,

@@ -1,5 +1,6 @@
 //! The bridge nodes: `l2-input` (learn, then forward) → `l2-flood` when
-//! needed → `interface-output`.
+//! needed → `interface-output`. `l2-flood` answers ARP requests for known
+//! VXLAN overlay endpoints itself (`vxlan::arp`).
 //!
 //! Learning and forwarding share one node: each frame's source is learned
 //! before its destination is looked up, so forwarding sees the table as of
@@ -295,6 +296,19 @@ pub fn flood(cx: &mut Ctx, pkts: &mut Vec<Pkt>, input: &[u16], q: &mut Queues) {
                 }
             }
         };
+        if !t.vxlan.vnis.is_empty()
+            && meta.flags & flags::L2_MULTI != 0
+            && shg(t, meta.rx_if) != crate::vxlan::TUNNEL_SHG
+            && let Some(mac) =
+                crate::vxlan::arp::known_target(t, meta.domain, pkts[i as usize].buf.data())
+        {
+            let p = &mut pkts[i as usize];
+            crate::vxlan::arp::reply(p.buf.data_mut(), mac);
+            p.meta.flags &= !flags::L2_MULTI;
+            cx.stats.count(Counter::VxlanArpSuppressed, 1);
+            send(cx, b.bvi, p, q, i, meta.rx_if);
+            continue;
+        }
         let rx_shg = shg(t, meta.rx_if);
         let multi = meta.flags & flags::L2_MULTI != 0;
         let eligible = |m: u16| {

@@ -1,0 +1,304 @@
+//! `vxlan4-encap` / `vxlan6-encap`: prepend outer IPv4 (IPv6)/UDP/VXLAN to
+//! an inner Ethernet frame in the buffer's headroom (no copy) and route it in
+//! the underlay.
+//!
+//! Input: frames `interface-output` sent to a tunnel interface (`tx_if`),
+//! with a complete inner Ethernet header at the start of the data (the
+//! inner MTU was checked there, or by `ip4-rewrite` for routed packets).
+//! The UDP source port is taken from a hash of the inner flow (IP addresses,
+//! protocol, ports; MACs for non-IP frames), scaled into the VTEP's source
+//! port range (RFC 7348 §5), so the underlay can spread flows while one flow
+//! keeps one path. Writes `l3_off` (0), `ethertype`, `domain` (underlay VRF),
+//! `flags` (`LOCAL_ORIGIN`: no ICMP error is ever sent about an outer
+//! packet). Edges: `ip4-lookup` / `ip6-lookup` (outer next hop, ARP/ND,
+//! outer Ethernet header are the underlay's), `drop`; and for IPv4, when the
+//! remote VTEP's route is a resolved neighbour on a port (looked up once per
+//! run of packets to one tunnel), `interface-output` directly with the outer
+//! Ethernet header written here (the same header and MTU check
+//! `ip4-rewrite` would apply; ECMP, BVI and unresolved next hops take the
+//! lookup path).
+//!
+//! IPv6 outer headers carry the flow hash in the flow label too, and a
+//! computed UDP checksum (the one per-byte cost of the IPv6 encap: a sum
+//! over the inner frame).
+
+use vrouter_wire::checksum;
+
+use std::net::IpAddr;
+
+use vrouter_wire::EtherType;
+
+use super::{Dscp, OUTER4, OUTER6, Tunnel};
+use crate::ethernet::drop_pkt;
+use crate::graph::{Counter, NodeId, Queues};
+use crate::ip::ip4::Adjacency;
+use crate::ip::{be16, be32, be128, flow_hash};
+use crate::pipeline::{Ctx, NodeState};
+use crate::pkt::{NO_IFACE, Pkt, flags};
+use crate::tables::{NextHop, Tables};
+
+const ETH: usize = 14;
+/// Tunnels `vxlan4-encap` remembers within one vector.
+const TUNNEL_SLOTS: usize = 32;
+
+/// The flow hash and the TOS / traffic class of an inner frame.
+#[inline(always)]
+pub(crate) fn inner_flow(f: &[u8]) -> (u32, u8) {
+    let et = if f.len() >= 14 { be16(f, 12) } else { 0 };
+    match et {
+        0x0800 if f.len() >= 34 => {
+            let l3 = &f[14..];
+            let ihl = usize::from(l3[0] & 0x0f) * 4;
+            let l4 = if be16(l3, 6) & 0x1fff == 0 {
+                l3.get(ihl..).unwrap_or(&[])
+            } else {
+                &[]
+            };
+            (
+                flow_hash(
+                    u128::from(be32(l3, 12)),
+                    u128::from(be32(l3, 16)),
+                    l3[9],
+                    l4,
+                ),
+                l3[1],
+            )
+        }
+        0x86dd if f.len() >= 54 => {
+            let l3 = &f[14..];
+            (
+                flow_hash(be128(l3, 8), be128(l3, 24), l3[6], &l3[40..]),
+                (l3[0] << 4) | (l3[1] >> 4),
+            )
+        }
+        _ => {
+            let m = |at: usize| {
+                f.get(at..at + 6).map_or(0u128, |b| {
+                    b.iter().fold(0u128, |a, &x| a << 8 | u128::from(x))
+                })
+            };
+            (flow_hash(m(0), m(6), 0, &[]), 0)
+        }
+    }
+}
+
+/// The UDP source port for flow hash `hash`: uniform over the range
+/// (multiply and shift, no division).
+#[inline(always)]
+pub fn source_port(min: u16, span: u32, hash: u32) -> u16 {
+    min.wrapping_add(((u64::from(hash) * u64::from(span)) >> 32) as u16)
+}
+
+/// The tunnel of interface `iface`.
+#[inline(always)]
+fn tunnel_of(t: &Tables, iface: u16) -> Option<&Tunnel> {
+    let k = t.iface(iface)?.tunnel?;
+    t.vxlan.tunnels.get(usize::from(k))
+}
+
+/// The outer adjacency of `tun` if its remote VTEP's route is a resolved
+/// neighbour on a port (no ECMP, no BVI, no resolution pending): then
+/// `vxlan4-encap` writes the outer Ethernet header itself and skips the
+/// underlay's `ip4-lookup`/`ip4-rewrite`, which would find the same.
+#[inline(never)]
+fn direct4(t: &Tables, st: &mut NodeState, tun: &Tunnel) -> Option<Adjacency> {
+    let IpAddr::V4(remote) = tun.remote else {
+        return None;
+    };
+    let nh = t
+        .vrfs
+        .get(usize::from(tun.vrf))?
+        .fib4
+        .lookup(u32::from(remote));
+    let NextHop::Rewrite { .. } = t.nexthop(nh)? else {
+        return None;
+    };
+    st.adj4.sync(t);
+    st.adj4
+        .get(t, nh, EtherType::IPV4)
+        .copied()
+        .filter(|a| !a.bvi)
+}
+
+/// The `vxlan4-encap` node.
+pub fn node4(cx: &mut Ctx, st: &mut NodeState, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
+    let t = cx.t;
+    // Tunnels (and their outer adjacencies) of this vector, direct-mapped by
+    // interface: a vector usually goes to a few remote nodes, interleaved.
+    let mut seen: [(u16, Option<&Tunnel>, Option<Adjacency>); TUNNEL_SLOTS] =
+        [(NO_IFACE, None, None); TUNNEL_SLOTS];
+    for &i in input {
+        let Some(p) = pkts.get_mut(usize::from(i)) else {
+            continue;
+        };
+        let slot = &mut seen[usize::from(p.meta.tx_if) % TUNNEL_SLOTS];
+        if slot.0 != p.meta.tx_if {
+            let tun = tunnel_of(t, p.meta.tx_if).filter(|t| !t.v6);
+            let adj = tun.and_then(|tun| direct4(t, st, tun));
+            *slot = (p.meta.tx_if, tun, adj);
+        }
+        let last = *slot;
+        let Some(tun) = last.1 else {
+            drop_pkt(p, q, i, Counter::GraphLost);
+            continue;
+        };
+        let inner_len = p.buf.len();
+        let total = inner_len + OUTER4;
+        if inner_len < 14 || total > usize::from(u16::MAX) {
+            drop_pkt(p, q, i, Counter::VxlanBadHeader);
+            continue;
+        }
+        let (hash, tos) = inner_flow(p.buf.data());
+        let tos = match tun.dscp {
+            Dscp::Copy => tos,
+            Dscp::Fixed(_) => tun.header[1],
+        };
+        let sport = source_port(tun.sport_min, tun.sport_span, hash);
+        let adj = last.2.filter(|a| total <= usize::from(a.mtu));
+        let eth = if adj.is_some() { ETH } else { 0 };
+        let Some(d) = p.buf.prepend(OUTER4 + eth).ok() else {
+            drop_pkt(p, q, i, Counter::GraphNoSpace);
+            continue;
+        };
+        let Some(h) = d.get_mut(eth..).and_then(|h| h.first_chunk_mut::<OUTER4>()) else {
+            drop_pkt(p, q, i, Counter::GraphNoSpace);
+            continue;
+        };
+        if let Some(t4) = tun.header.first_chunk::<OUTER4>() {
+            *h = *t4;
+        }
+        let total = total as u16;
+        let base = if adj.is_some() {
+            h[8] = tun.ttl;
+            tun.csum_direct
+        } else {
+            tun.csum
+        };
+        h[1] = tos;
+        h[2..4].copy_from_slice(&total.to_be_bytes());
+        let copied = if matches!(tun.dscp, Dscp::Copy) {
+            u32::from(tos)
+        } else {
+            0
+        };
+        let c = checksum::finish(base + u32::from(total) + copied);
+        h[10..12].copy_from_slice(&c.to_be_bytes());
+        h[20..22].copy_from_slice(&sport.to_be_bytes());
+        h[24..26].copy_from_slice(&(total - 20).to_be_bytes());
+        p.meta.ethertype = 0x0800;
+        p.meta.domain = tun.vrf;
+        p.meta.flags = (p.meta.flags & flags::TRACED) | flags::LOCAL_ORIGIN;
+        match adj {
+            Some(a) => {
+                if let Some(e) = p.buf.data_mut().first_chunk_mut::<ETH>() {
+                    *e = a.header;
+                }
+                p.meta.l3_off = ETH as u16;
+                p.meta.nh = a.id;
+                p.meta.tx_if = a.iface;
+                q.push(NodeId::InterfaceOutput, i);
+            }
+            None => {
+                p.meta.l3_off = 0;
+                q.push(NodeId::Ip4Lookup, i);
+            }
+        }
+    }
+}
+
+/// The `vxlan6-encap` node.
+pub fn node6(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
+    let t = cx.t;
+    let mut last: (u16, Option<&Tunnel>) = (NO_IFACE, None);
+    for &i in input {
+        let Some(p) = pkts.get_mut(usize::from(i)) else {
+            continue;
+        };
+        if p.meta.tx_if != last.0 {
+            last = (p.meta.tx_if, tunnel_of(t, p.meta.tx_if));
+        }
+        let Some(tun) = last.1.filter(|t| t.v6) else {
+            drop_pkt(p, q, i, Counter::GraphLost);
+            continue;
+        };
+        let inner_len = p.buf.len();
+        let udp_len = inner_len + 16;
+        if inner_len < 14 || udp_len > usize::from(u16::MAX) {
+            drop_pkt(p, q, i, Counter::VxlanBadHeader);
+            continue;
+        }
+        let (hash, tc) = inner_flow(p.buf.data());
+        let tc = match tun.dscp {
+            Dscp::Copy => tc,
+            Dscp::Fixed(_) => (tun.header[0] << 4) | (tun.header[1] >> 4),
+        };
+        let sport = source_port(tun.sport_min, tun.sport_span, hash);
+        let inner_sum = checksum::sum(p.buf.data());
+        let Some(h) = p
+            .buf
+            .prepend(OUTER6)
+            .ok()
+            .and_then(|h| h.first_chunk_mut::<OUTER6>())
+        else {
+            drop_pkt(p, q, i, Counter::GraphNoSpace);
+            continue;
+        };
+        *h = tun.header;
+        let udp_len = udp_len as u16;
+        let label = hash & 0x000f_ffff;
+        h[0] = 0x60 | (tc >> 4);
+        h[1] = (tc << 4) | (label >> 16) as u8;
+        h[2..4].copy_from_slice(&(label as u16).to_be_bytes());
+        h[4..6].copy_from_slice(&udp_len.to_be_bytes());
+        h[40..42].copy_from_slice(&sport.to_be_bytes());
+        h[44..46].copy_from_slice(&udp_len.to_be_bytes());
+        let c = checksum::finish(tun.csum + 2 * u32::from(udp_len) + u32::from(sport) + inner_sum);
+        h[46..48].copy_from_slice(&checksum::udp_zero_to_ffff(c).to_be_bytes());
+        p.meta.l3_off = 0;
+        p.meta.ethertype = 0x86dd;
+        p.meta.domain = tun.vrf;
+        p.meta.flags = (p.meta.flags & flags::TRACED) | flags::LOCAL_ORIGIN;
+        q.push(NodeId::Ip6Lookup, i);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_port_stays_in_range() {
+        for h in [0u32, 1, 0x8000_0000, u32::MAX] {
+            let p = source_port(49152, 16384, h);
+            assert!((49152..=65535).contains(&p), "{p}");
+        }
+        assert_eq!(source_port(49152, 16384, u32::MAX), 65535);
+        assert_eq!(source_port(1000, 1, u32::MAX), 1000);
+    }
+
+    #[test]
+    fn inner_flow_varies_with_ports_and_is_stable() {
+        let frame = |sport: u16| {
+            let mut f = vec![0u8; 14 + 20 + 8];
+            f[12] = 0x08;
+            f[14] = 0x45;
+            f[15] = 0xb8;
+            f[23] = 17;
+            f[26..30].copy_from_slice(&[198, 18, 0, 1]);
+            f[30..34].copy_from_slice(&[198, 18, 0, 2]);
+            f[34..36].copy_from_slice(&sport.to_be_bytes());
+            f[36..38].copy_from_slice(&80u16.to_be_bytes());
+            f
+        };
+        let (h1, tos) = inner_flow(&frame(1000));
+        assert_eq!(tos, 0xb8);
+        assert_eq!(inner_flow(&frame(1000)).0, h1);
+        let ports: std::collections::HashSet<u16> = (1000..1064)
+            .map(|s| source_port(49152, 16384, inner_flow(&frame(s)).0))
+            .collect();
+        assert!(ports.len() > 32, "{} distinct source ports", ports.len());
+        // Short or non-IP frames hash without panicking.
+        let _ = inner_flow(&[0u8; 3]);
+        let _ = inner_flow(&[0u8; 14]);
+    }
+}
