@@ -30,6 +30,12 @@ pub struct Allocation {
     pub port: u32,
     pub pod_namespace: String,
     pub pod_name: String,
+    /// The pod interface's MAC (a static MAC of the bridge domain).
+    #[serde(default)]
+    pub mac: String,
+    /// True if the endpoint was registered (the bridge has a gateway).
+    #[serde(default)]
+    pub endpoint: bool,
 }
 
 /// The allocation directory of one network, locked while this lives.
@@ -194,6 +200,8 @@ mod tests {
             port,
             pod_namespace: "ns".into(),
             pod_name: c.into(),
+            mac: String::new(),
+            endpoint: false,
         }
     }
 

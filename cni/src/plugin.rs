@@ -4,7 +4,9 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::{Value, json};
 use vrouter_control::proto::info;
-use vrouter_control::{Client, ClientError, Endpoint, EndpointKey, Op};
+use vrouter_control::{
+    Batch, BatchOp, Client, ClientError, Endpoint, EndpointKey, Op, StaticMac, code as api_code,
+};
 
 use crate::conf::{CNI_VERSION, Command, Env, NetConf, SUPPORTED_VERSIONS, Slot, version_of};
 use crate::error::{CniError, Result, code};
@@ -80,7 +82,7 @@ fn add(env: &Env, conf: &NetConf) -> Result<Value> {
         ));
     }
     let mut client = connect(conf)?;
-    let slot = free_port(conf, &store, &mut client)?;
+    let (slot, bvi) = free_port(conf, &store, &mut client)?;
     let ip = store.next_free(&conf.subnet, conf.gateway)?;
     let mac = link::mac_here(&slot.device)?;
     let alloc = Allocation {
@@ -90,6 +92,8 @@ fn add(env: &Env, conf: &NetConf) -> Result<Value> {
         port: slot.index,
         pod_namespace: env.pod_namespace.clone(),
         pod_name: env.pod_name.clone(),
+        mac: mac.clone(),
+        endpoint: bvi.is_some(),
     };
     store.put(&alloc)?;
     // From here on, a failure undoes what was done.
@@ -103,15 +107,30 @@ fn add(env: &Env, conf: &NetConf) -> Result<Value> {
             conf.gateway,
             conf.mtu,
         )?;
-        client
-            .call(Op::EndpointAdd(Endpoint {
-                namespace: env.pod_namespace.clone(),
-                name: env.pod_name.clone(),
-                node: String::new(),
-                ips: vec![ip.to_string()],
+        // The pod's MAC is pinned to its port (a frame from it elsewhere is
+        // dropped); the endpoint (a static neighbour) lives on the bridge's
+        // routed interface, where ARP/ND for the pod is answered.
+        let mut ops = vec![BatchOp {
+            op: Op::StaticMacAdd(StaticMac {
+                bridge: conf.bridge.clone(),
                 mac: mac.clone(),
                 interface: slot.interface.clone(),
-            }))
+            }),
+        }];
+        if let Some(b) = &bvi {
+            ops.push(BatchOp {
+                op: Op::EndpointAdd(Endpoint {
+                    namespace: env.pod_namespace.clone(),
+                    name: env.pod_name.clone(),
+                    node: String::new(),
+                    ips: vec![ip.to_string()],
+                    mac: mac.clone(),
+                    interface: b.clone(),
+                }),
+            });
+        }
+        client
+            .call(Op::Batch(Batch { ops }))
             .map_err(|e| control_err(conf, e))
     })();
     if let Err(e) = wired {
@@ -141,8 +160,9 @@ fn add(env: &Env, conf: &NetConf) -> Result<Value> {
 }
 
 /// The first port of the pool that vrouterd bridges into `conf.bridge`,
-/// whose device is here (not in a pod) and that no allocation holds.
-fn free_port(conf: &NetConf, store: &Store, client: &mut Client) -> Result<Slot> {
+/// whose device is here (not in a pod) and that no allocation holds; and
+/// the bridge's routed interface (BVI), if it has one.
+fn free_port(conf: &NetConf, store: &Store, client: &mut Client) -> Result<(Slot, Option<String>)> {
     let v = client
         .call(Op::ShowInterfaces)
         .map_err(|e| control_err(conf, e))?;
@@ -154,6 +174,10 @@ fn free_port(conf: &NetConf, store: &Store, client: &mut Client) -> Result<Slot>
         .filter(|i| i.mode == "bridged" && i.bridge.as_deref() == Some(conf.bridge.as_str()))
         .map(|i| i.name.as_str())
         .collect();
+    let bvi = ifaces
+        .iter()
+        .find(|i| i.mode == "bvi" && i.bridge.as_deref() == Some(conf.bridge.as_str()))
+        .map(|i| i.name.clone());
     let held: HashSet<u32> = store.all()?.iter().map(|a| a.port).collect();
     let (mut in_bridge, mut present) = (0, 0);
     for s in &conf.ports {
@@ -166,7 +190,7 @@ fn free_port(conf: &NetConf, store: &Store, client: &mut Client) -> Result<Slot>
         }
         present += 1;
         if !held.contains(&s.index) {
-            return Ok(s.clone());
+            return Ok((s.clone(), bvi));
         }
     }
     Err(CniError::new(
@@ -199,20 +223,48 @@ fn del(env: &Env, conf: &NetConf) -> Result<()> {
             );
         }
     }
-    match connect(conf).and_then(|mut c| {
-        c.call(Op::EndpointDel(EndpointKey {
-            namespace: a.pod_namespace.clone(),
-            name: a.pod_name.clone(),
-        }))
-        .map_err(|e| control_err(conf, e))
-    }) {
-        Ok(_) => {}
-        Err(CniError { details, .. }) if details.contains("no such endpoint") => {}
-        Err(e) => tracing::warn!(error = %e, "endpoint.del failed; vrouterd resyncs it"),
-    }
+    unregister(conf, &a);
     store.release(a.ip)?;
     tracing::info!(ip = %a.ip, "deleted");
     Ok(())
+}
+
+/// Removes the pod's static MAC and endpoint from vrouterd; what is
+/// already gone is fine, and an unreachable vrouterd is logged only (DEL
+/// must not fail forever while vrouterd restarts; a restarted vrouterd has
+/// neither).
+fn unregister(conf: &NetConf, a: &Allocation) {
+    let mut c = match connect(conf) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot unregister the endpoint");
+            return;
+        }
+    };
+    let mut ops = Vec::new();
+    if a.endpoint {
+        ops.push(Op::EndpointDel(EndpointKey {
+            namespace: a.pod_namespace.clone(),
+            name: a.pod_name.clone(),
+        }));
+    }
+    if let (Some(slot), false) = (
+        conf.ports.iter().find(|s| s.index == a.port),
+        a.mac.is_empty(),
+    ) {
+        ops.push(Op::StaticMacDel(StaticMac {
+            bridge: conf.bridge.clone(),
+            mac: a.mac.clone(),
+            interface: slot.interface.clone(),
+        }));
+    }
+    for op in ops {
+        match c.call(op) {
+            Ok(_) => {}
+            Err(ClientError::Api(e)) if e.code == api_code::NOT_FOUND => {}
+            Err(e) => tracing::warn!(error = %e, "unregistering from vrouterd"),
+        }
+    }
 }
 
 fn check(env: &Env, conf: &NetConf) -> Result<()> {
@@ -236,7 +288,9 @@ fn check(env: &Env, conf: &NetConf) -> Result<()> {
     if let Some(m) = link::verify(&env.netns, &env.ifname, a.ip, conf.subnet.len, conf.gateway)? {
         return fail(m);
     }
-    let slot = conf.ports.iter().find(|s| s.index == a.port);
+    if !a.endpoint {
+        return Ok(());
+    }
     let mut c = connect(conf)?;
     let v = c
         .call(Op::ShowEndpoints)
@@ -248,7 +302,7 @@ fn check(env: &Env, conf: &NetConf) -> Result<()> {
         e.namespace == a.pod_namespace
             && e.name == a.pod_name
             && e.ips.contains(&a.ip.to_string())
-            && slot.is_some_and(|s| s.interface == e.interface)
+            && e.mac.eq_ignore_ascii_case(&a.mac)
     });
     if !ok {
         return fail(format!(
