@@ -394,3 +394,42 @@ fn concurrent_adds_get_distinct_addresses() {
         assert_eq!(ping_stats(&out), (1, 1), "{out}");
     }
 }
+
+/// The deployment path: deploy/vrouter-pool.sh creates the pool inside a
+/// node namespace and renders vrouterd's sections, and the example conflist
+/// (socket and data directory pointed at the test's) wires a pod.
+#[test]
+fn deploy_pool_script_and_example_conflist() {
+    require_root!();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let pool = root.join("deploy/vrouter-pool.sh");
+    let mut t = Topology::new();
+    t.add_ns("n");
+    t.add_ns("pa");
+    // Interfaces named vrph<i>/vrpp<i> live only in the test's namespace.
+    t.exec("n", &format!("sh {} create 2", pool.display()));
+    t.exec("n", &format!("sh {} create 2", pool.display())); // idempotent
+    let sections = t.exec("n", &format!("sh {} toml 2 198.18.1.1/24", pool.display()));
+    let k = t.start_vrouterd(
+        "n",
+        &format!("[dataplane]\npoll = \"adaptive\"\n[metrics]\nenabled = false\n{sections}"),
+    );
+    let list: Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("deploy/10-vrouter.conflist")).unwrap(),
+    )
+    .unwrap();
+    let mut conf = list["plugins"][0].clone();
+    conf["name"] = list["name"].clone();
+    conf["cniVersion"] = list["cniVersion"].clone();
+    conf["socket"] = json!(t.socket(k));
+    conf["ipam"]["dataDir"] = json!(t.dir().join("ipam"));
+    let n = Node { t, conf, ports: 0 };
+    let (ok, v, err) = n.cni("ADD", "pa", "pa", &n.conf());
+    assert!(ok, "{v} {err}");
+    assert_eq!(v["ips"][0]["address"], "198.18.1.2/24", "{v}");
+    let out = n.t.exec("pa", "ping -c 2 -i 0.2 -W 2 198.18.1.1");
+    assert_eq!(ping_stats(&out), (2, 2), "{out}");
+    let (ok, v, err) = n.cni("DEL", "pa", "pa", &n.conf());
+    assert!(ok, "{v} {err}");
+    n.t.exec("n", "ip link show dev vrpp0");
+}
