@@ -294,6 +294,15 @@ fn check_detects_a_broken_interface() {
         !ok && v["msg"].as_str().unwrap().contains("endpoint"),
         "{v}"
     );
+    // The interface gone (renamed away).
+    n.t.exec(
+        "pa",
+        "ip link set dev eth0 down && ip link set dev eth0 name eth9",
+    );
+    let (ok, v, _) = n.cni("CHECK", "pa", "pa", &n.conf());
+    assert!(!ok, "{v}");
+    assert_eq!(v["code"], 104, "{v}");
+    assert!(v["msg"].as_str().unwrap().contains("missing"), "{v}");
 }
 
 #[test]
