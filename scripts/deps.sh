@@ -10,6 +10,7 @@ PKGS=(
   ethtool                                      # offloads off on test veths
   traceroute socat nftables                    # probes, control socket, drops
   python3 python3-scapy                        # independent packet builder
+  python3-yaml                                 # deploy/ manifests syntax check
   python3-prometheus-client curl               # metrics endpoint parser
   libpcap-dev                                  # (pcap files are read natively; kept for tcpdump tooling)
   libxdp-dev libbpf-dev xdp-tools              # AF_XDP

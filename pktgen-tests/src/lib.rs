@@ -141,6 +141,11 @@ pub fn port_toml(name: &str, driver: &str, iface: &str, k: usize) -> String {
     }
 }
 
+/// Path of the vrouter-cni plugin binary.
+pub fn vrouter_cni() -> PathBuf {
+    binary("vrouter-cni", "vrouter-cni")
+}
+
 /// Path of the vrouterctl binary.
 pub fn vrouterctl() -> PathBuf {
     binary("vrouter-control", "vrouterctl")
