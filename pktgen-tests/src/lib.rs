@@ -8,6 +8,8 @@
 //! that need root skip with one line when not root.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod pktgen;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
