@@ -143,6 +143,11 @@ pub fn port_toml(name: &str, driver: &str, iface: &str, k: usize) -> String {
     }
 }
 
+/// Path of the vrouter-pktgen binary.
+pub fn pktgen() -> PathBuf {
+    binary("vrouter-pktgen-tests", "vrouter-pktgen")
+}
+
 /// Path of the vrouterctl binary.
 pub fn vrouterctl() -> PathBuf {
     binary("vrouter-control", "vrouterctl")

@@ -19,16 +19,13 @@ pub enum PktgenError {
     #[error("{0}")]
     Config(String),
     /// A port could not be opened or set up.
-    #[error("{iface}{ns}: {source}")]
+    #[error("{iface}{ns}: {err}")]
     Port {
         iface: String,
         ns: String,
-        source: vrouter_dataplane::port::PortError,
+        err: vrouter_dataplane::port::PortError,
     },
     /// A system call (network namespaces, interface queries) failed.
-    #[error("{what}: {source}")]
-    Sys {
-        what: String,
-        source: std::io::Error,
-    },
+    #[error("{what}: {err}")]
+    Sys { what: String, err: std::io::Error },
 }
