@@ -325,9 +325,35 @@ ovs_cost() { # the PMD's processing (busy) cycles per packet, like vrouterd's bu
     awk -F: '/avg processing cycles per packet/{split($2, a, " "); v = a[1] + 0} END{if (v) printf "%.0f", v}'
 }
 
+# ---- the generator itself ---------------------------------------------------
+# vrouter-pktgen flat out next to dpdk-testpmd txonly (AF_XDP vdev), both on
+# core 0 sending 64-byte frames on g0; r0 (nothing attached, no address)
+# counts what arrives and the kernel drops it.
+gen_compare() {
+  local a0 a1 pg_pps tp_pps=-
+  a0=$(ns rtr cat "/sys/class/net/${P}r0/statistics/rx_packets")
+  "$PG" send -i "${P}g0" --netns "${P}gen" --core 0 --dst-mac "$R0MAC" --src 198.18.1.2-198.18.1.101 \
+    --dst 198.18.2.2 --dport 1000-1099 --rate max --duration "$SECS" --json > "$WORK/gen.json" 2>>"$WORK/pktgen.err" || true
+  a1=$(ns rtr cat "/sys/class/net/${P}r0/statistics/rx_packets")
+  pg_pps=$(jq -r --argjson n $((a1 - a0)) '$n / .result.seconds | floor' "$WORK/gen.json" 2>/dev/null || echo -)
+  if command -v dpdk-testpmd >/dev/null; then
+    ip netns exec "${P}gen" dpdk-testpmd -l 0-1 --main-lcore 1 --no-huge -m 512 --no-pci --file-prefix "${P}gen" \
+      --vdev "net_af_xdp0,iface=${P}g0" --log-level='.*,3' -- --forward-mode=txonly --txpkts=60 \
+      --eth-peer="0,$R0MAC" --tx-ip=198.18.1.2,198.18.2.2 --txonly-multi-flow --total-num-mbufs=16384 \
+      --nb-cores=1 --auto-start --stats-period=1 > "$WORK/testpmd-gen.log" 2>&1 < /dev/null &
+    local T=$!; PIDS+=("$T"); sleep 2
+    a0=$(ns rtr cat "/sys/class/net/${P}r0/statistics/rx_packets"); sleep "$SECS"
+    a1=$(ns rtr cat "/sys/class/net/${P}r0/statistics/rx_packets"); stop_pid "$T"
+    tp_pps=$(( (a1 - a0) / SECS ))
+  fi
+  GEN_LINE="generator, 64-byte frames (60 on veth) on AF_XDP, core 0, as counted by the receiving veth: vrouter-pktgen $pg_pps pps, dpdk-testpmd txonly $tp_pps pps"
+  echo "$GEN_LINE"
+}
+
 # ---- run --------------------------------------------------------------------
 echo "== bench-compare: $SECS s at $RATE pps offered (64-byte frames, 10k flows), RFC 2544 trials of $TRIAL s; generator vrouter-pktgen AF_XDP on core 0"
 [ "$HAS_DPDK" = 1 ] || echo "   (vrouterd without dpdk: vrouterd-dpdk rows skipped)"
+gen_compare
 for c in ${CASES//,/ }; do
   for f in ${FWDS//,/ }; do
     case "$f" in
@@ -373,6 +399,7 @@ if [ "$RECORD" = 1 ]; then
     echo "zero-loss rate: RFC 2544 binary search, $TRIAL s trials, at most $TRIALS trials, 5% resolution (\">=\": the generator's maximum passed)."
     echo "cycles/pkt: the forwarder's own busy cycles per packet (vrouterd: busy polls; OVS: pmd-stats-show);"
     echo "\\* = system CPU time except the generator, per delivered packet, at ${MHZ} MHz (sink receive included)."
+    echo "The $GEN_LINE."
     echo
     echo "$TABLE"
     echo

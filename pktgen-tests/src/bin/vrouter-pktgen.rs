@@ -118,8 +118,8 @@ struct SendArgs {
     /// Frames to send.
     #[arg(long)]
     count: Option<u64>,
-    /// Frames per TX burst.
-    #[arg(long, default_value_t = 64)]
+    /// Frames per TX burst (32: what the kernel's AF_XDP copy mode sends per kick).
+    #[arg(long, default_value_t = 32)]
     batch: usize,
     /// Milliseconds to keep receiving after the last frame.
     #[arg(long, default_value_t = 500)]

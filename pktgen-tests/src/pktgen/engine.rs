@@ -294,12 +294,13 @@ impl Generator {
     /// Polls both ports once: TX completions and kicks, arrivals counted.
     #[inline]
     fn poll(&mut self) {
-        let now = now_ns();
         let n = self
             .tx
             .port
             .rx_burst(&mut self.tx.pool, &mut self.pkts, 256);
         if n > 0 {
+            // The clock is read only when something arrived.
+            let now = now_ns();
             for p in self.pkts.drain(..) {
                 if self.rx_on_tx {
                     count(&mut self.stats, p.buf.data(), now);
@@ -310,6 +311,7 @@ impl Generator {
         if let Some(rx) = &mut self.rx {
             let n = rx.port.rx_burst(&mut rx.pool, &mut self.pkts, 256);
             if n > 0 {
+                let now = now_ns();
                 for p in self.pkts.drain(..) {
                     count(&mut self.stats, p.buf.data(), now);
                     rx.pool.free(p.buf);
@@ -326,10 +328,12 @@ impl Generator {
         let batch = o.batch.clamp(1, 1024);
         let ring_full0 = self.tx.stats.snapshot().tx_ring_full;
         let (mut sent, mut bytes) = (0u64, 0u64);
-        let start = Instant::now();
+        // One clock read per burst: it paces and it stamps.
+        let start = now_ns();
         let mut elapsed;
         loop {
-            elapsed = start.elapsed();
+            let now = now_ns();
+            elapsed = Duration::from_nanos(now.saturating_sub(start));
             if o.duration.is_some_and(|d| elapsed >= d) || o.count.is_some_and(|c| sent >= c) {
                 break;
             }
@@ -342,7 +346,7 @@ impl Generator {
                 want = want.min(c - sent);
             }
             if want > 0 {
-                let (acc, b) = self.burst(seq_base | sent, want as usize);
+                let (acc, b) = self.burst(seq_base | sent, want as usize, now);
                 sent += acc;
                 bytes += b;
             }
@@ -351,7 +355,7 @@ impl Generator {
         let seconds = elapsed.as_secs_f64();
         // Drain: until everything sent has arrived, or the drain time ends.
         let drain_end = Instant::now() + o.drain;
-        while Instant::now() < drain_end {
+        while self.receives() && Instant::now() < drain_end {
             self.poll();
             if self.receives() && self.stats.unique() >= sent {
                 break;
@@ -399,13 +403,12 @@ impl Generator {
         }
     }
 
-    /// Builds up to `n` frames (sequence numbers from `seq`) and hands them
+    /// Builds up to `n` frames (sequence numbers from `seq`, time `ts`) and hands them
     /// to the TX port. Returns (frames and bytes the port took): frames it
     /// refused (ring full) are not counted, and their sequence numbers are
     /// used again by the next burst.
     #[inline]
-    fn burst(&mut self, seq: u64, n: usize) -> (u64, u64) {
-        let ts = now_ns();
+    fn burst(&mut self, seq: u64, n: usize, ts: u64) -> (u64, u64) {
         let t = &self.templates;
         let (mut flow, mut pat) = (self.flow, self.pat);
         let mut lens = 0u64;
