@@ -111,7 +111,7 @@ tx_r1() { awk '/^ports:/ {p = 1; next} /^[a-z]/ {p = 0} p && $1 == "r1" {v = $5}
 run_vrouterd() { # run_vrouterd <pipeline>: prints Mpps (or a reason)
   vr_config "$1" > "$WORK/vr.toml"
   if ! "$VROUTERD" --config "$WORK/vr.toml" --check > "$WORK/check.log" 2>&1; then
-    echo "pending: vrouterd --check refuses this config ($(head -1 "$WORK/check.log" | cut -c1-60))"; return
+    echo "pending: vrouterd --check refuses it ($(grep -v -e '^Error: invalid configuration' -e '^\s*$' "$WORK/check.log" | head -1 | sed 's/^.*vr.toml: //' | cut -c1-70))"; return
   fi
   rm -f "$WORK/vr.sock"
   "$VROUTERD" --config "$WORK/vr.toml" > "$WORK/vr.log" 2>&1 &
