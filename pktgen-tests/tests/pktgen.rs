@@ -11,6 +11,14 @@ use std::process::Command;
 use serde_json::Value;
 use vrouter_pktgen_tests::{Topology, have, pktgen, require_root, sh_out};
 
+/// The tests of this file run one at a time, whatever --test-threads says:
+/// each measures exact counts and rates on a 2-core machine, and two
+/// generators at once would measure each other.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn bpffs() {
     let _ = sh_out("mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf");
 }
@@ -86,6 +94,7 @@ fn bridged() -> (Topology, String, String, String, String) {
 #[test]
 fn sends_n_receives_exactly_n_through_a_veth_pair() {
     require_root!();
+    let _serial = serial();
     let (t, g0, s0, mac) = pair();
     let (gen_ns, sink_ns) = (t.ns("gen"), t.ns("sink"));
     for driver in ["af-xdp", "af-packet"] {
@@ -133,6 +142,7 @@ fn sends_n_receives_exactly_n_through_a_veth_pair() {
 #[test]
 fn separate_receiver_counts_what_the_sender_sent() {
     require_root!();
+    let _serial = serial();
     let (t, g0, s0, mac) = pair();
     let sink_ns = t.ns("sink");
     let rx = Command::new(pktgen())
@@ -178,6 +188,7 @@ fn separate_receiver_counts_what_the_sender_sent() {
 #[test]
 fn loss_equals_the_nftables_drop_counter() {
     require_root!();
+    let _serial = serial();
     if !have("nft") {
         eprintln!("skipped: nft not installed (scripts/deps.sh installs nftables)");
         return;
@@ -231,6 +242,7 @@ fn loss_equals_the_nftables_drop_counter() {
 #[test]
 fn frames_decode_in_tshark() {
     require_root!();
+    let _serial = serial();
     if !have("tshark") || !have("tcpdump") {
         eprintln!("skipped: tshark/tcpdump not installed");
         return;
@@ -381,15 +393,20 @@ fn frames_decode_in_tshark() {
 #[test]
 fn rfc2544_converges_on_a_tbf_cap() {
     require_root!();
+    let _serial = serial();
     let (t, g0, r1, s0, mac) = bridged();
-    // 20 kpps of 512-byte frames (508 bytes on veth): 81.28 Mbit/s; a
+    // 10 kpps of 512-byte frames (508 bytes on veth): 40.64 Mbit/s. A
     // bucket of 64 frames and a queue of ~500 absorb timer and scheduling
-    // jitter on this loaded machine (a smaller bucket loses tokens when
-    // the qdisc watchdog fires late and caps below the rate).
-    let cap = 20_000.0;
+    // jitter (a smaller bucket loses tokens when the qdisc watchdog fires
+    // late, and caps below the rate). A loss threshold of 0.1% and up to
+    // two retries of a failed trial keep a stray scheduling stall on this
+    // shared 2-core machine from failing a rate below the cap; above the
+    // cap by more than ~6% the queue overflows in every 1 s trial and loss
+    // is far above 0.1%.
+    let cap = 10_000.0;
     t.exec(
         "rtr",
-        &format!("tc qdisc add dev {r1} root tbf rate 81280kbit burst 32kb limit 256kb"),
+        &format!("tc qdisc add dev {r1} root tbf rate 40640kbit burst 32kb limit 256kb"),
     );
     let v = run_json(&[
         "send",
@@ -409,11 +426,15 @@ fn rfc2544_converges_on_a_tbf_cap() {
         "--trial",
         "1",
         "--max-rate",
-        "60000",
+        "30000",
         "--resolution",
         "2",
         "--loss-threshold",
-        "0",
+        "0.001",
+        "--retries",
+        "2",
+        "--max-trials",
+        "30",
         "--batch",
         "16",
         "--drain-ms",
@@ -432,6 +453,7 @@ fn rfc2544_converges_on_a_tbf_cap() {
 #[test]
 fn bad_inputs_are_clear_errors() {
     require_root!();
+    let _serial = serial();
     let (t, g0, _s0, mac) = pair();
     let gen_ns = t.ns("gen");
     let (code, _, err) = run(&[

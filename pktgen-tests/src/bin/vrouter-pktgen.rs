@@ -145,6 +145,10 @@ struct SendArgs {
     /// Most trials the search runs.
     #[arg(long, default_value_t = 20)]
     max_trials: usize,
+    /// Run a failed search trial again up to this many times before its rate
+    /// counts as failed (transient loss on a shared machine).
+    #[arg(long, default_value_t = 0)]
+    retries: usize,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -304,6 +308,7 @@ fn send(a: SendArgs) -> Result<ExitCode> {
             resolution: a.resolution / 100.0,
             max_rate: a.max_rate.or(rate),
             max_trials: a.max_trials.max(1),
+            retries: a.retries,
             batch: a.batch,
             drain: Duration::from_millis(a.drain_ms),
         });
