@@ -15,6 +15,7 @@ PKGS=(
   libpcap-dev                                  # (pcap files are read natively; kept for tcpdump tooling)
   libxdp-dev libbpf-dev xdp-tools              # AF_XDP
   libdpdk-dev dpdk dpdk-dev                    # DPDK port, testpmd, test-fib
+  openvswitch-switch-dpdk                      # OVS-DPDK peer of scripts/bench-compare.sh
 )
 
 missing=()
@@ -27,7 +28,16 @@ if [ ${#missing[@]} -gt 0 ]; then
   # tshark asks whether non-root users may capture; answer once, non-interactively.
   echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
   apt-get update -q
-  apt-get install -y -q --no-install-recommends "${missing[@]}"
+  # Installing packages must not start system services (openvswitch-switch
+  # would start a system OVS): bench-compare.sh runs its own, privately.
+  # A policy-rc.d that denies starts is put in place for the install only,
+  # unless one exists already.
+  own_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; own_policy=1
+  fi
+  apt-get install -y -q --no-install-recommends "${missing[@]}" || { [ $own_policy = 1 ] && rm -f /usr/sbin/policy-rc.d; exit 1; }
+  [ $own_policy = 1 ] && rm -f /usr/sbin/policy-rc.d
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

@@ -8,6 +8,8 @@
 //! that need root skip with one line when not root.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod pktgen;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -144,6 +146,11 @@ pub fn port_toml(name: &str, driver: &str, iface: &str, k: usize) -> String {
 /// Path of the vrouter-cni plugin binary.
 pub fn vrouter_cni() -> PathBuf {
     binary("vrouter-cni", "vrouter-cni")
+}
+
+/// Path of the vrouter-pktgen binary.
+pub fn pktgen() -> PathBuf {
+    binary("vrouter-pktgen-tests", "vrouter-pktgen")
 }
 
 /// Path of the vrouterctl binary.

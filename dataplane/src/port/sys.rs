@@ -133,6 +133,35 @@ pub fn if_mac(name: &str) -> io::Result<MacAddr> {
     Ok(MacAddr(m))
 }
 
+/// The MTU of a network interface.
+pub fn if_mtu(name: &str) -> io::Result<u32> {
+    let s = socket(libc::AF_INET, libc::SOCK_DGRAM, 0)?;
+    let mut r = ifreq(name)?;
+    // SAFETY: SIOCGIFMTU reads the name from and writes the MTU into `r`, a
+    // valid ifreq that lives for the call.
+    let rc = unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCGIFMTU, &mut r) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: after a successful SIOCGIFMTU the union holds `ifru_mtu`.
+    Ok(unsafe { r.ifr_ifru.ifru_mtu } as u32)
+}
+
+/// Moves the calling thread into the network namespace of `ns` (an open
+/// `/var/run/netns/NAME` or `/proc/PID/ns/net`): sockets it creates from
+/// then on live in that namespace (tools that open ports in two namespaces,
+/// such as vrouter-pktgen).
+pub fn set_netns(ns: &impl AsRawFd) -> io::Result<()> {
+    // SAFETY: plain syscall on a descriptor the caller keeps open for the
+    // call; CLONE_NEWNET only accepts a network namespace descriptor.
+    let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
 /// A shared, read-write memory mapping of a socket's ring, unmapped on drop.
 pub struct Mmap {
     ptr: *mut u8,
