@@ -36,8 +36,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; own_policy=1
   fi
-  apt-get install -y -q --no-install-recommends "${missing[@]}" || { [ $own_policy = 1 ] && rm -f /usr/sbin/policy-rc.d; exit 1; }
-  [ $own_policy = 1 ] && rm -f /usr/sbin/policy-rc.d
+  rc=0
+  apt-get install -y -q --no-install-recommends "${missing[@]}" || rc=$?
+  if [ $own_policy = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
+  if [ $rc != 0 ]; then exit $rc; fi
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then
