@@ -393,7 +393,7 @@ impl Topology {
             .spawn()
             .expect("starting vrouterd");
         self.daemons.push(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(30);
         while !self.log(k).contains("vrouterd running") {
             if let Ok(Some(st)) = self.daemons[k].try_wait() {
                 panic!("vrouterd exited ({st}):\n{}", self.log(k));
