@@ -268,6 +268,8 @@ pub struct Tables {
     pub nexthops: Arc<Vec<NextHop>>,
     pub ecmp: Arc<Vec<u32>>,
     pub params: Params,
+    /// Services, policies and pod bindings (`service` module).
+    pub services: Arc<crate::service::ServiceTables>,
 }
 
 impl Tables {
@@ -282,6 +284,7 @@ impl Tables {
             nexthops: Arc::new(vec![NextHop::Unreachable]),
             ecmp: Arc::new(Vec::new()),
             params: Params::default(),
+            services: Arc::default(),
         }
     }
 

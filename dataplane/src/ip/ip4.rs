@@ -117,7 +117,7 @@ fn check_fast(h: &[u8; 20], len: usize) -> Option<Result<usize, Counter>> {
 }
 
 /// The `ip4-input` node.
-pub fn input(_cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
+pub fn input(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
     for &i in input {
         let Some(p) = pkts.get_mut(usize::from(i)) else {
             continue;
@@ -149,6 +149,8 @@ pub fn input(_cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
         p.buf.truncate(l3_off + total);
         if dst >> 28 == 0xe || dst == u32::MAX {
             q.push(NodeId::Ip4Local, i);
+        } else if cx.t.services.enabled {
+            q.push(NodeId::Ip4Conntrack, i);
         } else {
             q.push(NodeId::Ip4Lookup, i);
         }
