@@ -14,6 +14,7 @@
 //!
 //! Must never: be mutated by a worker (snapshots are immutable).
 
+pub mod api;
 pub mod maglev;
 pub mod nat;
 pub mod node;
