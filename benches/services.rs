@@ -21,7 +21,9 @@ use etherparse::PacketBuilder;
 use rand::{Rng, SeedableRng, rngs::SmallRng};
 use vrouter_benches::Bench;
 use vrouter_dataplane::conntrack::{ConnTrack, Geometry, Timeouts};
-use vrouter_dataplane::policy::{IpSet, PodRules, PolicyInfo, PolicyTable, Rule, prefix_range};
+use vrouter_dataplane::policy::{
+    IpSet, PodRules, PolicyInfo, PolicyTable, Rule, RuleSet, prefix_range,
+};
 use vrouter_dataplane::port::memory::MemoryPort;
 use vrouter_dataplane::service::{BackendSpec, ServiceSpec, maglev};
 
@@ -171,17 +173,18 @@ fn policies(worst: bool) -> (PolicyTable, Vec<(u32, u32, u8, u16)>) {
         t.pods.insert(
             pod(0),
             PodRules {
-                ingress: Some(all),
+                ingress: Some(std::sync::Arc::new(RuleSet::new(&all))),
                 ..PodRules::default()
             },
         );
     } else {
         for (p, rules) in rules_of_policy.into_iter().enumerate() {
+            let shared = std::sync::Arc::new(RuleSet::new(&rules));
             for k in 0..10u32 {
                 t.pods.insert(
                     pod(p as u32 * 10 + k),
                     PodRules {
-                        ingress: Some(rules.clone()),
+                        ingress: Some(shared.clone()),
                         ..PodRules::default()
                     },
                 );

@@ -362,6 +362,26 @@ impl ConnTrack {
         vrouter_buf::prefetch_slice(&self.index, b2);
     }
 
+    /// Prefetches the flows whose tags match hash `h` (call after
+    /// [`ConnTrack::prefetch`] had time to bring the buckets in).
+    #[inline(always)]
+    pub fn prefetch_flows(&self, h: u64) {
+        let tag = tag_of(h);
+        let (b1, b2) = self.buckets_of(h);
+        for b in [b1, b2] {
+            if let Some(bucket) = self.index.get(b) {
+                for &s in &bucket.s {
+                    if s != 0 && s & !0xffff_ffff == tag {
+                        vrouter_buf::prefetch_slice(
+                            &self.flows,
+                            (s as u32).wrapping_sub(1) as usize,
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     /// The live flow `key` (hash `h`) belongs to and the packet's direction.
     /// An expired flow found here is freed and reported as a miss.
     #[inline]

@@ -12,9 +12,10 @@
 //! plane, ipBlocks minus their `except`) — no peers means any — and the
 //! destination port is in one of its port ranges — no ports means any.
 //!
-//! Compiled form: per pod IP, per direction, a list of rules; each rule's
-//! peers are sorted disjoint intervals (binary search), its ports a short
-//! list of (protocol, first, last). Counters per rule (allowed) and per
+//! Compiled form: per pod IP, per direction, a [`RuleSet`]: the rules'
+//! peer sets merged into disjoint address segments (binary search), each
+//! with the (protocol, first port, last port) entries of the rules covering
+//! it, in rule order (first match counts). Counters per rule (allowed) and per
 //! policy (denied) are atomics in the snapshot; they survive recompiles by
 //! policy name.
 //!
@@ -22,6 +23,7 @@
 
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::service::FastHasher;
@@ -108,15 +110,112 @@ pub struct Rule {
     pub ports: Vec<(u8, u16, u16)>,
 }
 
-impl Rule {
+/// A port range of a rule inside a [`RuleSet`] segment; protocol 0 = any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PortEntry {
+    proto: u8,
+    lo: u16,
+    hi: u16,
+    counter: u32,
+}
+
+/// One direction of one pod: its rules merged into disjoint peer segments,
+/// each holding the port ranges of the rules that cover it (in rule
+/// order). A lookup is one binary search and a scan of a short list.
+#[derive(Debug, Clone, Default)]
+pub struct RuleSet {
+    /// Segment `i` covers `starts[i]..starts[i + 1]`; `starts[0]` is 0.
+    starts: Vec<u32>,
+    /// Per segment: (offset, length) in `ports`.
+    spans: Vec<(u32, u32)>,
+    ports: Vec<PortEntry>,
+    rules: usize,
+}
+
+impl RuleSet {
+    /// Compiles `rules` (control thread).
+    pub fn new(rules: &[Rule]) -> RuleSet {
+        let ivs = |r: &Rule| -> Vec<(u32, u32)> {
+            match &r.peers {
+                None => vec![(0, u32::MAX)],
+                Some(s) => s.iter().collect(),
+            }
+        };
+        let mut starts = vec![0u32];
+        for r in rules {
+            for (lo, hi) in ivs(r) {
+                starts.push(lo);
+                if hi < u32::MAX {
+                    starts.push(hi + 1);
+                }
+            }
+        }
+        starts.sort_unstable();
+        starts.dedup();
+        let mut cover: Vec<Vec<u32>> = vec![Vec::new(); starts.len()];
+        for (ri, r) in rules.iter().enumerate() {
+            for (lo, hi) in ivs(r) {
+                let first = starts.partition_point(|&s| s < lo);
+                let end = if hi == u32::MAX {
+                    starts.len()
+                } else {
+                    starts.partition_point(|&s| s <= hi)
+                };
+                for c in cover.iter_mut().take(end).skip(first) {
+                    if c.last() != Some(&(ri as u32)) {
+                        c.push(ri as u32);
+                    }
+                }
+            }
+        }
+        let mut spans = Vec::with_capacity(starts.len());
+        let mut ports = Vec::new();
+        for c in &cover {
+            let off = ports.len() as u32;
+            for &ri in c {
+                let r = &rules[ri as usize];
+                if r.ports.is_empty() {
+                    ports.push(PortEntry {
+                        proto: 0,
+                        lo: 0,
+                        hi: u16::MAX,
+                        counter: r.counter,
+                    });
+                }
+                for &(proto, lo, hi) in &r.ports {
+                    ports.push(PortEntry {
+                        proto,
+                        lo,
+                        hi,
+                        counter: r.counter,
+                    });
+                }
+            }
+            spans.push((off, ports.len() as u32 - off));
+        }
+        RuleSet {
+            starts,
+            spans,
+            ports,
+            rules: rules.len(),
+        }
+    }
+
+    /// Number of rules compiled in.
+    pub fn rules(&self) -> usize {
+        self.rules
+    }
+
+    /// The counter of the first rule that matches, if any.
     #[inline]
-    fn matches(&self, peer: u32, proto: u8, port: u16) -> bool {
-        self.peers.as_ref().is_none_or(|s| s.contains(peer))
-            && (self.ports.is_empty()
-                || self
-                    .ports
-                    .iter()
-                    .any(|&(p, lo, hi)| p == proto && port >= lo && port <= hi))
+    pub fn matches(&self, peer: u32, proto: u8, port: u16) -> Option<u32> {
+        let seg = self.starts.partition_point(|&s| s <= peer).checked_sub(1)?;
+        let &(off, len) = self.spans.get(seg)?;
+        self.ports
+            .get(off as usize..(off + len) as usize)?
+            .iter()
+            .find(|e| (e.proto == 0 || e.proto == proto) && port >= e.lo && port <= e.hi)
+            .map(|e| e.counter)
     }
 }
 
@@ -124,8 +223,8 @@ impl Rule {
 #[derive(Debug, Clone, Default)]
 pub struct PodRules {
     /// `Some` if isolated for ingress (the rules may be empty: deny all).
-    pub ingress: Option<Vec<Rule>>,
-    pub egress: Option<Vec<Rule>>,
+    pub ingress: Option<Arc<RuleSet>>,
+    pub egress: Option<Arc<RuleSet>>,
     /// Policies isolating this pod per direction (denied counters).
     pub ingress_policy: u32,
     pub egress_policy: u32,
@@ -172,16 +271,17 @@ impl PolicyTable {
         !self.pods.is_empty() && self.pods.contains_key(&ip)
     }
 
-    fn check(&self, rules: &[Rule], peer: u32, proto: u8, port: u16) -> bool {
-        for r in rules {
-            if r.matches(peer, proto, port) {
-                if let Some(c) = self.counters.get(r.counter as usize) {
+    #[inline]
+    fn check(&self, rules: &RuleSet, peer: u32, proto: u8, port: u16) -> bool {
+        match rules.matches(peer, proto, port) {
+            Some(counter) => {
+                if let Some(c) = self.counters.get(counter as usize) {
                     c.fetch_add(1, Relaxed);
                 }
-                return true;
+                true
             }
+            None => false,
         }
-        false
     }
 
     /// The verdict for a new connection `src → dst:port` over `proto`
@@ -251,6 +351,72 @@ mod tests {
         assert!(all.contains(1) && !all.contains(0) && !all.contains(u32::MAX));
     }
 
+    /// The merged segments answer exactly like evaluating the rules one by
+    /// one, first match wins.
+    #[test]
+    fn ruleset_matches_naive_evaluation() {
+        use rand::{Rng, SeedableRng, rngs::SmallRng};
+        let mut rng = SmallRng::seed_from_u64(3);
+        for _ in 0..50 {
+            let rules: Vec<Rule> = (0..rng.gen_range(0..12))
+                .map(|k| Rule {
+                    policy: 0,
+                    counter: k,
+                    peers: if rng.gen_bool(0.2) {
+                        None
+                    } else {
+                        let incl = (0..rng.gen_range(0..5))
+                            .map(|_| {
+                                prefix_range(rng.gen_range(0..256) << 8, rng.gen_range(20..=32))
+                            })
+                            .collect();
+                        let excl = (0..rng.gen_range(0..3))
+                            .map(|_| {
+                                prefix_range(rng.gen_range(0..256) << 8, rng.gen_range(24..=32))
+                            })
+                            .collect();
+                        Some(IpSet::new(incl, excl))
+                    },
+                    ports: (0..rng.gen_range(0..3))
+                        .map(|_| {
+                            let lo = rng.gen_range(0..100);
+                            (
+                                if rng.gen_bool(0.5) { 6 } else { 17 },
+                                lo,
+                                lo + rng.gen_range(0..10),
+                            )
+                        })
+                        .collect(),
+                })
+                .collect();
+            let set = RuleSet::new(&rules);
+            for _ in 0..2000 {
+                let peer = if rng.gen_bool(0.9) {
+                    rng.gen_range(0..0x1_0000)
+                } else {
+                    rng.r#gen()
+                };
+                let proto = if rng.gen_bool(0.5) { 6 } else { 17 };
+                let port = rng.gen_range(0..120);
+                let naive = rules
+                    .iter()
+                    .find(|r| {
+                        r.peers.as_ref().is_none_or(|s| s.contains(peer))
+                            && (r.ports.is_empty()
+                                || r.ports
+                                    .iter()
+                                    .any(|&(p, lo, hi)| p == proto && port >= lo && port <= hi))
+                    })
+                    .map(|r| r.counter);
+                assert_eq!(
+                    set.matches(peer, proto, port),
+                    naive,
+                    "{peer:#x} {proto} {port}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn isolation_and_rules() {
         let mut t = PolicyTable {
@@ -266,7 +432,7 @@ mod tests {
         t.pods.insert(
             ip("198.18.1.2"),
             PodRules {
-                ingress: Some(vec![Rule {
+                ingress: Some(Arc::new(RuleSet::new(&[Rule {
                     policy: 0,
                     counter: 0,
                     peers: Some(IpSet::new(
@@ -274,13 +440,13 @@ mod tests {
                         vec![],
                     )),
                     ports: vec![(6, 80, 80)],
-                }]),
-                egress: Some(vec![Rule {
+                }]))),
+                egress: Some(Arc::new(RuleSet::new(&[Rule {
                     policy: 0,
                     counter: 1,
                     peers: None,
                     ports: vec![(6, 5000, 5010)],
-                }]),
+                }]))),
                 ..PodRules::default()
             },
         );

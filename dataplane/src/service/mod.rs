@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use vrouter_wire::MacAddr;
 
 use crate::conntrack::Timeouts;
-use crate::policy::{IpSet, PodRules, PolicyInfo, PolicyTable, Rule, prefix_range};
+use crate::policy::{IpSet, PodRules, PolicyInfo, PolicyTable, Rule, RuleSet, prefix_range};
 
 /// A multiply-rotate hasher for integer keys (VIP lookups, pod IPs): the
 /// keys are not attacker-chosen hash-flooding material in a useful way
@@ -353,6 +353,10 @@ impl ServiceState {
         let mut t = PolicyTable::default();
         let mut counters: Vec<u64> = Vec::new();
         let old = &self.last_policy;
+        // Per pod, the policies isolating it in each direction.
+        let mut pods: HashMap<u32, (Vec<u32>, Vec<u32>)> = HashMap::new();
+        type DirRules = Option<Vec<Rule>>;
+        let mut compiled: Vec<(DirRules, DirRules)> = Vec::new();
         for (pi, (name, p)) in self.policies.iter().enumerate() {
             let first = counters.len() as u32;
             let prev = old.policies.iter().find(|o| &o.name == name);
@@ -386,32 +390,55 @@ impl ServiceState {
             let ing = compile_dir(&p.ingress, "ingress");
             let eg = compile_dir(&p.egress, "egress");
             for pod in &p.pods {
-                let e = t.pods.entry(ip_u32(*pod)).or_insert_with(PodRules::default);
-                if let Some(r) = &ing {
-                    if e.ingress.is_none() {
-                        e.ingress_policy = pi as u32;
-                    }
-                    e.ingress
-                        .get_or_insert_with(Vec::new)
-                        .extend(r.iter().cloned());
+                let e = pods.entry(ip_u32(*pod)).or_default();
+                if ing.is_some() {
+                    e.0.push(pi as u32);
                 }
-                if let Some(r) = &eg {
-                    if e.egress.is_none() {
-                        e.egress_policy = pi as u32;
-                    }
-                    e.egress
-                        .get_or_insert_with(Vec::new)
-                        .extend(r.iter().cloned());
+                if eg.is_some() {
+                    e.1.push(pi as u32);
                 }
             }
-            t.pods
-                .retain(|_, r| r.ingress.is_some() || r.egress.is_some());
+            compiled.push((ing, eg));
             t.policies.push(PolicyInfo {
                 name: name.clone(),
                 rule_names,
                 first_counter: first,
                 denied: AtomicU64::new(prev.map_or(0, |o| o.denied.load(Relaxed))),
             });
+        }
+        // Pods selected by the same policies share one compiled rule set.
+        let mut memo: HashMap<(bool, Vec<u32>), Arc<RuleSet>> = HashMap::new();
+        let mut set_of = |egress: bool, pols: &[u32]| -> Option<Arc<RuleSet>> {
+            if pols.is_empty() {
+                return None;
+            }
+            let set = memo.entry((egress, pols.to_vec())).or_insert_with(|| {
+                let rules: Vec<Rule> = pols
+                    .iter()
+                    .filter_map(|&pi| {
+                        let (i, e) = compiled.get(pi as usize)?;
+                        if egress { e.as_ref() } else { i.as_ref() }
+                    })
+                    .flatten()
+                    .cloned()
+                    .collect();
+                Arc::new(RuleSet::new(&rules))
+            });
+            Some(set.clone())
+        };
+        for (ip, (ing, eg)) in pods {
+            if ing.is_empty() && eg.is_empty() {
+                continue;
+            }
+            t.pods.insert(
+                ip,
+                PodRules {
+                    ingress: set_of(false, &ing),
+                    egress: set_of(true, &eg),
+                    ingress_policy: ing.first().copied().unwrap_or(0),
+                    egress_policy: eg.first().copied().unwrap_or(0),
+                },
+            );
         }
         t.counters = counters.into_iter().map(AtomicU64::new).collect();
         t

@@ -5,7 +5,8 @@
 //!
 //! Per vector: (1) parse each packet's 5-tuple, check the source of pod
 //! ports (MAC and IPv4 of the bound endpoint, else `spoofed-source`),
-//! hash the key and prefetch its conntrack buckets; (2) look every key up.
+//! hash the key and prefetch its conntrack buckets; (2) prefetch the flows
+//! the buckets point at; (3) look every key up.
 //! A hit advances the flow's state and applies its NAT. A miss is a new
 //! connection: a VIP (or a NodePort on one of our addresses) picks a backend
 //! (ClientIP affinity, else Maglev over the 5-tuple), the policy classifier
@@ -203,7 +204,13 @@ pub fn node(cx: &mut Ctx, st: &mut CtState, pkts: &mut [Pkt], input: &[u16], q: 
             Parsed::Bad => crate::ethernet::drop_pkt(p, q, i, Counter::CtMalformed),
         }
     }
-    // Pass 2: look up; hits translate, misses are new connections.
+    // Pass 2: the flows the buckets point at (the second cache miss).
+    for (k, &(l4, _)) in st.l4.iter().enumerate().take(input.len()) {
+        if l4 != 0 {
+            st.ct.prefetch_flows(st.hashes[k]);
+        }
+    }
+    // Pass 3: look up; hits translate, misses are new connections.
     for (k, &i) in input.iter().enumerate() {
         let (l4, tf) = st.l4[k];
         if l4 == 0 {
