@@ -234,6 +234,26 @@ fn syn_flood_from_one_pod_leaves_other_pods_connections() {
         "add",
         r#"{"namespace":"default","name":"void","ips":["198.19.0.66"],"port":80,"backends":[{"ip":"198.18.10.66","port":80}]}"#,
     ]);
+    // The quota applies to pod ports: bind c and d as endpoints.
+    let p = lab.t.prefix.clone();
+    for (pod, ip) in [("c", "198.18.1.2"), ("d", "198.18.2.2")] {
+        let mac = lab
+            .t
+            .exec(pod, &format!("cat /sys/class/net/{p}p{pod}/address"))
+            .trim()
+            .to_string();
+        lab.ctl(&[
+            "endpoint",
+            "add",
+            &format!("default/{pod}"),
+            "--interface",
+            pod,
+            "--mac",
+            &mac,
+            "--ip",
+            ip,
+        ]);
+    }
     let script = format!(
         "{} {}/client.py {VIP} 80 10 6 > {}/held.txt",
         python(),

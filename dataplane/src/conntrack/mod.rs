@@ -133,11 +133,15 @@ pub struct Flow {
     pub expires: u32,
     pub state: State,
     pub flags: u8,
-    /// The interface charged for this flow (per-pod quota).
+    /// The pod interface charged for this flow (per-pod quota), or
+    /// [`NO_OWNER`].
     pub owner: u16,
 }
 
 const _: () = assert!(std::mem::size_of::<Flow>() == 40);
+
+/// A flow charged to no pod (not counted against any quota).
+pub const NO_OWNER: u16 = u16::MAX;
 
 /// Direction of a packet relative to its flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -468,7 +472,7 @@ impl ConnTrack {
     /// is full.
     pub fn insert(&mut self, flow: Flow, now_s: u32) -> Result<u32, InsertError> {
         let owner = usize::from(flow.owner).min(MAX_IFACES - 1);
-        if self.owners[owner] >= self.quota {
+        if flow.owner != NO_OWNER && self.owners[owner] >= self.quota {
             return Err(InsertError::Quota);
         }
         if self.free.is_empty() {
@@ -493,7 +497,9 @@ impl ConnTrack {
             self.free.push(id);
             return Err(InsertError::Full);
         }
-        self.owners[owner] += 1;
+        if flow.owner != NO_OWNER {
+            self.owners[owner] += 1;
+        }
         Ok(id)
     }
 
@@ -510,8 +516,10 @@ impl ConnTrack {
             self.slot_clear(f.rev.hash(), id);
         }
         self.flows[id as usize].state = State::Free;
-        let o = usize::from(f.owner).min(MAX_IFACES - 1);
-        self.owners[o] = self.owners[o].saturating_sub(1);
+        if f.owner != NO_OWNER {
+            let o = usize::from(f.owner).min(MAX_IFACES - 1);
+            self.owners[o] = self.owners[o].saturating_sub(1);
+        }
         self.free.push(id);
     }
 
@@ -635,6 +643,10 @@ mod tests {
             ct.insert(flow(6, 8), 0).is_ok(),
             "another pod is not affected"
         );
+        for i in 10..20 {
+            ct.insert(flow(i, NO_OWNER), 0).unwrap();
+        }
+        assert_eq!(ct.owner_count(NO_OWNER), 0, "no quota without a pod");
     }
 
     #[test]

@@ -33,7 +33,7 @@
 //! RST, `flags` (`LOCAL_ORIGIN`). Edges: `ip4-lookup`, `icmp4-error`,
 //! `drop`.
 
-use crate::conntrack::{ConnTrack, Dir, Flow, InsertError, Key, flow_flags};
+use crate::conntrack::{ConnTrack, Dir, Flow, InsertError, Key, NO_OWNER, flow_flags};
 use crate::graph::{ARENA, Counter, NodeId, Queues};
 use crate::ip::icmp_error;
 use crate::ip::ip4::icmp4;
@@ -383,7 +383,12 @@ fn new_flow(
         expires: 0,
         state: Flow::initial_state(key.proto, tf),
         flags: if nat { flow_flags::NAT } else { 0 },
-        owner: p.meta.rx_if,
+        // Only pod ports (bound endpoints) have a quota: an uplink carries
+        // many clients.
+        owner: match svc.spoof.get(usize::from(p.meta.rx_if)) {
+            Some(Some(_)) => p.meta.rx_if,
+            _ => NO_OWNER,
+        },
     };
     flow.update(Dir::Fwd, tf, now_s, &st.ct.timeouts);
     match st.ct.insert(flow, now_s) {
