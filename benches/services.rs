@@ -4,7 +4,9 @@
 //! - `service-dnat-1m-flows`: the whole pipeline on memory ports (RX copy,
 //!   ip4-input, ip4-conntrack, ip4-lookup, rewrite, TX), one core, 64-byte
 //!   UDP frames to a ClusterIP with 16 backends, 1M distinct flows already
-//!   tracked (every packet is a conntrack hit with DNAT).
+//!   tracked (every packet is a conntrack hit with DNAT); and the same
+//!   frames routed to a backend address with no service configured
+//!   (`ip4-conntrack` not visited), the baseline of this machine.
 //! - `policy-classify-1k-rules`: the classifier alone (a connection's first
 //!   packet): 100 policies × 10 rules over 1000 selected pods, peers as pod
 //!   IP sets and ipBlocks with except, port ranges; and the worst case of
@@ -55,8 +57,10 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-/// The DNAT pipeline with `flows` flows tracked.
-fn dnat(flows: usize) -> Bench {
+/// The DNAT pipeline with `flows` flows tracked; with `service` false the
+/// same frames go straight to a backend address (plain routing, the
+/// baseline on the same machine).
+fn dnat(flows: usize, service: bool) -> Bench {
     let mut cfg = CFG.to_string();
     for g in 0..16 {
         cfg += &format!(
@@ -69,25 +73,32 @@ fn dnat(flows: usize) -> Bench {
     b.worker
         .pipeline
         .set_conntrack(ConnTrack::new(flows + flows / 8, 0, Timeouts::default()));
-    b.router.svc.set_service(
-        "default/web",
-        ServiceSpec {
-            ips: vec![Ipv4Addr::new(198, 18, 200, 10)],
-            port: 80,
-            proto: 17,
-            node_port: 0,
-            local_only: false,
-            affinity_s: 0,
-            backends: (0..16)
-                .map(|g| BackendSpec {
-                    ip: Ipv4Addr::new(198, 19, 0, g + 2),
-                    port: 8080,
-                    weight: 1,
-                    local: true,
-                })
-                .collect(),
-        },
-    );
+    let dst = if service {
+        [198, 18, 200, 10]
+    } else {
+        [198, 19, 0, 2]
+    };
+    if service {
+        b.router.svc.set_service(
+            "default/web",
+            ServiceSpec {
+                ips: vec![Ipv4Addr::new(198, 18, 200, 10)],
+                port: 80,
+                proto: 17,
+                node_port: 0,
+                local_only: false,
+                affinity_s: 0,
+                backends: (0..16)
+                    .map(|g| BackendSpec {
+                        ip: Ipv4Addr::new(198, 19, 0, g + 2),
+                        port: 8080,
+                        weight: 1,
+                        local: true,
+                    })
+                    .collect(),
+            },
+        );
+    }
     b.router.commit();
     let mut rng = SmallRng::seed_from_u64(11);
     let mut frames: Vec<Vec<u8>> = (0..flows)
@@ -97,7 +108,7 @@ fn dnat(flows: usize) -> Bench {
             let src = Ipv4Addr::from(0xc612_0000 | host);
             let mut v = Vec::with_capacity(60);
             PacketBuilder::ethernet2([0x02, 0, 0, 0, 0, 0x10], [0x02, 0, 0, 0, 1, 1])
-                .ipv4(src.octets(), [198, 18, 200, 10], 64)
+                .ipv4(src.octets(), dst, 64)
                 .udp(10000 + (k % 4096) as u16, 80)
                 .write(&mut v, &[0u8; 18])
                 .unwrap();
@@ -211,12 +222,16 @@ fn policies(worst: bool) -> (PolicyTable, Vec<(u32, u32, u8, u16)>) {
 
 fn benches(c: &mut Criterion) {
     let mut g = c.benchmark_group("services");
-    let mut b = dnat(1 << 20);
-    let per_poll = b.poll() as u64;
-    g.throughput(Throughput::Elements(per_poll));
-    g.bench_function("service-dnat-1m-flows", |bench| bench.iter(|| b.poll()));
-    assert!(b.tx_packets() > 0);
-    drop(b);
+    for (name, service) in [
+        ("service-dnat-1m-flows", true),
+        ("baseline-route-1m-flows-no-service", false),
+    ] {
+        let mut b = dnat(1 << 20, service);
+        let per_poll = b.poll() as u64;
+        g.throughput(Throughput::Elements(per_poll));
+        g.bench_function(name, |bench| bench.iter(|| b.poll()));
+        assert!(b.tx_packets() > 0);
+    }
     for (name, worst) in [
         ("policy-classify-1k-rules", false),
         ("policy-classify-1k-rules-one-pod", true),
