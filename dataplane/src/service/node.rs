@@ -200,7 +200,17 @@ pub fn node(cx: &mut Ctx, st: &mut CtState, pkts: &mut [Pkt], input: &[u16], q: 
                 }
             }
             Parsed::IcmpError => icmp_related(svc, &mut st.ct, p, q, i, now_s),
-            Parsed::Other => q.push(NodeId::Ip4Lookup, i),
+            // Not tracked: each packet is classified (only port-less rules
+            // match), both ways.
+            Parsed::Other => {
+                let (dst, proto) = (rd32(l3, 16), l3.get(9).copied().unwrap_or(0));
+                match svc.policy.allow(src, dst, proto, 0) {
+                    Verdict::DenyEgress | Verdict::DenyIngress => {
+                        crate::ethernet::drop_pkt(p, q, i, Counter::PolicyDenied)
+                    }
+                    _ => q.push(NodeId::Ip4Lookup, i),
+                }
+            }
             Parsed::Bad => crate::ethernet::drop_pkt(p, q, i, Counter::CtMalformed),
         }
     }
