@@ -8,7 +8,9 @@
 //!
 //! Layout: flows in a preallocated array (40 bytes each) and an index of
 //! 64-byte buckets of 8 slots (tag + flow id), two candidate buckets per key
-//! (bucketized two-choice hashing, no displacement, no tombstones). The index
+//! (bucketized two-choice hashing, no displacement, no tombstones), both on
+//! transparent huge pages where the kernel allows (random access would miss
+//! the TLB on almost every packet otherwise). The index
 //! has 4 slots per flow (2 keys at 50% load), so 1M flows take 40 MiB of
 //! flows + 32 MiB of index. Lookups of a vector prefetch both buckets first.
 //!
@@ -314,8 +316,8 @@ impl ConnTrack {
         let g = Geometry::for_flows(flows);
         let free: Vec<u32> = (0..g.flows as u32).rev().collect();
         ConnTrack {
-            flows: vec![Flow::default(); g.flows].into_boxed_slice(),
-            index: vec![Bucket::default(); g.buckets].into_boxed_slice(),
+            flows: vrouter_buf::huge_slice(g.flows, Flow::default()),
+            index: vrouter_buf::huge_slice(g.buckets, Bucket::default()),
             mask: g.buckets - 1,
             free,
             owners: vec![0; MAX_IFACES].into_boxed_slice(),
