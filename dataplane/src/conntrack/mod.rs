@@ -12,7 +12,10 @@
 //! transparent huge pages where the kernel allows (random access would miss
 //! the TLB on almost every packet otherwise). The index
 //! has 4 slots per flow (2 keys at 50% load), so 1M flows take 40 MiB of
-//! flows + 32 MiB of index. Lookups of a vector prefetch both buckets first.
+//! flows + 32 MiB of index. A key goes to its primary bucket when it has
+//! room, else to its secondary (counted in the primary): a lookup reads the
+//! secondary only for an overflowed primary, so a vector's lookups prefetch
+//! one bucket per key, then the flows the tags point at.
 //!
 //! Per worker, lock-free: both directions of a flow must reach the worker
 //! that created it. That holds with one worker, or when a port queue's RSS
@@ -250,13 +253,16 @@ pub enum InsertError {
     Exists,
 }
 
-const SLOTS: usize = 8;
+/// Key slots per bucket; the bucket's last word counts the keys whose
+/// primary bucket this is but that live in their secondary one.
+const SLOTS: usize = 7;
 
 #[derive(Clone, Copy, Default)]
 #[repr(C, align(64))]
 struct Bucket {
     /// `tag << 32 | (flow + 1)`; 0 = empty.
     s: [u64; SLOTS],
+    overflow: u64,
 }
 
 /// Sizes derived from a flow capacity.
@@ -363,9 +369,20 @@ impl ConnTrack {
     /// Prefetches the buckets a key with hash `h` may be in.
     #[inline(always)]
     pub fn prefetch(&self, h: u64) {
+        // The secondary bucket is read only after the primary overflowed.
+        vrouter_buf::prefetch_slice(&self.index, self.buckets_of(h).0);
+    }
+
+    /// The buckets a lookup of hash `h` reads: the primary, and the
+    /// secondary only if keys of the primary overflowed into theirs.
+    #[inline(always)]
+    fn probe(&self, h: u64) -> impl Iterator<Item = &Bucket> {
         let (b1, b2) = self.buckets_of(h);
-        vrouter_buf::prefetch_slice(&self.index, b1);
-        vrouter_buf::prefetch_slice(&self.index, b2);
+        let first = self.index.get(b1);
+        let second = first
+            .filter(|b| b.overflow != 0)
+            .and_then(|_| self.index.get(b2));
+        first.into_iter().chain(second)
     }
 
     /// Prefetches the flows whose tags match hash `h` (call after
@@ -373,16 +390,10 @@ impl ConnTrack {
     #[inline(always)]
     pub fn prefetch_flows(&self, h: u64) {
         let tag = tag_of(h);
-        let (b1, b2) = self.buckets_of(h);
-        for b in [b1, b2] {
-            if let Some(bucket) = self.index.get(b) {
-                for &s in &bucket.s {
-                    if s != 0 && s & !0xffff_ffff == tag {
-                        vrouter_buf::prefetch_slice(
-                            &self.flows,
-                            (s as u32).wrapping_sub(1) as usize,
-                        );
-                    }
+        for bucket in self.probe(h) {
+            for &s in &bucket.s {
+                if s != 0 && s & !0xffff_ffff == tag {
+                    vrouter_buf::prefetch_slice(&self.flows, (s as u32).wrapping_sub(1) as usize);
                 }
             }
         }
@@ -403,9 +414,7 @@ impl ConnTrack {
     #[inline(always)]
     fn find(&self, key: &Key, h: u64) -> Option<(u32, Dir)> {
         let tag = tag_of(h);
-        let (b1, b2) = self.buckets_of(h);
-        for b in [b1, b2] {
-            let bucket = self.index.get(b)?;
+        for bucket in self.probe(h) {
             for &s in &bucket.s {
                 if s != 0 && s & !0xffff_ffff == tag {
                     let id = (s as u32).wrapping_sub(1);
@@ -445,27 +454,44 @@ impl ConnTrack {
     fn slot_put(&mut self, h: u64, id: u32) -> bool {
         let v = tag_of(h) | u64::from(id + 1);
         let (b1, b2) = self.buckets_of(h);
-        // The emptier bucket, so both fill evenly.
-        let free_in = |b: &Bucket| b.s.iter().filter(|&&s| s == 0).count();
-        let (n1, n2) = (free_in(&self.index[b1]), free_in(&self.index[b2]));
-        let b = if n1 >= n2 { b1 } else { b2 };
-        match self.index[b].s.iter_mut().find(|s| **s == 0) {
-            Some(s) => {
-                *s = v;
-                true
-            }
-            None => false,
+        // The primary bucket if it has room (lookups read only it), else
+        // the secondary, counted in the primary.
+        if let Some(s) = self.index[b1].s.iter_mut().find(|s| **s == 0) {
+            *s = v;
+            return true;
         }
+        if let Some(s) = self.index[b2].s.iter_mut().find(|s| **s == 0) {
+            *s = v;
+            self.index[b1].overflow += 1;
+            return true;
+        }
+        // Both full: move one key that lives in its primary `b1` to its own
+        // secondary (known from its tag) to make room. Keys whose tag cannot
+        // tell primary from secondary residence are left alone.
+        for k in 0..SLOTS {
+            let s = self.index[b1].s[k];
+            let alt = (s >> 32) as usize & self.mask;
+            if s == 0 || alt == b1 || alt == b1 ^ 1 {
+                continue;
+            }
+            if let Some(j) = self.index[alt].s.iter().position(|&x| x == 0) {
+                self.index[alt].s[j] = s;
+                self.index[b1].overflow += 1;
+                self.index[b1].s[k] = v;
+                return true;
+            }
+        }
+        false
     }
 
     fn slot_clear(&mut self, h: u64, id: u32) {
         let v = tag_of(h) | u64::from(id + 1);
         let (b1, b2) = self.buckets_of(h);
-        for b in [b1, b2] {
-            if let Some(s) = self.index[b].s.iter_mut().find(|s| **s == v) {
-                *s = 0;
-                return;
-            }
+        if let Some(s) = self.index[b1].s.iter_mut().find(|s| **s == v) {
+            *s = 0;
+        } else if let Some(s) = self.index[b2].s.iter_mut().find(|s| **s == v) {
+            *s = 0;
+            self.index[b1].overflow = self.index[b1].overflow.saturating_sub(1);
         }
     }
 
@@ -668,6 +694,37 @@ mod tests {
         }
         // Once flows expire, a new one gets room without a sweep call.
         assert!(ct.insert(flow(cap, 0), 200).is_ok());
+    }
+
+    #[test]
+    fn overflowed_keys_are_found_and_accounted() {
+        let mut ct = ConnTrack::new(2048, 0, Timeouts::default());
+        // A crowded index (84% of the slots for 3000 keys) forces overflow.
+        ct.index = vec![Bucket::default(); 512].into_boxed_slice();
+        ct.mask = 511;
+        let mut ids = Vec::new();
+        for i in 0..1500 {
+            if let Ok(id) = ct.insert(flow(i, 0), 0) {
+                ids.push((i, id));
+            }
+        }
+        assert!(ct.index.iter().any(|b| b.overflow > 0), "overflow happened");
+        assert!(ids.len() > 1000, "{}", ids.len());
+        for &(i, id) in &ids {
+            let f = flow(i, 0);
+            assert_eq!(ct.lookup(&f.fwd, f.fwd.hash(), 1), Some((id, Dir::Fwd)));
+            assert_eq!(ct.lookup(&f.rev, f.rev.hash(), 1), Some((id, Dir::Rev)));
+        }
+        for &(_, id) in &ids {
+            ct.remove(id);
+        }
+        assert!(ct.is_empty());
+        assert!(
+            ct.index
+                .iter()
+                .all(|b| b.overflow == 0 && b.s.iter().all(|&s| s == 0)),
+            "index back to empty"
+        );
     }
 
     #[test]
