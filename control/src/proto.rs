@@ -161,6 +161,29 @@ pub enum Op {
     VxlanMacAdd(VxlanMac),
     #[serde(rename = "vxlan.mac.del")]
     VxlanMacDel(VxlanMac),
+    /// Adds a service (`exists` if it is there).
+    #[serde(rename = "service.add")]
+    ServiceAdd(Service),
+    /// Adds or replaces a service (its backends, ports, VIPs).
+    #[serde(rename = "service.replace")]
+    ServiceReplace(Service),
+    #[serde(rename = "service.del")]
+    ServiceDel(ObjectKey),
+    /// Adds a NetworkPolicy (`exists` if it is there).
+    #[serde(rename = "policy.add")]
+    PolicyAdd(Policy),
+    #[serde(rename = "policy.replace")]
+    PolicyReplace(Policy),
+    #[serde(rename = "policy.del")]
+    PolicyDel(ObjectKey),
+    #[serde(rename = "show.services")]
+    ShowServices,
+    /// Policies with their per-rule counters.
+    #[serde(rename = "show.policies")]
+    ShowPolicies,
+    /// Conntrack capacity, flows, fill ratio and refusals.
+    #[serde(rename = "show.conntrack")]
+    ShowConntrack,
     /// Applies every op in order, all or nothing.
     #[serde(rename = "batch")]
     Batch(Batch),
@@ -224,6 +247,15 @@ impl Op {
         "vxlan.flood.del",
         "vxlan.mac.add",
         "vxlan.mac.del",
+        "service.add",
+        "service.replace",
+        "service.del",
+        "policy.add",
+        "policy.replace",
+        "policy.del",
+        "show.services",
+        "show.policies",
+        "show.conntrack",
         "batch",
         "sync",
         "subscribe",
@@ -256,6 +288,12 @@ impl Op {
                 | Op::VxlanFloodDel(_)
                 | Op::VxlanMacAdd(_)
                 | Op::VxlanMacDel(_)
+                | Op::ServiceAdd(_)
+                | Op::ServiceReplace(_)
+                | Op::ServiceDel(_)
+                | Op::PolicyAdd(_)
+                | Op::PolicyReplace(_)
+                | Op::PolicyDel(_)
         )
     }
 }
@@ -428,6 +466,115 @@ pub struct Endpoint {
     pub interface: String,
 }
 
+/// Names a service or a policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+/// A service: VIPs + port + protocol → backends. A Kubernetes Service with
+/// several ports is one object per port (e.g. name `web/http`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    pub namespace: String,
+    pub name: String,
+    /// ClusterIP, external IPs and LoadBalancer IPs (IPv4).
+    #[serde(default)]
+    pub ips: Vec<String>,
+    pub port: u16,
+    /// `tcp` (default) or `udp`.
+    #[serde(default)]
+    pub protocol: Option<String>,
+    /// NodePort on every address of the node (0 or absent: none).
+    #[serde(default)]
+    pub node_port: Option<u16>,
+    /// `externalTrafficPolicy: Local`: NodePort uses local backends only and
+    /// keeps the client's source address.
+    #[serde(default)]
+    pub external_local: bool,
+    /// `sessionAffinity: ClientIP` with this timeout (seconds).
+    #[serde(default)]
+    pub affinity_timeout_s: Option<u32>,
+    #[serde(default)]
+    pub backends: Vec<Backend>,
+}
+
+/// A service backend (an endpoint address of the service).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backend {
+    pub ip: String,
+    pub port: u16,
+    /// Relative weight (default 1; 0 = drain: no new flows).
+    #[serde(default)]
+    pub weight: Option<u16>,
+    /// On this node (default true). A NodePort flow to a backend that is not
+    /// local is SNATed to the node address.
+    #[serde(default)]
+    pub local: Option<bool>,
+}
+
+/// A NetworkPolicy, its selectors already resolved to addresses.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    pub namespace: String,
+    pub name: String,
+    /// The selected pods' addresses.
+    pub pods: Vec<String>,
+    /// `ingress` and/or `egress` (the policyTypes): the directions in which
+    /// the selected pods are isolated. Default: `ingress`, plus `egress` if
+    /// `egress` rules are given.
+    #[serde(default)]
+    pub types: Vec<String>,
+    #[serde(default)]
+    pub ingress: Vec<PolicyRule>,
+    #[serde(default)]
+    pub egress: Vec<PolicyRule>,
+}
+
+/// One ingress (`from`) or egress (`to`) rule.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyRule {
+    /// Peers; absent or empty = any peer.
+    #[serde(default)]
+    pub peers: Vec<Peer>,
+    /// Ports; absent or empty = any port and protocol.
+    #[serde(default)]
+    pub ports: Vec<PolicyPort>,
+}
+
+/// A peer: pods/namespaces resolved to `ips`, or an `ip_block` with `except`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Peer {
+    #[serde(default)]
+    pub ips: Vec<String>,
+    #[serde(default)]
+    pub ip_block: Option<String>,
+    #[serde(default)]
+    pub except: Vec<String>,
+}
+
+/// A port or port range (`port`..=`end_port`); named ports are resolved by
+/// the control plane.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyPort {
+    /// `tcp` (default) or `udp`.
+    #[serde(default)]
+    pub protocol: Option<String>,
+    /// Absent: every port of the protocol.
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub end_port: Option<u16>,
+}
+
 /// Names an endpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -489,6 +636,10 @@ pub struct Sync {
     pub neighbors: Vec<Neighbor>,
     #[serde(default)]
     pub endpoints: Vec<Endpoint>,
+    #[serde(default)]
+    pub services: Vec<Service>,
+    #[serde(default)]
+    pub policies: Vec<Policy>,
 }
 
 /// What a `sync` did.

@@ -128,6 +128,8 @@ struct Scope {
     routes: BTreeMap<(Option<String>, String), proto::Route>,
     neighbors: BTreeMap<(String, String), proto::Neighbor>,
     endpoints: BTreeMap<(String, String), proto::Endpoint>,
+    services: BTreeMap<(String, String), proto::Service>,
+    policies: BTreeMap<(String, String), proto::Policy>,
 }
 
 /// See the module doc.
@@ -140,6 +142,8 @@ pub struct Api {
     next: usize,
     scopes: HashMap<String, Scope>,
     endpoints: BTreeMap<(String, String), proto::Endpoint>,
+    /// Services and policies as applied (`crate::service::api`).
+    svc_objs: crate::service::api::Objects,
     ports: Vec<PortInfo>,
     pub stats: ApiStats,
     traces: std::collections::VecDeque<(usize, PktTrace)>,
@@ -196,6 +200,7 @@ impl Api {
             next: 1,
             scopes: HashMap::new(),
             endpoints: BTreeMap::new(),
+            svc_objs: Default::default(),
             ports,
             stats: ApiStats::default(),
             traces: std::collections::VecDeque::new(),
@@ -627,6 +632,9 @@ impl Api {
             Op::ShowErrors => Ok(show_counters(router, true)),
             Op::ShowRuntime => Ok(show_runtime(router)),
             Op::ShowVteps => Ok(show_vteps(router)),
+            Op::ShowServices => Ok(crate::service::api::show_services(router)),
+            Op::ShowPolicies => Ok(crate::service::api::show_policies(router)),
+            Op::ShowConntrack => Ok(crate::service::api::show_conntrack(router)),
             Op::Batch(b) => {
                 if let Some(bad) = b.ops.iter().position(|o| !o.op.is_change()) {
                     return Err(invalid(format!("batch: op {bad} is not a change")));
@@ -868,9 +876,11 @@ impl Api {
                     }
                 }
                 self.endpoints.remove(&key);
+                router.svc.unbind(&format!("{}/{}", k.namespace, k.name));
                 Ok(vec![Op::EndpointAdd(old)])
             }
-            other => Err(invalid(format!("{}: not a change", op_name(other)))),
+            other => crate::service::api::apply(router, &mut self.svc_objs, other)
+                .unwrap_or_else(|| Err(invalid(format!("{}: not a change", op_name(other))))),
         }
     }
 
@@ -914,6 +924,18 @@ impl Api {
                 return Err(invalid(format!("{obj}: {err}")));
             }
         }
+        // Anti-spoofing: the pod's port accepts only its own MAC and IPv4s.
+        router.svc.bind(
+            &format!("{}/{}", e.namespace, e.name),
+            iface,
+            mac,
+            ips.iter()
+                .filter_map(|a| match a {
+                    IpAddr::V4(v) => Some(*v),
+                    IpAddr::V6(_) => None,
+                })
+                .collect(),
+        );
         self.endpoints.insert(key, e.clone());
         Ok(undo)
     }
@@ -945,6 +967,14 @@ impl Api {
             next.endpoints
                 .insert((e.namespace.clone(), e.name.clone()), e.clone());
         }
+        for v in &s.services {
+            next.services
+                .insert((v.namespace.clone(), v.name.clone()), v.clone());
+        }
+        for v in &s.policies {
+            next.policies
+                .insert((v.namespace.clone(), v.name.clone()), v.clone());
+        }
         let empty = Scope::default();
         let prev = self.scopes.get(&s.scope).unwrap_or(&empty);
         let mut ops = Vec::new();
@@ -975,6 +1005,50 @@ impl Api {
                     name: e.name.clone(),
                 }));
                 res.removed += 1;
+            }
+        }
+        for (k, v) in &prev.services {
+            if !next.services.contains_key(k) {
+                ops.push(Op::ServiceDel(proto::ObjectKey {
+                    namespace: v.namespace.clone(),
+                    name: v.name.clone(),
+                }));
+                res.removed += 1;
+            }
+        }
+        for (k, v) in &prev.policies {
+            if !next.policies.contains_key(k) {
+                ops.push(Op::PolicyDel(proto::ObjectKey {
+                    namespace: v.namespace.clone(),
+                    name: v.name.clone(),
+                }));
+                res.removed += 1;
+            }
+        }
+        for (k, v) in &next.services {
+            match prev.services.get(k) {
+                Some(o) if o == v => res.unchanged += 1,
+                o => {
+                    ops.push(Op::ServiceReplace(v.clone()));
+                    if o.is_some() {
+                        res.changed += 1
+                    } else {
+                        res.added += 1
+                    }
+                }
+            }
+        }
+        for (k, v) in &next.policies {
+            match prev.policies.get(k) {
+                Some(o) if o == v => res.unchanged += 1,
+                o => {
+                    ops.push(Op::PolicyReplace(v.clone()));
+                    if o.is_some() {
+                        res.changed += 1
+                    } else {
+                        res.added += 1
+                    }
+                }
             }
         }
         for (k, r) in &next.routes {

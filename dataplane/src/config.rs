@@ -57,6 +57,89 @@ pub struct Config {
     pub control: ControlCfg,
     #[serde(default)]
     pub metrics: MetricsCfg,
+    #[serde(default)]
+    pub conntrack: ConntrackCfg,
+    #[serde(default)]
+    pub services: ServicesCfg,
+}
+
+/// `[conntrack]`: the flow table of services and NetworkPolicy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ConntrackCfg {
+    /// Flows in all, split evenly between workers (preallocated at start).
+    pub max_flows: usize,
+    /// Flows one pod interface may hold per worker; 0 = no quota.
+    pub pod_quota: u32,
+    pub tcp_syn_timeout_s: u32,
+    pub tcp_established_timeout_s: u32,
+    pub tcp_closing_timeout_s: u32,
+    pub tcp_closed_timeout_s: u32,
+    pub udp_timeout_s: u32,
+    pub udp_stream_timeout_s: u32,
+    pub icmp_timeout_s: u32,
+}
+
+impl Default for ConntrackCfg {
+    fn default() -> Self {
+        let t = crate::conntrack::Timeouts::default();
+        let s = crate::service::Settings::default();
+        ConntrackCfg {
+            max_flows: s.max_flows,
+            pod_quota: s.pod_quota,
+            tcp_syn_timeout_s: t.tcp_syn,
+            tcp_established_timeout_s: t.tcp_established,
+            tcp_closing_timeout_s: t.tcp_closing,
+            tcp_closed_timeout_s: t.tcp_closed,
+            udp_timeout_s: t.udp,
+            udp_stream_timeout_s: t.udp_stream,
+            icmp_timeout_s: t.icmp,
+        }
+    }
+}
+
+/// `[services]`: load-balancing parameters.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServicesCfg {
+    /// Maglev table size per service (a prime).
+    pub maglev_table_size: u32,
+    /// Source ports SNAT (NodePort to a remote backend, hairpin) uses.
+    pub snat_port_min: u16,
+    pub snat_port_max: u16,
+}
+
+impl Default for ServicesCfg {
+    fn default() -> Self {
+        let s = crate::service::Settings::default();
+        ServicesCfg {
+            maglev_table_size: s.maglev_size,
+            snat_port_min: s.snat_ports.0,
+            snat_port_max: s.snat_ports.1,
+        }
+    }
+}
+
+impl Config {
+    /// The `[conntrack]` and `[services]` settings as the data path uses them.
+    pub fn service_settings(&self) -> crate::service::Settings {
+        let c = &self.conntrack;
+        crate::service::Settings {
+            max_flows: c.max_flows,
+            pod_quota: c.pod_quota,
+            timeouts: crate::conntrack::Timeouts {
+                tcp_syn: c.tcp_syn_timeout_s,
+                tcp_established: c.tcp_established_timeout_s,
+                tcp_closing: c.tcp_closing_timeout_s,
+                tcp_closed: c.tcp_closed_timeout_s,
+                udp: c.udp_timeout_s,
+                udp_stream: c.udp_stream_timeout_s,
+                icmp: c.icmp_timeout_s,
+            },
+            maglev_size: self.services.maglev_table_size,
+            snat_ports: (self.services.snat_port_min, self.services.snat_port_max),
+        }
+    }
 }
 
 /// `[metrics]`: the Prometheus text endpoint.
@@ -564,6 +647,34 @@ impl Config {
                 format!(
                     "`{}` is not an address:port (e.g. 127.0.0.1:9469)",
                     self.metrics.listen
+                ),
+            );
+        }
+        if !crate::service::maglev::is_prime(self.services.maglev_table_size)
+            || self.services.maglev_table_size > 1_000_003
+        {
+            err(
+                "services.maglev-table-size".into(),
+                format!(
+                    "{} is not a prime up to 1000003 (e.g. 16381, 65537)",
+                    self.services.maglev_table_size
+                ),
+            );
+        }
+        if self.services.snat_port_min == 0
+            || self.services.snat_port_min > self.services.snat_port_max
+        {
+            err(
+                "services.snat-port-min".into(),
+                "snat-port-min must be 1..=snat-port-max".into(),
+            );
+        }
+        if self.conntrack.max_flows < 16 || self.conntrack.max_flows > 1 << 28 {
+            err(
+                "conntrack.max-flows".into(),
+                format!(
+                    "{} is out of range 16..=268435456",
+                    self.conntrack.max_flows
                 ),
             );
         }

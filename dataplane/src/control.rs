@@ -259,6 +259,8 @@ pub struct Router {
     /// Last `neighbor-failed` notice per target (seconds), so a burst of
     /// timed-out packets makes one notice.
     failed: HashMap<(u16, IpAddr), u32>,
+    /// Services, policies and pod bindings (`crate::service`).
+    pub svc: crate::service::ServiceState,
 }
 
 /// A static route as configured.
@@ -349,6 +351,7 @@ impl Router {
             stats: ControlStats::default(),
             notices: std::collections::VecDeque::new(),
             failed: HashMap::new(),
+            svc: crate::service::ServiceState::new(cfg.service_settings()),
         };
         let vrf_names: Vec<String> = std::iter::once("default".to_string())
             .chain(cfg.vrfs.iter().map(|v| v.name.clone()))
@@ -645,6 +648,9 @@ impl Router {
     /// Publishes the current tables as a new generation and returns it.
     pub fn publish(&mut self) -> u64 {
         self.t.generation += 1;
+        if self.svc.dirty() {
+            self.t.services = self.svc.compile(self.t.ifaces.len());
+        }
         if self.nh_dirty {
             self.t.nexthops = Arc::new(self.nh_list.clone());
             self.t.ecmp = Arc::new(self.ecmp.clone());

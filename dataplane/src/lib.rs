@@ -17,11 +17,13 @@
 //! | `port` | ports (memory, pcap) |
 //! | `worker` | the poll loop |
 //! | `report` | human-readable counters |
+//! | `conntrack`, `service`, `policy` | flow table, service load balancing + NAT (`ip4-conntrack`), NetworkPolicy classifier |
 //! | `obs` | packet trace, capture, link state (shared with the control thread) |
 //! | `metrics` | the Prometheus text endpoint |
 
 pub mod api;
 pub mod config;
+pub mod conntrack;
 pub mod control;
 pub mod ethernet;
 pub mod graph;
@@ -32,8 +34,10 @@ pub mod obs;
 pub mod output;
 pub mod pipeline;
 pub mod pkt;
+pub mod policy;
 pub mod port;
 pub mod report;
+pub mod service;
 pub mod tables;
 pub mod vxlan;
 pub mod worker;

@@ -525,6 +525,37 @@ pub fn render<'a>(
         "Generation of the published tables.",
     );
     p.sample("vrouter_tables_generation", &[], t.generation);
+    // Conntrack pressure (services, NetworkPolicy): live flows are the
+    // created minus removed counts of all workers.
+    let ct_sum = |c: Counter| -> u64 { workers.iter().map(|w| w.stats.counter(c)).sum() };
+    let ct_flows = ct_sum(Counter::CtFlowCreated).saturating_sub(ct_sum(Counter::CtFlowRemoved));
+    let ct_cap = router.svc.settings.max_flows as u64;
+    p.family(
+        "vrouter_conntrack_flows",
+        "gauge",
+        "Tracked flows (all workers).",
+    );
+    p.sample("vrouter_conntrack_flows", &[], ct_flows);
+    p.family(
+        "vrouter_conntrack_capacity",
+        "gauge",
+        "Conntrack capacity ([conntrack] max-flows, all workers).",
+    );
+    p.sample("vrouter_conntrack_capacity", &[], ct_cap);
+    p.family(
+        "vrouter_conntrack_fill_ratio",
+        "gauge",
+        "Tracked flows / capacity (pressure; at 1 new flows are refused).",
+    );
+    let _ = writeln!(
+        p.0,
+        "vrouter_conntrack_fill_ratio {}",
+        if ct_cap == 0 {
+            0.0
+        } else {
+            ct_flows as f64 / ct_cap as f64
+        }
+    );
     p.family("vrouter_workers", "gauge", "Worker threads.");
     p.sample("vrouter_workers", &[], workers.len() as u64);
     p.family(

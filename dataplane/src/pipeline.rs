@@ -77,6 +77,8 @@ pub struct NodeState {
     pub icmp4: TokenBucket,
     pub icmp6: TokenBucket,
     pub glean: GleanState,
+    /// `ip4-conntrack`: the worker's flow table and scratch.
+    pub ct: crate::service::node::CtState,
 }
 
 /// See the module doc.
@@ -110,6 +112,7 @@ impl Pipeline {
                 icmp4: TokenBucket::default(),
                 icmp6: TokenBucket::default(),
                 glean: GleanState::default(),
+                ct: crate::service::node::CtState::default(),
             },
             last_generation: u64::MAX,
         }
@@ -120,6 +123,16 @@ impl Pipeline {
         (ARENA / 2)
             .saturating_sub(self.pkts.len())
             .min(graph::BURST)
+    }
+
+    /// Replaces the conntrack table (its size comes from `[conntrack]`).
+    pub fn set_conntrack(&mut self, ct: crate::conntrack::ConnTrack) {
+        self.st.ct = crate::service::node::CtState::new(ct);
+    }
+
+    /// The worker's conntrack table.
+    pub fn conntrack(&self) -> &crate::conntrack::ConnTrack {
+        &self.st.ct.ct
     }
 
     /// Packets held for neighbour resolution.
@@ -251,6 +264,7 @@ fn dispatch(
         NodeId::L2Flood => l2::datapath::flood(cx, pkts, input, q),
         NodeId::ArpInput => ip::arp::input(cx, pkts, input, q),
         NodeId::Ip4Input => ip::ip4::input(cx, pkts, input, q),
+        NodeId::Ip4Conntrack => crate::service::node::node(cx, &mut st.ct, pkts, input, q),
         NodeId::Ip4Local => ip::ip4::local(cx, pkts, input, q),
         NodeId::Vxlan4Input => vxlan::decap::node(cx, pkts, input, q),
         NodeId::Icmp4Error => ip::icmp::error4(cx, st, pkts, input, q),

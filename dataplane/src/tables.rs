@@ -274,6 +274,8 @@ pub struct Tables {
     pub params: Params,
     /// VXLAN: local VTEPs, VNI bindings (sorted by VTEP, VNI) and tunnels.
     pub vxlan: Arc<crate::vxlan::VxlanTables>,
+    /// Services, policies and pod bindings (`service` module).
+    pub services: Arc<crate::service::ServiceTables>,
 }
 
 impl Tables {
@@ -289,6 +291,7 @@ impl Tables {
             ecmp: Arc::new(Vec::new()),
             params: Params::default(),
             vxlan: Arc::default(),
+            services: Arc::default(),
         }
     }
 

@@ -351,6 +351,8 @@ fn sync_changes_only_what_differs() {
             routes,
             neighbors: vec![],
             endpoints: vec![],
+            services: vec![],
+            policies: vec![],
         })
     };
     let set: Vec<_> = (0..50)

@@ -64,6 +64,18 @@ enum Cmd {
         #[command(subcommand)]
         cmd: VxlanCmd,
     },
+    /// Services (load balancing): the object is JSON, inline or @file
+    /// (`{"namespace","name","ips","port","protocol","node_port","backends":[{"ip","port"}]}`).
+    Service {
+        #[command(subcommand)]
+        cmd: ObjCmd,
+    },
+    /// NetworkPolicies: the object is JSON, inline or @file
+    /// (`{"namespace","name","pods","types","ingress":[{"peers","ports"}],"egress":[...]}`).
+    Policy {
+        #[command(subcommand)]
+        cmd: ObjCmd,
+    },
     /// Apply the changes in a JSON file (an array of {"op","args"}) all or nothing.
     Batch { file: PathBuf },
     /// Replace the state of a scope with a JSON file ({"scope","generation","routes",...}).
@@ -178,6 +190,33 @@ enum Show {
     Runtime,
     /// VXLAN VTEPs and their tunnels (VNI, remote VTEP) with counters.
     Vteps,
+    /// Services with their VIPs and backends.
+    Services,
+    /// NetworkPolicies with per-rule counters.
+    Policies,
+    /// Conntrack capacity, flows, fill ratio and refusals.
+    Conntrack,
+}
+
+#[derive(Subcommand, Debug)]
+enum ObjCmd {
+    /// Add (fails if it exists).
+    Add { object: String },
+    /// Add or replace.
+    Replace { object: String },
+    Del {
+        /// namespace/name
+        name: String,
+    },
+}
+
+/// A JSON object given inline or as @file.
+fn object<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, String> {
+    let text = match s.strip_prefix('@') {
+        Some(f) => std::fs::read_to_string(f).map_err(|e| format!("{f}: {e}"))?,
+        None => s.to_string(),
+    };
+    serde_json::from_str(&text).map_err(|e| format!("object: {e}"))
 }
 
 #[derive(Args, Debug)]
@@ -339,6 +378,9 @@ fn op_of(cmd: Cmd) -> Result<Op, String> {
             Show::Errors => Op::ShowErrors,
             Show::Runtime => Op::ShowRuntime,
             Show::Vteps => Op::ShowVteps,
+            Show::Services => Op::ShowServices,
+            Show::Policies => Op::ShowPolicies,
+            Show::Conntrack => Op::ShowConntrack,
         },
         Cmd::Vxlan { cmd } => match cmd {
             VxlanCmd::FloodAdd { vtep, vni, remote } => {
@@ -438,6 +480,22 @@ fn op_of(cmd: Cmd) -> Result<Op, String> {
             EndpointCmd::Del { pod: p } => {
                 let (namespace, name) = pod(&p)?;
                 Op::EndpointDel(proto::EndpointKey { namespace, name })
+            }
+        },
+        Cmd::Service { cmd } => match cmd {
+            ObjCmd::Add { object: o } => Op::ServiceAdd(object(&o)?),
+            ObjCmd::Replace { object: o } => Op::ServiceReplace(object(&o)?),
+            ObjCmd::Del { name } => {
+                let (namespace, name) = pod(&name)?;
+                Op::ServiceDel(proto::ObjectKey { namespace, name })
+            }
+        },
+        Cmd::Policy { cmd } => match cmd {
+            ObjCmd::Add { object: o } => Op::PolicyAdd(object(&o)?),
+            ObjCmd::Replace { object: o } => Op::PolicyReplace(object(&o)?),
+            ObjCmd::Del { name } => {
+                let (namespace, name) = pod(&name)?;
+                Op::PolicyDel(proto::ObjectKey { namespace, name })
             }
         },
         Cmd::Batch { file } => {
@@ -572,6 +630,11 @@ fn print(what: &Op, v: &Value) {
         Op::ShowEndpoints => table(v, &["namespace", "name", "node", "interface", "mac", "ips"]),
         Op::ShowCounters | Op::ShowErrors => table(v, &["name", "value", "drop", "help"]),
         Op::ShowRuntime => table(v, &["name", "calls", "packets", "clocks_per_packet"]),
+        Op::ShowServices => table(
+            v,
+            &["name", "ips", "port", "protocol", "node_port", "backends"],
+        ),
+        Op::ShowPolicies => table(v, &["name", "pods", "ingress", "egress", "rules", "denied"]),
         Op::TraceShow => {
             let traces = v["traces"].as_array().cloned().unwrap_or_default();
             if traces.is_empty() {

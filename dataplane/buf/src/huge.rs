@@ -103,6 +103,33 @@ impl<const N: usize> Drop for HugeTable<N> {
     }
 }
 
+/// `n` copies of `v` in a heap allocation whose 2 MiB-aligned interior is
+/// advised for transparent huge pages before it is first written, so that
+/// the kernel backs large tables read at random (a conntrack table) with
+/// 2 MiB pages where it can. Small slices are plain allocations.
+pub fn huge_slice<T: Clone>(n: usize, v: T) -> Box<[T]> {
+    let mut vec: Vec<T> = Vec::with_capacity(n);
+    let bytes = n.saturating_mul(size_of::<T>());
+    let start = vec.as_ptr() as usize;
+    let aligned = start.next_multiple_of(HUGE);
+    let end = start.saturating_add(bytes);
+    if bytes >= 2 * HUGE && aligned < end {
+        // SAFETY: `aligned..end` lies inside the allocation just reserved
+        // (nothing references it yet) and is page aligned; MADV_HUGEPAGE is
+        // a hint that changes no contents. Its failure (THP disabled) is
+        // harmless, so the result is ignored.
+        unsafe {
+            libc::madvise(
+                aligned as *mut libc::c_void,
+                end - aligned,
+                libc::MADV_HUGEPAGE,
+            );
+        }
+    }
+    vec.resize(n, v);
+    vec.into_boxed_slice()
+}
+
 impl<const N: usize> std::fmt::Debug for HugeTable<N> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "HugeTable<{N}>")
@@ -114,6 +141,14 @@ mod tests {
     use std::sync::atomic::Ordering;
 
     use super::*;
+
+    #[test]
+    fn huge_slice_holds_its_values() {
+        let s = huge_slice(3 << 20, 7u16);
+        assert_eq!(s.len(), 3 << 20);
+        assert!(s.iter().all(|&v| v == 7));
+        assert_eq!(huge_slice(3, 1u8).as_ref(), &[1, 1, 1]);
+    }
 
     #[test]
     fn zeroed_aligned_and_writable() {

@@ -24,5 +24,5 @@ mod huge;
 mod pool;
 
 pub use cpu::{cycles, prefetch, prefetch_slice};
-pub use huge::HugeTable;
+pub use huge::{HugeTable, huge_slice};
 pub use pool::{BufError, FRAME_SIZE, FramePool, HEADROOM, MAX_PACKET, PacketBuf};

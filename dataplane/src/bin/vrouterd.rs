@@ -209,6 +209,14 @@ fn main() -> Result<()> {
             Duration::from_micros(cfg.dataplane.idle_sleep_us),
         )
         .context("creating worker")?;
+        let ct = cfg.service_settings();
+        worker
+            .pipeline
+            .set_conntrack(vrouter_dataplane::conntrack::ConnTrack::new(
+                ct.max_flows / nworkers.max(1),
+                ct.pod_quota,
+                ct.timeouts,
+            ));
         let core = cfg.dataplane.cores.get(w).copied();
         handles.push(
             std::thread::Builder::new()

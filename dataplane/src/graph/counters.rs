@@ -139,6 +139,18 @@ counters! {
     VxlanInnerVlan = "vxlan-inner-vlan", Drop, "decapsulated frame carries a VLAN tag";
     VxlanNotForUs = "vxlan-not-for-us", Drop, "L3 VNI: inner destination MAC is neither ours nor broadcast/multicast";
     VxlanArpSuppressed = "vxlan-arp-suppressed", Event, "ARP request for a known overlay endpoint answered locally";
+    // ip4-conntrack: services, conntrack, NetworkPolicy, anti-spoofing
+    SpoofedSource = "spoofed-source", Drop, "pod port: source MAC or IPv4 is not the bound pod's own";
+    CtFragment = "ct-fragment", Drop, "IPv4 fragment to a service VIP or to/from an isolated pod (no reassembly)";
+    CtMalformed = "ct-malformed", Drop, "TCP/UDP/ICMP header too short to track or translate";
+    CtTableFull = "ct-table-full", Drop, "new flow refused: conntrack table (or SNAT ports) full; existing flows kept";
+    CtPodQuota = "ct-pod-quota", Drop, "new flow refused: the pod's interface is at its conntrack quota";
+    CtIcmpUnrelated = "ct-icmp-unrelated", Drop, "ICMP error to an isolated pod that quotes no tracked flow";
+    CtFlowCreated = "ct-flow-created", Event, "conntrack flow created";
+    CtFlowRemoved = "ct-flow-removed", Event, "conntrack flow expired and freed";
+    PolicyDenied = "policy-denied", Drop, "new connection denied by NetworkPolicy (isolated pod, no rule allows it)";
+    SvcNoEndpoints = "svc-no-endpoints", Drop, "service without endpoints (ICMP port unreachable sent when allowed)";
+    SvcRejectSent = "svc-reject-sent", Event, "TCP RST sent for a service without endpoints";
     // output
     TxRingFull = "tx-ring-full", Drop, "port could not take the packet (TX ring full or port error)";
     GraphLoop = "graph-loop", Drop, "packet still in the graph after the pass limit (a forwarding loop inside the router)";

@@ -57,6 +57,7 @@ nodes! {
     L2Flood = "l2-flood";
     ArpInput = "arp-input";
     Ip4Input = "ip4-input";
+    Ip4Conntrack = "ip4-conntrack";
     Ip4Local = "ip4-local";
     Vxlan4Input = "vxlan4-input";
     Icmp4Error = "icmp4-error";

@@ -158,6 +158,8 @@ pub fn input(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
         }
         if dst >> 28 == 0xe || dst == u32::MAX {
             q.push(NodeId::Ip4Local, i);
+        } else if cx.t.services.enabled {
+            q.push(NodeId::Ip4Conntrack, i);
         } else {
             q.push(NodeId::Ip4Lookup, i);
         }

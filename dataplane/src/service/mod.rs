@@ -1,0 +1,608 @@
+//! Kubernetes services: the snapshot workers read (VIPs, NodePorts, Maglev
+//! tables, the compiled policies, anti-spoofing bindings) and the control
+//! thread's authoritative state that builds it.
+//!
+//! A service is one VIP set + port + protocol → backends (address, port,
+//! weight, local or not). Its VIPs are the ClusterIP, external IPs and
+//! LoadBalancer IPs alike; a NodePort makes it reachable on every address
+//! of the node at that port. A Kubernetes Service with several ports is one
+//! object per port. Compiled services are shared (`Arc`) between snapshots:
+//! a change rebuilds only the Maglev table of the service that changed.
+//!
+//! The data path is `node` (`ip4-conntrack`); NAT and REJECT packet
+//! surgery is in `nat`.
+//!
+//! Must never: be mutated by a worker (snapshots are immutable).
+
+pub mod api;
+pub mod maglev;
+pub mod nat;
+pub mod node;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use vrouter_wire::MacAddr;
+
+use crate::conntrack::Timeouts;
+use crate::policy::{IpSet, PodRules, PolicyInfo, PolicyTable, Rule, RuleSet, prefix_range};
+
+/// A multiply-rotate hasher for integer keys (VIP lookups, pod IPs): the
+/// keys are not attacker-chosen hash-flooding material in a useful way
+/// (they are configured addresses), and SipHash would cost more than the
+/// rest of the lookup.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FastHasher(u64);
+
+impl Hasher for FastHasher {
+    #[inline]
+    fn finish(&self) -> u64 {
+        let h = self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        h ^ (h >> 29)
+    }
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    #[inline]
+    fn write_u32(&mut self, i: u32) {
+        self.write_u64(u64::from(i));
+    }
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type Fast = BuildHasherDefault<FastHasher>;
+
+/// The (MAC, IPv4) pairs a pod port may send from.
+pub type PodBinding = Box<[(MacAddr, u32)]>;
+
+/// A backend as the data path uses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backend {
+    pub ip: u32,
+    pub port: u16,
+    /// On this node (NodePort with `externalTrafficPolicy: Local` uses only
+    /// these; a remote backend behind a NodePort gets SNAT).
+    pub local: bool,
+}
+
+/// A compiled service.
+#[derive(Debug)]
+pub struct Service {
+    /// Stable across replaces (affinity entries refer to it).
+    pub id: u32,
+    pub name: String,
+    pub proto: u8,
+    pub port: u16,
+    pub node_port: u16,
+    /// `externalTrafficPolicy: Local` (NodePort): local backends only, no SNAT.
+    pub local_only: bool,
+    /// ClientIP affinity timeout in seconds; 0 = none.
+    pub affinity_s: u32,
+    pub backends: Box<[Backend]>,
+    /// Maglev table over all backends (`None`: no backend).
+    pub table: Option<Box<[u16]>>,
+    /// Maglev table over local backends only.
+    pub local_table: Option<Box<[u16]>>,
+}
+
+impl Service {
+    /// The backend for flow hash `h`; `local` selects the local-only table.
+    #[inline]
+    pub fn pick(&self, h: u32, local: bool) -> Option<&Backend> {
+        let t = if local {
+            self.local_table.as_ref()
+        } else {
+            self.table.as_ref()
+        }?;
+        let slot = t.get(h as usize % t.len().max(1))?;
+        self.backends.get(usize::from(*slot))
+    }
+}
+
+/// Packs a VIP lookup key.
+#[inline(always)]
+pub fn vip_key(ip: u32, port: u16, proto: u8) -> u64 {
+    u64::from(ip) << 24 | u64::from(port) << 8 | u64::from(proto)
+}
+
+/// `[conntrack]` and `[services]` settings the data path needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    pub max_flows: usize,
+    pub pod_quota: u32,
+    pub timeouts: Timeouts,
+    pub maglev_size: u32,
+    pub snat_ports: (u16, u16),
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            max_flows: 1 << 20,
+            pod_quota: 65536,
+            timeouts: Timeouts::default(),
+            maglev_size: maglev::DEFAULT_SIZE,
+            snat_ports: (32768, 60999),
+        }
+    }
+}
+
+/// The snapshot workers read (`Tables::services`).
+#[derive(Debug, Default)]
+pub struct ServiceTables {
+    /// False while no service, policy or anti-spoofing binding exists:
+    /// `ip4-input` then skips `ip4-conntrack` entirely.
+    pub enabled: bool,
+    pub vips: HashMap<u64, Arc<Service>, Fast>,
+    /// NodePort services by `vip_key(0, node_port, proto)`.
+    pub node_ports: HashMap<u64, Arc<Service>, Fast>,
+    /// Every VIP address (fragments to these are dropped).
+    pub vip_addrs: HashSet<u32, Fast>,
+    pub policy: Arc<PolicyTable>,
+    /// Per interface: the (MAC, IPv4) pairs its pods may send from; `None`
+    /// = not a pod port (no check).
+    pub spoof: Vec<Option<PodBinding>>,
+    pub settings: Settings,
+}
+
+// ---- control side ----
+
+/// A backend as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendSpec {
+    pub ip: Ipv4Addr,
+    pub port: u16,
+    pub weight: u16,
+    pub local: bool,
+}
+
+/// A service as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceSpec {
+    pub ips: Vec<Ipv4Addr>,
+    pub port: u16,
+    pub proto: u8,
+    pub node_port: u16,
+    pub local_only: bool,
+    pub affinity_s: u32,
+    pub backends: Vec<BackendSpec>,
+}
+
+/// A policy peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerSpec {
+    /// Pods (and namespaces) resolved to addresses.
+    Ips(Vec<Ipv4Addr>),
+    /// An ipBlock: a prefix minus its exceptions.
+    Block {
+        cidr: (Ipv4Addr, u8),
+        except: Vec<(Ipv4Addr, u8)>,
+    },
+}
+
+/// A policy rule as configured; `peers: None` = any peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleSpec {
+    pub peers: Option<Vec<PeerSpec>>,
+    /// (protocol, first, last).
+    pub ports: Vec<(u8, u16, u16)>,
+}
+
+/// A policy as configured; `None` = the policy does not name that direction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicySpec {
+    pub pods: Vec<Ipv4Addr>,
+    pub ingress: Option<Vec<RuleSpec>>,
+    pub egress: Option<Vec<RuleSpec>>,
+}
+
+/// Authoritative services, policies and pod bindings (control thread).
+#[derive(Debug, Default)]
+pub struct ServiceState {
+    pub settings: Settings,
+    services: BTreeMap<String, (ServiceSpec, Arc<Service>)>,
+    next_id: u32,
+    policies: BTreeMap<String, PolicySpec>,
+    /// Pod bindings for anti-spoofing: (interface, MAC, IPv4) per endpoint.
+    bindings: BTreeMap<String, (u16, MacAddr, Vec<Ipv4Addr>)>,
+    dirty: bool,
+    /// Counters of the last compiled policy table, by policy name.
+    last_policy: Arc<PolicyTable>,
+}
+
+fn ip_u32(a: Ipv4Addr) -> u32 {
+    u32::from(a)
+}
+
+impl ServiceState {
+    /// Empty state with these settings.
+    pub fn new(settings: Settings) -> ServiceState {
+        ServiceState {
+            settings,
+            ..ServiceState::default()
+        }
+    }
+
+    /// True if something changed since the last `compile`.
+    pub fn dirty(&self) -> bool {
+        self.dirty
+    }
+
+    /// A service by name.
+    pub fn service(&self, name: &str) -> Option<&ServiceSpec> {
+        self.services.get(name).map(|(s, _)| s)
+    }
+
+    /// All services, with their compiled form.
+    pub fn services(&self) -> impl Iterator<Item = (&String, &ServiceSpec, &Arc<Service>)> {
+        self.services.iter().map(|(n, (s, c))| (n, s, c))
+    }
+
+    /// A policy by name.
+    pub fn policy(&self, name: &str) -> Option<&PolicySpec> {
+        self.policies.get(name)
+    }
+
+    /// All policies.
+    pub fn policies(&self) -> impl Iterator<Item = (&String, &PolicySpec)> {
+        self.policies.iter()
+    }
+
+    /// The counters of the policies as last compiled.
+    pub fn policy_table(&self) -> &Arc<PolicyTable> {
+        &self.last_policy
+    }
+
+    /// Adds or replaces a service; returns the previous one.
+    pub fn set_service(&mut self, name: &str, spec: ServiceSpec) -> Option<ServiceSpec> {
+        let id = match self.services.get(name) {
+            Some((_, c)) => c.id,
+            None => {
+                self.next_id += 1;
+                self.next_id
+            }
+        };
+        let compiled = Arc::new(self.compile_service(id, name, &spec));
+        self.dirty = true;
+        self.services
+            .insert(name.to_string(), (spec, compiled))
+            .map(|(s, _)| s)
+    }
+
+    /// Removes a service; returns it.
+    pub fn del_service(&mut self, name: &str) -> Option<ServiceSpec> {
+        let old = self.services.remove(name).map(|(s, _)| s);
+        self.dirty |= old.is_some();
+        old
+    }
+
+    /// Adds or replaces a policy; returns the previous one.
+    pub fn set_policy(&mut self, name: &str, spec: PolicySpec) -> Option<PolicySpec> {
+        self.dirty = true;
+        self.policies.insert(name.to_string(), spec)
+    }
+
+    /// Removes a policy; returns it.
+    pub fn del_policy(&mut self, name: &str) -> Option<PolicySpec> {
+        let old = self.policies.remove(name);
+        self.dirty |= old.is_some();
+        old
+    }
+
+    /// Binds endpoint `name` (a pod) to an interface, for anti-spoofing.
+    pub fn bind(&mut self, name: &str, iface: u16, mac: MacAddr, ips: Vec<Ipv4Addr>) {
+        self.bindings.insert(name.to_string(), (iface, mac, ips));
+        self.dirty = true;
+    }
+
+    /// Removes an endpoint's binding.
+    pub fn unbind(&mut self, name: &str) {
+        self.dirty |= self.bindings.remove(name).is_some();
+    }
+
+    /// Builds one service's data-path form (its Maglev tables).
+    pub fn compile_service(&self, id: u32, name: &str, s: &ServiceSpec) -> Service {
+        let backends: Box<[Backend]> = s
+            .backends
+            .iter()
+            .map(|b| Backend {
+                ip: ip_u32(b.ip),
+                port: b.port,
+                local: b.local,
+            })
+            .collect();
+        let ids: Vec<u64> = backends
+            .iter()
+            .map(|b| maglev::backend_id(b.ip, b.port))
+            .collect();
+        let weights: Vec<u16> = s.backends.iter().map(|b| b.weight).collect();
+        let local_w: Vec<u16> = s
+            .backends
+            .iter()
+            .map(|b| if b.local { b.weight } else { 0 })
+            .collect();
+        let m = self.settings.maglev_size;
+        Service {
+            id,
+            name: name.to_string(),
+            proto: s.proto,
+            port: s.port,
+            node_port: s.node_port,
+            local_only: s.local_only,
+            affinity_s: s.affinity_s,
+            table: maglev::build(&ids, &weights, m),
+            local_table: if s.node_port != 0 && s.local_only {
+                maglev::build(&ids, &local_w, m)
+            } else {
+                None
+            },
+            backends,
+        }
+    }
+
+    fn compile_policies(&self) -> PolicyTable {
+        let mut t = PolicyTable::default();
+        let mut counters: Vec<u64> = Vec::new();
+        let old = &self.last_policy;
+        // Per pod, the policies isolating it in each direction.
+        let mut pods: HashMap<u32, (Vec<u32>, Vec<u32>)> = HashMap::new();
+        type DirRules = Option<Vec<Rule>>;
+        let mut compiled: Vec<(DirRules, DirRules)> = Vec::new();
+        for (pi, (name, p)) in self.policies.iter().enumerate() {
+            let first = counters.len() as u32;
+            let prev = old.policies.iter().find(|o| &o.name == name);
+            let mut rule_names = Vec::new();
+            let mut compile_dir = |rules: &Option<Vec<RuleSpec>>, dir: &str| {
+                rules.as_ref().map(|rules| {
+                    rules
+                        .iter()
+                        .enumerate()
+                        .map(|(k, r)| {
+                            let label = format!("{dir} {k}");
+                            let carried = prev
+                                .and_then(|o| {
+                                    o.rule_names.iter().position(|n| *n == label).and_then(|x| {
+                                        old.counters.get(o.first_counter as usize + x)
+                                    })
+                                })
+                                .map_or(0, |c| c.load(Relaxed));
+                            rule_names.push(label);
+                            counters.push(carried);
+                            Rule {
+                                policy: pi as u32,
+                                counter: counters.len() as u32 - 1,
+                                peers: r.peers.as_ref().map(|peers| peer_set(peers)),
+                                ports: r.ports.clone(),
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                })
+            };
+            let ing = compile_dir(&p.ingress, "ingress");
+            let eg = compile_dir(&p.egress, "egress");
+            for pod in &p.pods {
+                let e = pods.entry(ip_u32(*pod)).or_default();
+                if ing.is_some() {
+                    e.0.push(pi as u32);
+                }
+                if eg.is_some() {
+                    e.1.push(pi as u32);
+                }
+            }
+            compiled.push((ing, eg));
+            t.policies.push(PolicyInfo {
+                name: name.clone(),
+                rule_names,
+                first_counter: first,
+                denied: AtomicU64::new(prev.map_or(0, |o| o.denied.load(Relaxed))),
+            });
+        }
+        // Pods selected by the same policies share one compiled rule set.
+        let mut memo: HashMap<(bool, Vec<u32>), Arc<RuleSet>> = HashMap::new();
+        let mut set_of = |egress: bool, pols: &[u32]| -> Option<Arc<RuleSet>> {
+            if pols.is_empty() {
+                return None;
+            }
+            let set = memo.entry((egress, pols.to_vec())).or_insert_with(|| {
+                let rules: Vec<Rule> = pols
+                    .iter()
+                    .filter_map(|&pi| {
+                        let (i, e) = compiled.get(pi as usize)?;
+                        if egress { e.as_ref() } else { i.as_ref() }
+                    })
+                    .flatten()
+                    .cloned()
+                    .collect();
+                Arc::new(RuleSet::new(&rules))
+            });
+            Some(set.clone())
+        };
+        for (ip, (ing, eg)) in pods {
+            if ing.is_empty() && eg.is_empty() {
+                continue;
+            }
+            t.pods.insert(
+                ip,
+                PodRules {
+                    ingress: set_of(false, &ing),
+                    egress: set_of(true, &eg),
+                    ingress_policy: ing.first().copied().unwrap_or(0),
+                    egress_policy: eg.first().copied().unwrap_or(0),
+                },
+            );
+        }
+        t.counters = counters.into_iter().map(AtomicU64::new).collect();
+        t
+    }
+
+    /// Builds the snapshot for `n_ifaces` interfaces and clears `dirty`.
+    pub fn compile(&mut self, n_ifaces: usize) -> Arc<ServiceTables> {
+        let mut st = ServiceTables {
+            settings: self.settings,
+            ..ServiceTables::default()
+        };
+        for (spec, svc) in self.services.values() {
+            for ip in &spec.ips {
+                st.vips
+                    .insert(vip_key(ip_u32(*ip), spec.port, spec.proto), svc.clone());
+                st.vip_addrs.insert(ip_u32(*ip));
+            }
+            if spec.node_port != 0 {
+                st.node_ports
+                    .insert(vip_key(0, spec.node_port, spec.proto), svc.clone());
+            }
+        }
+        let policy = Arc::new(self.compile_policies());
+        self.last_policy = policy.clone();
+        st.policy = policy;
+        let mut spoof: Vec<Vec<(MacAddr, u32)>> = vec![Vec::new(); n_ifaces];
+        for (iface, mac, ips) in self.bindings.values() {
+            if let Some(v) = spoof.get_mut(usize::from(*iface)) {
+                for ip in ips {
+                    v.push((*mac, ip_u32(*ip)));
+                }
+            }
+        }
+        st.spoof = spoof
+            .into_iter()
+            .map(|v| (!v.is_empty()).then(|| v.into_boxed_slice()))
+            .collect();
+        st.enabled = !st.vips.is_empty()
+            || !st.node_ports.is_empty()
+            || !st.policy.is_empty()
+            || st.spoof.iter().any(Option::is_some);
+        self.dirty = false;
+        Arc::new(st)
+    }
+}
+
+fn peer_set(peers: &[PeerSpec]) -> IpSet {
+    let mut all = Vec::new();
+    for p in peers {
+        match p {
+            PeerSpec::Ips(ips) => all.extend(ips.iter().map(|a| (ip_u32(*a), ip_u32(*a)))),
+            PeerSpec::Block { cidr, except } => {
+                let s = IpSet::new(
+                    vec![prefix_range(ip_u32(cidr.0), cidr.1)],
+                    except
+                        .iter()
+                        .map(|(a, l)| prefix_range(ip_u32(*a), *l))
+                        .collect(),
+                );
+                all.extend(s.iter());
+            }
+        }
+    }
+    IpSet::new(all, Vec::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn svc(backends: &[(&str, bool)]) -> ServiceSpec {
+        ServiceSpec {
+            ips: vec!["198.19.0.10".parse().unwrap()],
+            port: 80,
+            proto: 6,
+            node_port: 30080,
+            local_only: true,
+            affinity_s: 0,
+            backends: backends
+                .iter()
+                .map(|(ip, local)| BackendSpec {
+                    ip: ip.parse().unwrap(),
+                    port: 8080,
+                    weight: 1,
+                    local: *local,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn compile_services_and_local_table() {
+        let mut st = ServiceState::new(Settings::default());
+        st.set_service(
+            "default/web",
+            svc(&[("198.18.1.2", true), ("198.18.9.2", false)]),
+        );
+        let t = st.compile(4);
+        assert!(t.enabled);
+        let s = t.vips.get(&vip_key(0xc613_000a, 80, 6)).unwrap();
+        assert!(t.node_ports.contains_key(&vip_key(0, 30080, 6)));
+        for h in 0..1000 {
+            assert_eq!(s.pick(h, true).unwrap().ip, 0xc612_0102, "local only");
+        }
+        let remote = (0..1000).filter(|&h| s.pick(h, false).unwrap().ip == 0xc612_0902);
+        assert!(remote.count() > 300);
+        // A replace keeps the id (affinity) and a delete empties the table.
+        let id = s.id;
+        st.set_service("default/web", svc(&[]));
+        let t = st.compile(4);
+        let s = t.vips.get(&vip_key(0xc613_000a, 80, 6)).unwrap();
+        assert_eq!(s.id, id);
+        assert!(s.pick(1, false).is_none());
+        st.del_service("default/web");
+        assert!(!st.compile(4).enabled);
+    }
+
+    #[test]
+    fn policy_compile_keeps_counters_and_isolates() {
+        let mut st = ServiceState::new(Settings::default());
+        let pod: Ipv4Addr = "198.18.1.2".parse().unwrap();
+        st.set_policy(
+            "ns/deny-all",
+            PolicySpec {
+                pods: vec![pod],
+                ingress: Some(vec![]),
+                egress: None,
+            },
+        );
+        st.set_policy(
+            "ns/allow-block",
+            PolicySpec {
+                pods: vec![pod],
+                ingress: Some(vec![RuleSpec {
+                    peers: Some(vec![PeerSpec::Block {
+                        cidr: ("198.18.0.0".parse().unwrap(), 16),
+                        except: vec![("198.18.2.0".parse().unwrap(), 24)],
+                    }]),
+                    ports: vec![],
+                }]),
+                egress: None,
+            },
+        );
+        let t = st.compile(0);
+        let p = &t.policy;
+        use crate::policy::Verdict;
+        let a = u32::from(pod);
+        assert_eq!(p.allow(0xc612_0302, a, 6, 80), Verdict::Allow);
+        assert_eq!(p.allow(0xc612_0202, a, 6, 80), Verdict::DenyIngress);
+        assert_eq!(
+            p.allow(a, 0xc612_0202, 6, 80),
+            Verdict::Allow,
+            "egress open"
+        );
+        st.set_policy(
+            "ns/other",
+            PolicySpec {
+                pods: vec![],
+                ingress: None,
+                egress: None,
+            },
+        );
+        let t2 = st.compile(0);
+        let carried: u64 = t2.policy.counters.iter().map(|c| c.load(Relaxed)).sum();
+        assert_eq!(carried, 1, "rule counters survive a recompile");
+    }
+}

@@ -1,0 +1,308 @@
+//! Packet surgery for services: address/port translation with incremental
+//! checksums (RFC 1624), the TCP RST a service without endpoints answers
+//! with, and translation of ICMP errors that quote a translated flow.
+//!
+//! Works on the IPv4 header and what follows (`l3`), in place. Every
+//! function checks lengths and reports failure instead of panicking.
+
+use vrouter_wire::checksum::{self, udp_zero_to_ffff, update_u16, update_u32};
+
+use crate::conntrack::Key;
+
+#[inline(always)]
+fn rd16(d: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([d[at], d[at + 1]])
+}
+
+#[inline(always)]
+fn wr16(d: &mut [u8], at: usize, v: u16) {
+    d[at..at + 2].copy_from_slice(&v.to_be_bytes());
+}
+
+#[inline(always)]
+fn rd32(d: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([d[at], d[at + 1], d[at + 2], d[at + 3]])
+}
+
+#[inline(always)]
+fn wr32(d: &mut [u8], at: usize, v: u32) {
+    d[at..at + 4].copy_from_slice(&v.to_be_bytes());
+}
+
+/// Rewrites the addresses and ports of an IPv4 TCP or UDP packet (header
+/// length `ihl`) to those of `to`. Returns false if the packet is too short.
+#[inline]
+pub fn rewrite(l3: &mut [u8], ihl: usize, to: &Key) -> bool {
+    let proto = match l3.get(9) {
+        Some(&p) => p,
+        None => return false,
+    };
+    let (csum_at, min) = match proto {
+        6 => (16, 20),
+        17 => (6, 8),
+        _ => return false,
+    };
+    if l3.len() < ihl + min || ihl < 20 {
+        return false;
+    }
+    let (src, dst) = (rd32(l3, 12), rd32(l3, 16));
+    let (sport, dport) = (rd16(l3, ihl), rd16(l3, ihl + 2));
+    let mut ip_c = rd16(l3, 10);
+    ip_c = update_u32(ip_c, src, to.src);
+    ip_c = update_u32(ip_c, dst, to.dst);
+    wr16(l3, 10, ip_c);
+    wr32(l3, 12, to.src);
+    wr32(l3, 16, to.dst);
+    let c_at = ihl + csum_at;
+    let old = rd16(l3, c_at);
+    if proto == 17 && old == 0 {
+        // UDP without a checksum stays without one.
+    } else {
+        let mut c = update_u32(old, src, to.src);
+        c = update_u32(c, dst, to.dst);
+        c = update_u16(c, sport, to.sport);
+        c = update_u16(c, dport, to.dport);
+        if proto == 17 {
+            c = udp_zero_to_ffff(c);
+        }
+        wr16(l3, c_at, c);
+    }
+    wr16(l3, ihl, to.sport);
+    wr16(l3, ihl + 2, to.dport);
+    true
+}
+
+/// Turns a TCP segment (IPv4, header length `ihl`) into the RST its sender
+/// should get (RFC 793 reset generation), in place: addresses and ports
+/// swapped, 40 bytes long. Returns the new length, or `None` if the segment
+/// is too short or is itself a RST (never answered).
+pub fn tcp_reset(l3: &mut [u8], ihl: usize) -> Option<usize> {
+    if l3.len() < ihl + 20 || ihl < 20 || l3.len() < 40 {
+        return None;
+    }
+    let total = usize::from(rd16(l3, 2)).min(l3.len());
+    let tcp = &l3[ihl..];
+    let doff = usize::from(tcp[12] >> 4) * 4;
+    let fl = tcp[13];
+    if fl & 0x04 != 0 {
+        return None;
+    }
+    let payload = total.saturating_sub(ihl + doff) as u32;
+    let (src, dst) = (rd32(l3, 12), rd32(l3, 16));
+    let (sport, dport) = (rd16(tcp, 0), rd16(tcp, 2));
+    let (seq, ack) = (rd32(tcp, 4), rd32(tcp, 8));
+    let mut out = [0u8; 40];
+    out[0] = 0x45;
+    wr16(&mut out, 2, 40);
+    wr16(&mut out, 6, 0x4000);
+    out[8] = 64;
+    out[9] = 6;
+    wr32(&mut out, 12, dst);
+    wr32(&mut out, 16, src);
+    let c = checksum::checksum(&out[..20]);
+    wr16(&mut out, 10, c);
+    wr16(&mut out, 20, dport);
+    wr16(&mut out, 22, sport);
+    if fl & 0x10 != 0 {
+        wr32(&mut out, 24, ack);
+        out[33] = 0x04;
+    } else {
+        let len = payload + u32::from(fl & 0x02 != 0) + u32::from(fl & 0x01 != 0);
+        wr32(&mut out, 28, seq.wrapping_add(len));
+        out[33] = 0x14;
+    }
+    out[32] = 0x50;
+    let ps = checksum::pseudo_header_v4(dst.into(), src.into(), 6, 20);
+    let c = checksum::finish(ps + checksum::sum(&out[20..]));
+    wr16(&mut out, 36, c);
+    l3[..40].copy_from_slice(&out);
+    Some(40)
+}
+
+/// The 5-tuple quoted by an ICMP error (IPv4, outer header length `ihl`):
+/// the quoted packet's key, if it quotes TCP or UDP with its ports.
+pub fn icmp_quoted(l3: &[u8], ihl: usize, zone: u16) -> Option<Key> {
+    let inner = l3.get(ihl + 8..)?;
+    if inner.len() < 28 || inner[0] >> 4 != 4 {
+        return None;
+    }
+    let iihl = usize::from(inner[0] & 0x0f) * 4;
+    let proto = inner[9];
+    if !matches!(proto, 6 | 17) || inner.len() < iihl + 4 {
+        return None;
+    }
+    Some(Key::new(
+        zone,
+        proto,
+        rd32(inner, 12),
+        rd32(inner, 16),
+        rd16(inner, iihl),
+        rd16(inner, iihl + 2),
+    ))
+}
+
+/// Rewrites an ICMP error so it quotes `quoted` and goes to `quoted.src`:
+/// the outer destination, the quoted addresses and ports, the quoted IP
+/// checksum (incrementally) and the ICMP checksum (recomputed). The quoted
+/// L4 checksum is left as is (the quote is usually truncated anyway).
+pub fn icmp_translate(l3: &mut [u8], ihl: usize, quoted: &Key) -> bool {
+    let Some(inner) = l3.get(ihl + 8..) else {
+        return false;
+    };
+    if inner.len() < 28 {
+        return false;
+    }
+    let iihl = usize::from(inner[0] & 0x0f) * 4;
+    if inner.len() < iihl + 4 || iihl < 20 {
+        return false;
+    }
+    let at = ihl + 8;
+    let (osrc, odst) = (rd32(l3, at + 12), rd32(l3, at + 16));
+    let mut c = rd16(l3, at + 10);
+    c = update_u32(c, osrc, quoted.src);
+    c = update_u32(c, odst, quoted.dst);
+    wr16(l3, at + 10, c);
+    wr32(l3, at + 12, quoted.src);
+    wr32(l3, at + 16, quoted.dst);
+    wr16(l3, at + iihl, quoted.sport);
+    wr16(l3, at + iihl + 2, quoted.dport);
+    let old_dst = rd32(l3, 16);
+    let c = update_u32(rd16(l3, 10), old_dst, quoted.src);
+    wr16(l3, 10, c);
+    wr32(l3, 16, quoted.src);
+    let total = usize::from(rd16(l3, 2)).min(l3.len());
+    if total < ihl + 8 {
+        return false;
+    }
+    wr16(l3, ihl + 2, 0);
+    let c = checksum::checksum(&l3[ihl..total]);
+    wr16(l3, ihl + 2, c);
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etherparse::{PacketBuilder, SlicedPacket, TransportSlice};
+
+    fn tcp_packet(payload: &[u8], syn: bool) -> Vec<u8> {
+        let mut b =
+            PacketBuilder::ipv4([198, 18, 1, 2], [198, 19, 0, 10], 64).tcp(40000, 80, 1000, 65535);
+        if syn {
+            b = b.syn();
+        }
+        let mut v = Vec::new();
+        b.write(&mut v, payload).unwrap();
+        v
+    }
+
+    fn verify(v: &[u8]) -> (Key, bool) {
+        let p = SlicedPacket::from_ip(v).unwrap();
+        let ip = match p.net.unwrap() {
+            etherparse::NetSlice::Ipv4(h) => h,
+            _ => panic!("v4"),
+        };
+        let hdr = ip.header();
+        assert_eq!(
+            hdr.header_checksum(),
+            hdr.to_header().calc_header_checksum(),
+            "IP checksum"
+        );
+        let (src, dst) = (
+            u32::from(hdr.source_addr()),
+            u32::from(hdr.destination_addr()),
+        );
+        match p.transport.unwrap() {
+            TransportSlice::Tcp(t) => {
+                let want = t
+                    .to_header()
+                    .calc_checksum_ipv4(&hdr.to_header(), t.payload())
+                    .unwrap();
+                (
+                    Key::new(0, 6, src, dst, t.source_port(), t.destination_port()),
+                    want == t.checksum(),
+                )
+            }
+            TransportSlice::Udp(u) => {
+                let want = u
+                    .to_header()
+                    .calc_checksum_ipv4(&hdr.to_header(), u.payload())
+                    .unwrap();
+                (
+                    Key::new(0, 17, src, dst, u.source_port(), u.destination_port()),
+                    want == u.checksum(),
+                )
+            }
+            _ => panic!("l4"),
+        }
+    }
+
+    #[test]
+    fn dnat_and_snat_keep_checksums_valid() {
+        for payload in [&b""[..], b"hello", b"odd"] {
+            let mut v = tcp_packet(payload, true);
+            let to = Key::new(0, 6, 0xc612_0901, 0xc612_0302, 61000, 8080);
+            assert!(rewrite(&mut v, 20, &to));
+            let (k, ok) = verify(&v);
+            assert_eq!(k, to);
+            assert!(ok, "TCP checksum after NAT");
+        }
+        let mut v = Vec::new();
+        PacketBuilder::ipv4([198, 18, 1, 2], [198, 19, 0, 10], 64)
+            .udp(5353, 53)
+            .write(&mut v, b"query")
+            .unwrap();
+        let to = Key::new(0, 17, 0xc612_0102, 0xc612_0302, 5353, 5300);
+        assert!(rewrite(&mut v, 20, &to));
+        let (k, ok) = verify(&v);
+        assert_eq!(k, to);
+        assert!(ok, "UDP checksum after NAT");
+        assert!(!rewrite(&mut v[..24], 20, &to), "short packet refused");
+    }
+
+    #[test]
+    fn reset_answers_a_syn() {
+        let mut v = tcp_packet(b"", true);
+        let n = tcp_reset(&mut v, 20).unwrap();
+        v.truncate(n);
+        let (k, ok) = verify(&v);
+        assert!(ok);
+        assert_eq!(k, Key::new(0, 6, 0xc613_000a, 0xc612_0102, 80, 40000));
+        let p = SlicedPacket::from_ip(&v).unwrap();
+        let Some(TransportSlice::Tcp(t)) = p.transport else {
+            panic!()
+        };
+        assert!(t.rst() && t.ack());
+        assert_eq!(t.acknowledgment_number(), 1001, "SYN counts one");
+        let mut again = v.clone();
+        assert!(tcp_reset(&mut again, 20).is_none(), "never answer a RST");
+    }
+
+    #[test]
+    fn icmp_error_is_translated() {
+        // An error about backend 198.18.3.2:8080 → client, quoting the
+        // translated packet client → backend.
+        let mut quote = tcp_packet(b"", true);
+        let to = Key::new(0, 6, 0xc612_0102, 0xc612_0302, 40000, 8080);
+        rewrite(&mut quote, 20, &to);
+        let mut v = Vec::new();
+        PacketBuilder::ipv4([198, 18, 3, 1], [198, 18, 1, 2], 64)
+            .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
+                etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded {
+                    next_hop_mtu: 1400,
+                },
+            ))
+            .write(&mut v, &quote[..28])
+            .unwrap();
+        let q = icmp_quoted(&v, 20, 0).unwrap();
+        assert_eq!(q, to);
+        let orig = Key::new(0, 6, 0xc612_0102, 0xc613_000a, 40000, 80);
+        assert!(icmp_translate(&mut v, 20, &orig));
+        let p = etherparse::Ipv4Slice::from_slice(&v).unwrap();
+        assert_eq!(u32::from(p.header().destination_addr()), orig.src);
+        assert_eq!(icmp_quoted(&v, 20, 0), Some(orig));
+        assert_eq!(checksum::sum(&v[20..]), 0xffff, "ICMP checksum");
+        assert_eq!(checksum::sum(&v[..20]), 0xffff, "IP checksum");
+        assert_eq!(checksum::sum(&v[28..48]), 0xffff, "quoted IP checksum");
+    }
+}

@@ -1,0 +1,330 @@
+//! Services through the real pipeline on memory ports, checked with
+//! etherparse: DNAT and reverse NAT with valid checksums, fragments to a
+//! VIP, a full conntrack table keeping its flows; and the control objects
+//! in `batch` (all or nothing) and `sync` (scopes, generations).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+use common::*;
+use etherparse::{NetSlice, PacketBuilder, TransportSlice};
+use serde_json::json;
+use vrouter_control::proto::{self, Op};
+use vrouter_dataplane::api::{Api, ApiConfig};
+use vrouter_dataplane::conntrack::{ConnTrack, Timeouts};
+use vrouter_dataplane::graph::Counter;
+
+const R1: &str = "02:00:00:00:01:01";
+const R2: &str = "02:00:00:00:02:01";
+const H1: &str = "02:00:00:00:01:02";
+const B: &str = "02:00:00:00:02:02";
+
+fn cfg() -> &'static str {
+    r#"
+[[port]]
+name = "net1"
+driver = "memory"
+mac = "02:00:00:00:01:01"
+[[port]]
+name = "net2"
+driver = "memory"
+mac = "02:00:00:00:02:01"
+[[interface]]
+name = "net1"
+addresses = ["198.18.1.1/24"]
+[[interface]]
+name = "net2"
+addresses = ["198.18.2.1/24"]
+[[neighbor]]
+interface = "net1"
+ip = "198.18.1.2"
+mac = "02:00:00:00:01:02"
+[[neighbor]]
+interface = "net2"
+ip = "198.18.2.2"
+mac = "02:00:00:00:02:02"
+"#
+}
+
+fn api(h: &Harness, tag: &str) -> Api {
+    let path = std::env::temp_dir().join(format!("vrouter-svc-{tag}-{}.sock", std::process::id()));
+    Api::bind(
+        ApiConfig {
+            path,
+            allowed_uids: vec![0],
+            allowed_gids: vec![],
+            max_connections: 4,
+        },
+        h.router
+            .tables()
+            .ports
+            .iter()
+            .map(|p| vrouter_dataplane::api::PortInfo {
+                name: p.name.clone(),
+                driver: "memory".into(),
+                mac: vrouter_wire::MacAddr::ZERO,
+                stats: Vec::new(),
+            })
+            .collect(),
+    )
+    .unwrap()
+}
+
+fn service(name: &str, vip: &str, backends: &[&str]) -> proto::Service {
+    serde_json::from_value(json!({
+        "namespace": "default", "name": name, "ips": [vip], "port": 80,
+        "backends": backends.iter().map(|b| json!({"ip": b, "port": 8080})).collect::<Vec<_>>(),
+    }))
+    .unwrap()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn tcp(
+    src_mac: &str,
+    dst_mac: &str,
+    src: [u8; 4],
+    dst: [u8; 4],
+    sport: u16,
+    dport: u16,
+    syn: bool,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut b = PacketBuilder::ethernet2(mac(src_mac), mac(dst_mac))
+        .ipv4(src, dst, 64)
+        .tcp(sport, dport, 1, 1000);
+    if syn {
+        b = b.syn();
+    }
+    let mut v = Vec::new();
+    b.write(&mut v, payload).unwrap();
+    v
+}
+
+/// (src, dst, sport, dport) of a frame, asserting valid IP and TCP checksums.
+fn tuple(frame: &[u8]) -> ([u8; 4], [u8; 4], u16, u16) {
+    let p = decode(frame);
+    let Some(NetSlice::Ipv4(ip)) = p.net else {
+        panic!("not IPv4")
+    };
+    let h = ip.header().to_header();
+    assert_eq!(h.header_checksum, h.calc_header_checksum(), "IP checksum");
+    let Some(TransportSlice::Tcp(t)) = p.transport else {
+        panic!("not TCP")
+    };
+    assert_eq!(
+        t.checksum(),
+        t.to_header().calc_checksum_ipv4(&h, t.payload()).unwrap(),
+        "TCP checksum"
+    );
+    (
+        h.source,
+        h.destination,
+        t.source_port(),
+        t.destination_port(),
+    )
+}
+
+#[test]
+fn dnat_out_and_reverse_nat_back() {
+    let mut h = Harness::new(cfg());
+    let mut a = api(&h, "nat");
+    a.handle(
+        &mut h.router,
+        &Op::ServiceAdd(service("web", "198.19.0.10", &["198.18.2.2"])),
+    )
+    .unwrap();
+    h.inject(
+        0,
+        tcp(
+            H1,
+            R1,
+            [198, 18, 1, 2],
+            [198, 19, 0, 10],
+            40000,
+            80,
+            true,
+            b"",
+        ),
+    );
+    let out = h.out(1);
+    assert_eq!(out.len(), 1, "{}", h.report());
+    assert_eq!(
+        tuple(&out[0]),
+        ([198, 18, 1, 2], [198, 18, 2, 2], 40000, 8080),
+        "DNAT to the backend"
+    );
+    h.inject(
+        1,
+        tcp(
+            B,
+            R2,
+            [198, 18, 2, 2],
+            [198, 18, 1, 2],
+            8080,
+            40000,
+            false,
+            b"hi",
+        ),
+    );
+    let back = h.out(0);
+    assert_eq!(back.len(), 1, "{}", h.report());
+    assert_eq!(
+        tuple(&back[0]),
+        ([198, 19, 0, 10], [198, 18, 1, 2], 80, 40000),
+        "reply comes from the VIP"
+    );
+    assert_eq!(h.counter(Counter::CtFlowCreated), 1);
+    // A fragment to the VIP is dropped and counted.
+    let mut frag = tcp(
+        H1,
+        R1,
+        [198, 18, 1, 2],
+        [198, 19, 0, 10],
+        40001,
+        80,
+        true,
+        b"",
+    );
+    frag[20] |= 0x20; // MF
+    let c = vrouter_wire::checksum::update_u16(
+        u16::from_be_bytes([frag[24], frag[25]]),
+        u16::from_be_bytes([frag[20] & !0x20, frag[21]]),
+        u16::from_be_bytes([frag[20], frag[21]]),
+    );
+    frag[24..26].copy_from_slice(&c.to_be_bytes());
+    h.inject(0, frag);
+    assert!(h.out(1).is_empty());
+    assert_eq!(h.counter(Counter::CtFragment), 1, "{}", h.report());
+}
+
+#[test]
+fn full_table_refuses_new_flows_and_keeps_old_ones() {
+    let mut h = Harness::new(cfg());
+    h.worker
+        .pipeline
+        .set_conntrack(ConnTrack::new(16, 0, Timeouts::default()));
+    let mut a = api(&h, "full");
+    a.handle(
+        &mut h.router,
+        &Op::ServiceAdd(service("web", "198.19.0.10", &["198.18.2.2"])),
+    )
+    .unwrap();
+    for p in 0..40u16 {
+        h.inject(
+            0,
+            tcp(
+                H1,
+                R1,
+                [198, 18, 1, 2],
+                [198, 19, 0, 10],
+                1000 + p,
+                80,
+                true,
+                b"",
+            ),
+        );
+    }
+    let out = h.out(1);
+    assert_eq!(out.len(), 16, "{}", h.report());
+    assert_eq!(h.counter(Counter::CtTableFull), 24);
+    // The first flows still translate.
+    h.inject(
+        0,
+        tcp(
+            H1,
+            R1,
+            [198, 18, 1, 2],
+            [198, 19, 0, 10],
+            1000,
+            80,
+            false,
+            b"x",
+        ),
+    );
+    let out = h.out(1);
+    assert_eq!(out.len(), 1);
+    assert_eq!(tuple(&out[0]).1, [198, 18, 2, 2]);
+    assert_eq!(h.worker.pipeline.conntrack().len(), 16);
+}
+
+#[test]
+fn batch_is_all_or_nothing_and_sync_diffs_services_and_policies() {
+    let mut h = Harness::new(cfg());
+    let mut a = api(&h, "sync");
+    let bad: proto::Service = serde_json::from_value(json!({
+        "namespace": "default", "name": "bad", "ips": ["not-an-ip"], "port": 80,
+    }))
+    .unwrap();
+    let err = a
+        .handle(
+            &mut h.router,
+            &Op::Batch(proto::Batch {
+                ops: vec![
+                    proto::BatchOp {
+                        op: Op::ServiceAdd(service("web", "198.19.0.10", &["198.18.2.2"])),
+                    },
+                    proto::BatchOp {
+                        op: Op::ServiceAdd(bad),
+                    },
+                ],
+            }),
+        )
+        .unwrap_err();
+    assert!(err.message.starts_with("op 1:"), "{err:?}");
+    let shown = a.handle(&mut h.router, &Op::ShowServices).unwrap();
+    assert_eq!(shown, json!([]), "the batch left nothing behind");
+    assert!(!h.router.tables().services.enabled);
+
+    let policy: proto::Policy = serde_json::from_value(json!({
+        "namespace": "default", "name": "deny", "pods": ["198.18.2.2"],
+    }))
+    .unwrap();
+    let sync = |generation, services: Vec<proto::Service>, policies: Vec<proto::Policy>| {
+        Op::Sync(proto::Sync {
+            scope: "agent".into(),
+            generation,
+            routes: vec![],
+            neighbors: vec![],
+            endpoints: vec![],
+            services,
+            policies,
+        })
+    };
+    let r = a
+        .handle(
+            &mut h.router,
+            &sync(
+                1,
+                vec![
+                    service("a", "198.19.0.1", &["198.18.2.2"]),
+                    service("b", "198.19.0.2", &["198.18.2.2"]),
+                ],
+                vec![policy.clone()],
+            ),
+        )
+        .unwrap();
+    assert_eq!(r["added"], 3, "{r}");
+    let r = a
+        .handle(
+            &mut h.router,
+            &sync(
+                2,
+                vec![service("a", "198.19.0.1", &["198.18.2.2", "198.18.2.3"])],
+                vec![policy],
+            ),
+        )
+        .unwrap();
+    assert_eq!(
+        (&r["changed"], &r["removed"], &r["unchanged"]),
+        (&json!(1), &json!(1), &json!(1)),
+        "{r}"
+    );
+    let shown = a.handle(&mut h.router, &Op::ShowServices).unwrap();
+    assert_eq!(shown.as_array().unwrap().len(), 1);
+    assert_eq!(shown[0]["backends"].as_array().unwrap().len(), 2);
+    let t = h.router.tables();
+    assert!(t.services.enabled && t.services.policy.isolated(0xc612_0202));
+    let err = a
+        .handle(&mut h.router, &sync(1, vec![], vec![]))
+        .unwrap_err();
+    assert_eq!(err.code, "stale_generation");
+}

@@ -1,0 +1,246 @@
+//! A small Kubernetes-like lab for services.rs and policy.rs: vrouterd in
+//! namespace `r` routes between a client pod `c` (198.18.1.2), a second
+//! client pod `d` (198.18.2.2), an "external" host `x` (198.18.200.2; the
+//! node address on that side is 198.18.200.1) and backend pods `b0..bN`
+//! (198.18.(10+k).2). Each backend runs a TCP server that greets every
+//! connection with its name and the client address it sees, then echoes.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::process::Command;
+
+use vrouter_pktgen_tests::*;
+
+pub const SERVER: &str = r#"
+import socket, sys, threading
+name, ports = sys.argv[1], [int(p) for p in sys.argv[2:]]
+def serve(port):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", port))
+    s.listen(1024)
+    while True:
+        c, a = s.accept()
+        threading.Thread(target=handle, args=(c, a), daemon=True).start()
+def handle(c, a):
+    try:
+        c.sendall(("%s %s\n" % (name, a[0])).encode())
+        while True:
+            d = c.recv(100)
+            if not d:
+                break
+            c.sendall(d)
+    except OSError:
+        pass
+    finally:
+        c.close()
+for p in ports[1:]:
+    threading.Thread(target=serve, args=(p,), daemon=True).start()
+serve(ports[0])
+"#;
+
+/// `client.py HOST PORT COUNT [HOLD_S] [SRC]`: opens COUNT connections and
+/// prints, per connection, the greeting (`b0 198.18.1.2`) or `ERR <reason>
+/// <seconds>`. With HOLD_S, keeps them open that long, then checks each
+/// with an echo and prints `ECHO <i> ok|fail`.
+pub const CLIENT: &str = r#"
+import socket, sys, time
+host, port, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+hold = float(sys.argv[4]) if len(sys.argv) > 4 else 0
+src = sys.argv[5] if len(sys.argv) > 5 else None
+socks = []
+for i in range(count):
+    s = socket.socket()
+    s.settimeout(2)
+    t0 = time.time()
+    try:
+        if src:
+            s.bind((src, 0))
+        s.connect((host, port))
+        line = b""
+        while not line.endswith(b"\n"):
+            d = s.recv(100)
+            if not d:
+                break
+            line += d
+        print(line.decode().strip(), flush=True)
+        socks.append((i, s))
+    except Exception as e:
+        print("ERR %s %.2f" % (type(e).__name__, time.time() - t0), flush=True)
+        s.close()
+    if not hold:
+        for _, x in socks:
+            x.close()
+        socks = []
+if hold:
+    time.sleep(hold)
+    for i, s in socks:
+        try:
+            s.sendall(b"ping\n")
+            ok = s.recv(100) == b"ping\n"
+        except Exception:
+            ok = False
+        print("ECHO %d %s" % (i, "ok" if ok else "fail"), flush=True)
+"#;
+
+pub struct Lab {
+    pub t: Topology,
+    pub k: usize,
+    pub backends: usize,
+}
+
+pub fn python() -> &'static str {
+    // The system Python (the one scripts/deps.sh installs packages for).
+    if std::path::Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3"
+    } else {
+        "python3"
+    }
+}
+
+impl Lab {
+    /// The lab with `backends` backend pods; `extra` is appended to the
+    /// vrouterd configuration.
+    pub fn new(backends: usize, extra: &str) -> Lab {
+        let mut t = Topology::new();
+        t.add_ns("r");
+        let mut ports = String::new();
+        let mut ifaces = String::new();
+        let mut pods: Vec<(String, String)> = vec![
+            ("c".into(), "198.18.1".into()),
+            ("d".into(), "198.18.2".into()),
+            ("x".into(), "198.18.200".into()),
+        ];
+        for k in 0..backends {
+            pods.push((format!("b{k}"), format!("198.18.{}", 10 + k)));
+        }
+        let p = t.prefix.clone();
+        for (k, (name, net)) in pods.iter().enumerate() {
+            t.add_ns(name);
+            let (ri, _) = t.veth("r", &format!("r{name}"), name, &format!("p{name}"));
+            t.quiet("r", &ri);
+            ports += &port_toml(name, "af-packet", &ri, k);
+            ifaces += &format!("[[interface]]\nname = \"{name}\"\naddresses = [\"{net}.1/24\"]\n");
+            t.exec(
+                name,
+                &format!(
+                    "ip addr add {net}.2/24 dev {p}p{name} && ip route add default via {net}.1"
+                ),
+            );
+        }
+        std::fs::write(t.dir().join("server.py"), SERVER).unwrap();
+        std::fs::write(t.dir().join("client.py"), CLIENT).unwrap();
+        for k in 0..backends {
+            let name = format!("b{k}");
+            t.exec(
+                &name,
+                &format!(
+                    "nohup {} {}/server.py {name} 8080 9090 >/dev/null 2>&1 &",
+                    python(),
+                    t.dir().display()
+                ),
+            );
+        }
+        let k = t.start_vrouterd("r", &format!("{ports}{ifaces}{extra}"));
+        let lab = Lab { t, k, backends };
+        // Servers up and neighbours resolved: every backend answers directly.
+        for b in 0..backends {
+            let mut ok = false;
+            for _ in 0..50 {
+                let out = lab.connect("c", &format!("198.18.{}.2", 10 + b), 8080, 1);
+                if out
+                    .first()
+                    .is_some_and(|l| l.starts_with(&format!("b{b} ")))
+                {
+                    ok = true;
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            assert!(ok, "backend b{b} does not answer\n{}", lab.t.log(lab.k));
+        }
+        lab
+    }
+
+    /// Runs vrouterctl; panics unless it succeeds.
+    pub fn ctl(&self, args: &[&str]) -> String {
+        let out = Command::new(vrouterctl())
+            .arg("--socket")
+            .arg(self.t.socket(self.k))
+            .args(args)
+            .output()
+            .expect("vrouterctl");
+        assert!(
+            out.status.success(),
+            "vrouterctl {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `count` connections from pod `from` to `host:port`: one line each.
+    pub fn connect(&self, from: &str, host: &str, port: u16, count: usize) -> Vec<String> {
+        self.connect_from(from, host, port, count, None)
+    }
+
+    /// Like `connect`, binding the source address `src`.
+    pub fn connect_from(
+        &self,
+        from: &str,
+        host: &str,
+        port: u16,
+        count: usize,
+        src: Option<&str>,
+    ) -> Vec<String> {
+        let args = match src {
+            Some(s) => format!("0 {s}"),
+            None => String::new(),
+        };
+        let out = self.t.exec_out(
+            from,
+            &format!(
+                "{} {}/client.py {host} {port} {count} {args}",
+                python(),
+                self.t.dir().display()
+            ),
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// A service object (JSON) for `vrouterctl service add`.
+    pub fn service(name: &str, vip: &str, port: u16, backends: &[usize], extra: &str) -> String {
+        let b: Vec<String> = backends
+            .iter()
+            .map(|k| format!(r#"{{"ip":"198.18.{}.2","port":8080}}"#, 10 + k))
+            .collect();
+        format!(
+            r#"{{"namespace":"default","name":"{name}","ips":["{vip}"],"port":{port},"backends":[{}]{extra}}}"#,
+            b.join(",")
+        )
+    }
+
+    /// The named counter, summed over workers (from `show counters`).
+    pub fn counter(&self, name: &str) -> u64 {
+        let v: serde_json::Value =
+            serde_json::from_str(&self.ctl(&["--json", "show", "counters"])).unwrap();
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["name"] == name)
+            .and_then(|c| c["value"].as_u64())
+            .unwrap_or(0)
+    }
+}
+
+/// The backend name of a greeting (`b0 198.18.1.2` → `b0`).
+pub fn who(line: &str) -> &str {
+    line.split_whitespace().next().unwrap_or("")
+}
+
+/// The client address a backend saw.
+pub fn seen_as(line: &str) -> &str {
+    line.split_whitespace().nth(1).unwrap_or("")
+}
