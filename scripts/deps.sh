@@ -14,6 +14,7 @@ PKGS=(
   libpcap-dev                                  # (pcap files are read natively; kept for tcpdump tooling)
   libxdp-dev libbpf-dev xdp-tools              # AF_XDP
   libdpdk-dev dpdk dpdk-dev                    # DPDK port, testpmd, test-fib
+  etcd-server protobuf-compiler                # agent's etcd backend: test server, etcd-client's protos
 )
 
 missing=()

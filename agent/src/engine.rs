@@ -188,6 +188,13 @@ fn run(
         };
         let t0 = Instant::now();
         match applier.apply(&desired, full) {
+            Ok(stats) if stats.scopes == 0 => {
+                tracing::debug!(full, "re-checked: nothing to send");
+                dirty = false;
+                full = false;
+                backoff = ecfg.min_backoff;
+                retry_at = None;
+            }
             Ok(stats) => {
                 tracing::info!(
                     full,

@@ -47,6 +47,18 @@ struct Args {
     /// The overlay's L3 VNI.
     #[arg(long, default_value_t = 1)]
     vni: u32,
+    /// etcd backend: the endpoints (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
+    etcd_endpoints: Vec<String>,
+    /// etcd backend: the key prefix.
+    #[arg(long, default_value = "/vrouter.io/network")]
+    etcd_prefix: String,
+    /// etcd backend: this node's pod CIDR (its subnet lease).
+    #[arg(long)]
+    pod_cidr: Option<String>,
+    /// etcd backend: the lease TTL in seconds (renewed every third of it).
+    #[arg(long, default_value_t = 10)]
+    lease_ttl: i64,
     /// How long changes are collected before they are applied (ms).
     #[arg(long, default_value_t = 50)]
     debounce_ms: u64,
@@ -76,7 +88,14 @@ fn main() -> anyhow::Result<()> {
         bail!("--vtep-ip and --vtep-mac go together");
     }
     if args.backend == Backend::Etcd {
-        bail!("--backend etcd is not implemented yet (see docs/agent.md)");
+        if args.pod_cidr.is_none() || args.vtep_ip.is_none() {
+            bail!(
+                "--backend etcd needs --pod-cidr, --vtep-ip and --vtep-mac (this node's subnet lease)"
+            );
+        }
+        if args.lease_ttl < 2 {
+            bail!("--lease-ttl {}: at least 2 seconds", args.lease_ttl);
+        }
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -87,6 +106,12 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    if args.backend == Backend::Etcd {
+        #[cfg(feature = "etcd")]
+        return run_etcd(args).await;
+        #[cfg(not(feature = "etcd"))]
+        bail!("--backend etcd: this vrouter-agent was built without the `etcd` feature");
+    }
     let client = kube_source::client(args.kubeconfig.as_deref()).await?;
     let engine = Engine::start(
         &args.socket,
@@ -116,6 +141,52 @@ async fn run(args: Args) -> anyhow::Result<()> {
     for t in tasks {
         t.abort();
     }
+    engine.stop();
+    Ok(())
+}
+
+#[cfg(feature = "etcd")]
+async fn run_etcd(args: Args) -> anyhow::Result<()> {
+    use vrouter_agent::etcd_source::{EtcdConfig, SubnetLease, hold_lease, watch_subnets};
+    let (Some(cidr), Some(ip), Some(mac)) =
+        (args.pod_cidr.clone(), args.vtep_ip, args.vtep_mac.clone())
+    else {
+        bail!("--backend etcd needs --pod-cidr, --vtep-ip and --vtep-mac");
+    };
+    let cfg = EtcdConfig {
+        endpoints: args.etcd_endpoints.clone(),
+        prefix: args.etcd_prefix.clone(),
+        lease: SubnetLease {
+            node: args.node_name.clone(),
+            pod_cidr: cidr,
+            public_ip: ip,
+            vtep_mac: mac,
+        },
+        ttl_s: args.lease_ttl,
+    };
+    let engine = Engine::start(
+        &args.socket,
+        Config {
+            node: args.node_name.clone(),
+            mode: args.mode,
+            vni: args.vni,
+        },
+        EngineConfig {
+            debounce: Duration::from_millis(args.debounce_ms),
+            wait_for_sources: 1,
+            ..EngineConfig::default()
+        },
+    )
+    .context("starting the sync thread")?;
+    tracing::info!(node = %args.node_name, mode = ?args.mode, endpoints = ?args.etcd_endpoints, "vrouter-agent starting (etcd)");
+    let lease = tokio::spawn(hold_lease(cfg.clone()));
+    let watch = tokio::spawn(watch_subnets(cfg, engine.shared.clone()));
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    tracing::info!("stopping");
+    lease.abort();
+    watch.abort();
     engine.stop();
     Ok(())
 }
