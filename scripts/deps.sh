@@ -16,6 +16,7 @@ PKGS=(
   libxdp-dev libbpf-dev xdp-tools              # AF_XDP
   libdpdk-dev dpdk dpdk-dev                    # DPDK port, testpmd, test-fib
   openvswitch-switch-dpdk                      # OVS-DPDK peer of scripts/bench-compare.sh
+  etcd-server protobuf-compiler                # agent's etcd backend: test server, etcd-client's protos
 )
 
 missing=()

@@ -1,0 +1,277 @@
+//! Applying the desired state to vrouterd: one `sync` per scope that
+//! changed (all of them on a full resync), pipelined on one connection,
+//! each with a generation that grows across restarts (milliseconds since
+//! the epoch, or the last one + 1).
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use serde_json::Value;
+use vrouter_control::{Client, ClientError, Endpoint, MAX_LINE, Neighbor, Op, Route};
+
+use crate::translate::{Desired, PolicyObj, ScopeState, ServiceObj};
+
+/// Why applying failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The control socket could not be reached or broke.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// vrouterd refused a scope.
+    #[error("sync of scope {scope} refused: {code}: {message}")]
+    Refused {
+        scope: String,
+        code: String,
+        message: String,
+    },
+    /// A scope does not fit in one request line.
+    #[error(
+        "sync of scope {scope}: {bytes} bytes exceed the control socket's {max}-byte request limit"
+    )]
+    TooLarge {
+        scope: String,
+        bytes: usize,
+        max: usize,
+    },
+    #[error("sync of scope {scope}: cannot encode: {detail}")]
+    Encode { scope: String, detail: String },
+    #[error("control socket: bad response: {0}")]
+    Protocol(String),
+}
+
+impl SyncError {
+    /// Whether the connection is gone (reconnect, then resync everything).
+    pub fn is_connection(&self) -> bool {
+        matches!(self, SyncError::Client(_) | SyncError::Protocol(_))
+    }
+}
+
+#[derive(Serialize)]
+struct SyncRequest<'a> {
+    id: u64,
+    op: &'static str,
+    args: SyncArgs<'a>,
+}
+
+#[derive(Serialize)]
+struct SyncArgs<'a> {
+    scope: &'a str,
+    generation: u64,
+    routes: &'a [Route],
+    neighbors: &'a [Neighbor],
+    endpoints: &'a [Endpoint],
+    // Left out when empty, so that a vrouterd without services still takes
+    // the agent's other scopes.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    services: &'a [ServiceObj],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    policies: &'a [PolicyObj],
+}
+
+/// What one `apply` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApplyStats {
+    /// Scopes sent.
+    pub scopes: usize,
+    /// Sums of vrouterd's `sync` results.
+    pub added: u64,
+    pub changed: u64,
+    pub removed: u64,
+    pub unchanged: u64,
+    /// Request bytes sent.
+    pub bytes: usize,
+}
+
+/// Owns the connection and what vrouterd last acknowledged per scope.
+pub struct Applier {
+    socket: PathBuf,
+    client: Option<Client>,
+    applied: HashMap<String, ScopeState>,
+    generation: u64,
+    next_id: u64,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Applier {
+    /// No connection is made until the first `apply`.
+    pub fn new(socket: &Path) -> Applier {
+        Applier {
+            socket: socket.to_path_buf(),
+            client: None,
+            applied: HashMap::new(),
+            generation: 0,
+            next_id: 1 << 32,
+        }
+    }
+
+    /// Whether a connection is open.
+    pub fn connected(&self) -> bool {
+        self.client.is_some()
+    }
+
+    /// Sends every scope of `d` that differs from what vrouterd acknowledged
+    /// (every scope when `full`, or when the connection is new: vrouterd may
+    /// have restarted). On error, the scopes not acknowledged stay pending
+    /// and the next call sends them; a broken connection is dropped.
+    pub fn apply(&mut self, d: &Desired, full: bool) -> Result<ApplyStats, SyncError> {
+        let mut full = full;
+        if self.client.is_none() {
+            let c = Client::connect(&self.socket, "vrouter-agent")?;
+            tracing::info!(socket = %self.socket.display(), server = %c.server, "connected to vrouterd");
+            self.client = Some(c);
+            full = true;
+        }
+        let r = self.interfaces().and_then(|ifs| {
+            let filtered = filter_endpoints(d, &ifs);
+            self.send(filtered.as_ref().unwrap_or(d), full)
+        });
+        if let Err(e) = &r
+            && e.is_connection()
+        {
+            self.client = None;
+            self.applied.clear();
+        }
+        r
+    }
+
+    /// vrouterd's interface names (also proves the connection is alive).
+    fn interfaces(&mut self) -> Result<HashSet<String>, SyncError> {
+        let client = self
+            .client
+            .as_mut()
+            .ok_or_else(|| SyncError::Protocol("not connected".into()))?;
+        let v = client.call(Op::ShowInterfaces)?;
+        Ok(v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|i| i.get("name").and_then(Value::as_str).map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    fn send(&mut self, d: &Desired, full: bool) -> Result<ApplyStats, SyncError> {
+        let mut stats = ApplyStats::default();
+        let mut pending: Vec<(u64, &str)> = Vec::new();
+        let client = self
+            .client
+            .as_mut()
+            .ok_or_else(|| SyncError::Protocol("not connected".into()))?;
+        for (scope, state) in &d.scopes {
+            if !full && self.applied.get(scope) == Some(state) {
+                continue;
+            }
+            self.generation = (self.generation + 1).max(now_ms());
+            let id = self.next_id;
+            self.next_id += 1;
+            let req = SyncRequest {
+                id,
+                op: "sync",
+                args: SyncArgs {
+                    scope,
+                    generation: self.generation,
+                    routes: &state.routes,
+                    neighbors: &[],
+                    endpoints: &state.endpoints,
+                    services: &state.services,
+                    policies: &state.policies,
+                },
+            };
+            let line = serde_json::to_string(&req).map_err(|e| SyncError::Encode {
+                scope: scope.clone(),
+                detail: e.to_string(),
+            })?;
+            if line.len() > MAX_LINE {
+                return Err(SyncError::TooLarge {
+                    scope: scope.clone(),
+                    bytes: line.len(),
+                    max: MAX_LINE,
+                });
+            }
+            stats.bytes += line.len() + 1;
+            client.send_raw(&line)?;
+            pending.push((id, scope));
+        }
+        // Responses come in request order.
+        let mut first_err = None;
+        for (id, scope) in pending {
+            let v = loop {
+                let v = client.read_line()?;
+                if v.get("event").is_none() {
+                    break v;
+                }
+            };
+            if v.get("id").and_then(Value::as_u64) != Some(id) {
+                return Err(SyncError::Protocol(format!(
+                    "expected the response to request {id}, got {v}"
+                )));
+            }
+            if let Some(e) = v.get("error") {
+                let err = SyncError::Refused {
+                    scope: scope.to_string(),
+                    code: e.get("code").and_then(Value::as_str).unwrap_or("").into(),
+                    message: e
+                        .get("message")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .into(),
+                };
+                tracing::warn!("{err}");
+                self.applied.remove(scope);
+                first_err.get_or_insert(err);
+                continue;
+            }
+            let res = v.get("result");
+            let n = |k: &str| {
+                res.and_then(|r| r.get(k))
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0)
+            };
+            stats.added += n("added");
+            stats.changed += n("changed");
+            stats.removed += n("removed");
+            stats.unchanged += n("unchanged");
+            stats.scopes += 1;
+            if let Some(state) = d.scopes.get(scope) {
+                self.applied.insert(scope.to_string(), state.clone());
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(stats),
+        }
+    }
+}
+
+/// Leaves out endpoints whose interface vrouterd does not have (yet: the
+/// CNI plugin makes it), so that one pod being set up does not make
+/// vrouterd refuse the whole scope. `None`: nothing left out.
+pub fn filter_endpoints(d: &Desired, ifs: &HashSet<String>) -> Option<Desired> {
+    let missing = d
+        .scopes
+        .values()
+        .flat_map(|s| &s.endpoints)
+        .any(|e| !ifs.contains(&e.interface));
+    if !missing {
+        return None;
+    }
+    let mut out = d.clone();
+    for (scope, s) in &mut out.scopes {
+        s.endpoints.retain(|e| {
+            let ok = ifs.contains(&e.interface);
+            if !ok {
+                tracing::debug!(scope, pod = %format!("{}/{}", e.namespace, e.name), interface = %e.interface, "interface not in vrouterd yet: endpoint left out");
+            }
+            ok
+        });
+    }
+    Some(out)
+}
