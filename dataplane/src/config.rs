@@ -61,6 +61,12 @@ pub struct Config {
     pub conntrack: ConntrackCfg,
     #[serde(default)]
     pub services: ServicesCfg,
+    /// Static services: the control-socket object's fields.
+    #[serde(default, rename = "service")]
+    pub static_services: Vec<vrouter_control::proto::Service>,
+    /// Static NetworkPolicies: the control-socket object's fields.
+    #[serde(default, rename = "policy")]
+    pub static_policies: Vec<vrouter_control::proto::Policy>,
 }
 
 /// `[conntrack]`: the flow table of services and NetworkPolicy.

@@ -548,6 +548,18 @@ impl Router {
             r.add_static_route(vrf, prefix, len, &via, iface, rc.action)
                 .map_err(|e| cerr(key, e.to_string()))?;
         }
+        for (k, s) in cfg.static_services.iter().enumerate() {
+            let spec = crate::service::api::service_spec(s)
+                .map_err(|e| cerr(format!("service[{k}]"), e.message))?;
+            r.svc
+                .set_service(&format!("{}/{}", s.namespace, s.name), spec);
+        }
+        for (k, p) in cfg.static_policies.iter().enumerate() {
+            let spec = crate::service::api::policy_spec(p)
+                .map_err(|e| cerr(format!("policy[{k}]"), e.message))?;
+            r.svc
+                .set_policy(&format!("{}/{}", p.namespace, p.name), spec);
+        }
         let _ = Driver::Memory;
         r.publish();
         Ok(r)

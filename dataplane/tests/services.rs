@@ -328,3 +328,47 @@ fn batch_is_all_or_nothing_and_sync_diffs_services_and_policies() {
         .unwrap_err();
     assert_eq!(err.code, "stale_generation");
 }
+
+#[test]
+fn static_service_and_policy_from_the_config() {
+    let cfg = format!(
+        r#"{}
+[[service]]
+namespace = "default"
+name = "web"
+ips = ["198.19.0.10"]
+port = 80
+backends = [{{ ip = "198.18.2.2", port = 8080 }}]
+[[policy]]
+namespace = "default"
+name = "deny-all"
+pods = ["198.18.2.2"]
+"#,
+        cfg()
+    );
+    let mut h = Harness::new(&cfg);
+    h.inject(
+        0,
+        tcp(
+            H1,
+            R1,
+            [198, 18, 1, 2],
+            [198, 19, 0, 10],
+            40000,
+            80,
+            true,
+            b"",
+        ),
+    );
+    assert!(
+        h.out(1).is_empty(),
+        "the static policy isolates the backend"
+    );
+    assert_eq!(h.counter(Counter::PolicyDenied), 1, "{}", h.report());
+    let bad = cfg.replace("port = 8080", "port = 0");
+    let c = vrouter_dataplane::config::Config::parse("t.toml", &bad).unwrap();
+    match vrouter_dataplane::control::Router::from_config(&c, &[None, None], "t.toml") {
+        Ok(_) => panic!("a service with port 0 was accepted"),
+        Err(e) => assert!(e.to_string().contains("service[0]"), "{e}"),
+    }
+}

@@ -78,6 +78,11 @@ fn deny_all_then_allow_from_namespace_and_ip_block() {
         block["rules"][0]["allowed"].as_u64().unwrap() >= 2,
         "{block}"
     );
+    let table = lab.ctl(&["show", "policies"]);
+    assert!(
+        table.contains("default/block") && table.contains("ingress 0="),
+        "{table}"
+    );
     // Deleting the policies opens b0 again.
     lab.ctl(&["policy", "del", "default/block"]);
     lab.ctl(&["policy", "del", "default/deny-all"]);

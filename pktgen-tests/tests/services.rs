@@ -86,6 +86,11 @@ fn cluster_ip_spreads_and_removal_moves_only_that_backend() {
     }
     let created = lab.counter("ct-flow-created");
     assert!(created >= 120, "flows tracked: {created}");
+    let table = lab.ctl(&["show", "services"]);
+    assert!(
+        table.contains("default/web") && table.contains("198.18.11.2:8080"),
+        "{table}"
+    );
     let ct = lab.ctl(&["--json", "show", "conntrack"]);
     assert!(ct.contains("\"fill_ratio\""), "{ct}");
 }

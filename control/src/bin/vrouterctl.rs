@@ -632,9 +632,12 @@ fn print(what: &Op, v: &Value) {
         Op::ShowRuntime => table(v, &["name", "calls", "packets", "clocks_per_packet"]),
         Op::ShowServices => table(
             v,
-            &["name", "ips", "port", "protocol", "node_port", "backends"],
+            &["name", "ips", "port", "protocol", "node_port", "endpoints"],
         ),
-        Op::ShowPolicies => table(v, &["name", "pods", "ingress", "egress", "rules", "denied"]),
+        Op::ShowPolicies => table(
+            v,
+            &["name", "pods", "ingress", "egress", "rule_hits", "denied"],
+        ),
         Op::TraceShow => {
             let traces = v["traces"].as_array().cloned().unwrap_or_default();
             if traces.is_empty() {

@@ -7,15 +7,15 @@
 //! reversed.
 //!
 //! Layout: flows in a preallocated array (40 bytes each) and an index of
-//! 64-byte buckets of 8 slots (tag + flow id), two candidate buckets per key
-//! (bucketized two-choice hashing, no displacement, no tombstones), both on
-//! transparent huge pages where the kernel allows (random access would miss
-//! the TLB on almost every packet otherwise). The index
-//! has 4 slots per flow (2 keys at 50% load), so 1M flows take 40 MiB of
-//! flows + 32 MiB of index. A key goes to its primary bucket when it has
-//! room, else to its secondary (counted in the primary): a lookup reads the
-//! secondary only for an overflowed primary, so a vector's lookups prefetch
-//! one bucket per key, then the flows the tags point at.
+//! 64-byte buckets (7 slots of tag + flow id, and an overflow count), both
+//! on transparent huge pages where the kernel allows (random access would
+//! miss the TLB on almost every packet otherwise). A key goes to its primary
+//! bucket when it has room, else to its secondary (counted in the primary;
+//! one-level displacement when both are full; no tombstones): a lookup reads
+//! the secondary only for an overflowed primary, so a vector's lookups
+//! prefetch one bucket per key, then the flows the tags point at. At least 4
+//! slots per flow (2 keys): 1M flows take 40 MiB of flows + 32 MiB of index
+//! (+ the free list).
 //!
 //! Per worker, lock-free: both directions of a flow must reach the worker
 //! that created it. That holds with one worker, or when a port queue's RSS

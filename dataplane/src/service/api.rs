@@ -286,6 +286,11 @@ pub fn show_services(router: &Router) -> Value {
                     "backends": s.backends.iter().map(|b| json!({
                         "ip": b.ip.to_string(), "port": b.port, "weight": b.weight, "local": b.local,
                     })).collect::<Vec<_>>(),
+                    "endpoints": s.backends.iter().map(|b| if b.weight == 1 {
+                        format!("{}:{}", b.ip, b.port)
+                    } else {
+                        format!("{}:{}*{}", b.ip, b.port, b.weight)
+                    }).collect::<Vec<_>>(),
                     "maglev_slots": c.table.as_ref().map_or(0, |t| t.len()),
                 })
             })
@@ -318,9 +323,14 @@ pub fn show_policies(router: &Router) -> Value {
                             .collect()
                     })
                     .unwrap_or_default();
+                let hits: Vec<String> = rules
+                    .iter()
+                    .map(|r| format!("{}={}", r["rule"].as_str().unwrap_or(""), r["allowed"]))
+                    .collect();
                 json!({
                     "name": name,
                     "pods": p.pods.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                    "rule_hits": hits,
                     "ingress": p.ingress.is_some(),
                     "egress": p.egress.is_some(),
                     "rules": rules,
