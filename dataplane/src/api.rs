@@ -464,19 +464,9 @@ impl Api {
         let Some(c) = self.conns.get_mut(&t) else {
             return;
         };
-        while !c.output.is_empty() {
-            match c.stream.write(&c.output) {
-                Ok(0) => break,
-                Ok(n) => {
-                    c.output.drain(..n);
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    self.close(t);
-                    return;
-                }
-            }
+        if write_pending(&mut c.stream, &mut c.output).is_err() {
+            self.close(t);
+            return;
         }
         if c.output.is_empty() && c.closing {
             self.close(t);
@@ -2023,4 +2013,23 @@ fn trace_packet(router: &Router, a: &proto::TracePacket) -> Result<Value, ApiErr
         "traces": v,
         "events_suppressed": events.len(),
     }))
+}
+
+/// Writes as much of `out` as the non-blocking `stream` takes now (until it
+/// would block), removing what was written. An error other than
+/// WouldBlock/Interrupted means the peer is gone. Shared by the control
+/// socket and the metrics endpoint.
+pub(crate) fn write_pending(stream: &mut impl Write, out: &mut Vec<u8>) -> std::io::Result<()> {
+    while !out.is_empty() {
+        match stream.write(out) {
+            Ok(0) => break,
+            Ok(n) => {
+                out.drain(..n);
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

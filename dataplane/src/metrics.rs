@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -18,7 +18,7 @@ use std::time::Duration;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 
-use crate::api::{ApiStats, PortInfo};
+use crate::api::{ApiStats, PortInfo, write_pending};
 use crate::control::Router;
 use crate::graph::{Counter, NodeId};
 
@@ -204,19 +204,9 @@ impl MetricsServer {
         let Some(c) = self.conns.get_mut(&t) else {
             return;
         };
-        while !c.output.is_empty() {
-            match c.stream.write(&c.output) {
-                Ok(0) => break,
-                Ok(n) => {
-                    c.output.drain(..n);
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    self.close(t);
-                    return;
-                }
-            }
+        if write_pending(&mut c.stream, &mut c.output).is_err() {
+            self.close(t);
+            return;
         }
         if c.answered && c.output.is_empty() {
             let _ = c.stream.shutdown(std::net::Shutdown::Both);
