@@ -82,7 +82,7 @@ fn dnat(flows: usize, service: bool) -> Bench {
         b.router.svc.set_service(
             "default/web",
             ServiceSpec {
-                ips: vec![Ipv4Addr::new(198, 18, 200, 10)],
+                ips: vec![Ipv4Addr::new(198, 18, 200, 10).into()],
                 port: 80,
                 proto: 17,
                 node_port: 0,
@@ -90,7 +90,7 @@ fn dnat(flows: usize, service: bool) -> Bench {
                 affinity_s: 0,
                 backends: (0..16)
                     .map(|g| BackendSpec {
-                        ip: Ipv4Addr::new(198, 19, 0, g + 2),
+                        ip: Ipv4Addr::new(198, 19, 0, g + 2).into(),
                         port: 8080,
                         weight: 1,
                         local: true,
@@ -253,7 +253,7 @@ fn benches(c: &mut Criterion) {
     }
     g.throughput(Throughput::Elements(1));
     let ids: Vec<u64> = (0..1000u32)
-        .map(|k| maglev::backend_id(0xc612_0000 + k, 8080))
+        .map(|k| maglev::backend_id(0xc612_0000 + u128::from(k), 8080))
         .collect();
     let w = vec![1u16; 1000];
     for m in [65537u32, 16381] {

@@ -481,7 +481,8 @@ pub struct ObjectKey {
 pub struct Service {
     pub namespace: String,
     pub name: String,
-    /// ClusterIP, external IPs and LoadBalancer IPs (IPv4).
+    /// ClusterIP, external IPs and LoadBalancer IPs, IPv4 and/or IPv6 (each
+    /// family balances over its own backends).
     #[serde(default)]
     pub ips: Vec<String>,
     pub port: u16,

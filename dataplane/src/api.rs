@@ -914,17 +914,13 @@ impl Api {
                 return Err(invalid(format!("{obj}: {err}")));
             }
         }
-        // Anti-spoofing: the pod's port accepts only its own MAC and IPv4s.
+        // Anti-spoofing: the pod's port accepts only its own MAC and
+        // addresses.
         router.svc.bind(
             &format!("{}/{}", e.namespace, e.name),
             iface,
             mac,
-            ips.iter()
-                .filter_map(|a| match a {
-                    IpAddr::V4(v) => Some(*v),
-                    IpAddr::V6(_) => None,
-                })
-                .collect(),
+            ips.clone(),
         );
         self.endpoints.insert(key, e.clone());
         Ok(undo)

@@ -75,6 +75,8 @@ pub struct Config {
 pub struct ConntrackCfg {
     /// Flows in all, split evenly between workers (preallocated at start).
     pub max_flows: usize,
+    /// IPv6 flows in all (their own table); 0 = a quarter of `max-flows`.
+    pub max_flows_ip6: usize,
     /// Flows one pod interface may hold per worker; 0 = no quota.
     pub pod_quota: u32,
     pub tcp_syn_timeout_s: u32,
@@ -92,6 +94,7 @@ impl Default for ConntrackCfg {
         let s = crate::service::Settings::default();
         ConntrackCfg {
             max_flows: s.max_flows,
+            max_flows_ip6: 0,
             pod_quota: s.pod_quota,
             tcp_syn_timeout_s: t.tcp_syn,
             tcp_established_timeout_s: t.tcp_established,
@@ -132,6 +135,11 @@ impl Config {
         let c = &self.conntrack;
         crate::service::Settings {
             max_flows: c.max_flows,
+            max_flows_ip6: if c.max_flows_ip6 == 0 {
+                c.max_flows / 4
+            } else {
+                c.max_flows_ip6
+            },
             pod_quota: c.pod_quota,
             timeouts: crate::conntrack::Timeouts {
                 tcp_syn: c.tcp_syn_timeout_s,

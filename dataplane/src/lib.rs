@@ -17,7 +17,7 @@
 //! | `port` | ports (memory, pcap) |
 //! | `worker` | the poll loop |
 //! | `report` | human-readable counters |
-//! | `conntrack`, `service`, `policy` | flow table, service load balancing + NAT (`ip4-conntrack`), NetworkPolicy classifier |
+//! | `conntrack`, `service`, `policy` | flow tables (IPv4, IPv6), service load balancing + NAT (`ip4-conntrack`, `ip6-conntrack`), NetworkPolicy classifier, anti-spoofing (`pod-guard`) |
 //! | `obs` | packet trace, capture, link state (shared with the control thread) |
 //! | `metrics` | the Prometheus text endpoint |
 

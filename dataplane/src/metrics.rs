@@ -519,7 +519,7 @@ pub fn render<'a>(
     // created minus removed counts of all workers.
     let ct_sum = |c: Counter| -> u64 { workers.iter().map(|w| w.stats.counter(c)).sum() };
     let ct_flows = ct_sum(Counter::CtFlowCreated).saturating_sub(ct_sum(Counter::CtFlowRemoved));
-    let ct_cap = router.svc.settings.max_flows as u64;
+    let ct_cap = (router.svc.settings.max_flows + router.svc.settings.max_flows_ip6) as u64;
     p.family(
         "vrouter_conntrack_flows",
         "gauge",
@@ -529,7 +529,7 @@ pub fn render<'a>(
     p.family(
         "vrouter_conntrack_capacity",
         "gauge",
-        "Conntrack capacity ([conntrack] max-flows, all workers).",
+        "Conntrack capacity ([conntrack] max-flows + max-flows-ip6, all workers).",
     );
     p.sample("vrouter_conntrack_capacity", &[], ct_cap);
     p.family(

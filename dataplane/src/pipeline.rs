@@ -79,6 +79,8 @@ pub struct NodeState {
     pub glean: GleanState,
     /// `ip4-conntrack`: the worker's flow table and scratch.
     pub ct: crate::service::node::CtState,
+    /// `ip6-conntrack`: the same for IPv6.
+    pub ct6: crate::service::node::CtState<u128>,
 }
 
 /// See the module doc.
@@ -113,6 +115,7 @@ impl Pipeline {
                 icmp6: TokenBucket::default(),
                 glean: GleanState::default(),
                 ct: crate::service::node::CtState::default(),
+                ct6: crate::service::node::CtState::default(),
             },
             last_generation: u64::MAX,
         }
@@ -130,9 +133,19 @@ impl Pipeline {
         self.st.ct = crate::service::node::CtState::new(ct);
     }
 
+    /// Replaces the IPv6 conntrack table.
+    pub fn set_conntrack6(&mut self, ct: crate::conntrack::ConnTrack6) {
+        self.st.ct6 = crate::service::node::CtState::new(ct);
+    }
+
     /// The worker's conntrack table.
     pub fn conntrack(&self) -> &crate::conntrack::ConnTrack {
         &self.st.ct.ct
+    }
+
+    /// The worker's IPv6 conntrack table.
+    pub fn conntrack6(&self) -> &crate::conntrack::ConnTrack6 {
+        &self.st.ct6.ct
     }
 
     /// Packets held for neighbour resolution.
@@ -260,6 +273,7 @@ fn dispatch(
 ) {
     match node {
         NodeId::EthernetInput => ethernet::input(cx, pkts, input, q),
+        NodeId::PodGuard => crate::service::guard::node(cx, pkts, input, q),
         NodeId::L2Input => l2::datapath::input(cx, st, pkts, input, q),
         NodeId::L2Flood => l2::datapath::flood(cx, pkts, input, q),
         NodeId::ArpInput => ip::arp::input(cx, pkts, input, q),
@@ -271,6 +285,7 @@ fn dispatch(
         NodeId::Ip4Lookup => ip::ip4::lookup(cx, st, pkts, input, q),
         NodeId::Ip4Rewrite => ip::ip4::rewrite(cx, st, pkts, input, q),
         NodeId::Ip6Input => ip::ip6::input(cx, pkts, input, q),
+        NodeId::Ip6Conntrack => crate::service::node::node6(cx, &mut st.ct6, pkts, input, q),
         NodeId::Ip6Local => ip::ip6::local(cx, pkts, input, q),
         NodeId::Vxlan6Input => vxlan::decap::node6(cx, pkts, input, q),
         NodeId::Icmp6Error => ip::icmp::error6(cx, st, pkts, input, q),

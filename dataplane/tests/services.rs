@@ -322,7 +322,7 @@ fn batch_is_all_or_nothing_and_sync_diffs_services_and_policies() {
     assert_eq!(shown.as_array().unwrap().len(), 1);
     assert_eq!(shown[0]["backends"].as_array().unwrap().len(), 2);
     let t = h.router.tables();
-    assert!(t.services.enabled && t.services.policy.isolated(0xc612_0202));
+    assert!(t.services.enabled && t.services.policy.isolated(0xc612_0202u32));
     let err = a
         .handle(&mut h.router, &sync(1, vec![], vec![]))
         .unwrap_err();

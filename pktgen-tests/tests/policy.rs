@@ -168,3 +168,69 @@ fn spoofed_source_gets_nothing_through() {
     assert!(denied(&out), "spoofed MAC: {out:?}");
     assert!(lab.counter("spoofed-source") > spoofed_ip);
 }
+
+const B0_6: &str = "2001:db8:10::2";
+
+#[test]
+fn ipv6_deny_all_then_allow_ip_block_with_except() {
+    if !is_root() {
+        return;
+    }
+    let lab = Lab::new(2, "");
+    lab.wait6();
+    assert!(ok(&lab.connect("c", B0_6, 8080, 2)));
+    lab.ctl(&[
+        "policy",
+        "add",
+        &format!(
+            r#"{{"namespace":"default","name":"deny-all6","pods":["{B0_6}"],"types":["ingress"]}}"#
+        ),
+    ]);
+    assert!(denied(&lab.connect("c", B0_6, 8080, 2)), "deny all ingress");
+    assert!(
+        ok(&lab.connect("c", "2001:db8:11::2", 8080, 2)),
+        "b1 not selected"
+    );
+    assert!(
+        ok(&lab.connect("c", B0, 8080, 2)),
+        "the pod's IPv4 address is not in the IPv6 pod list"
+    );
+    lab.ctl(&[
+        "policy",
+        "add",
+        &format!(
+            r#"{{"namespace":"default","name":"block6","pods":["{B0_6}"],
+              "ingress":[{{"peers":[{{"ip_block":"2001:db8::/32","except":["2001:db8:1::/64"]}}],
+                           "ports":[{{"protocol":"tcp","port":8080}}]}}]}}"#
+        ),
+    ]);
+    assert!(ok(&lab.connect("d", B0_6, 8080, 2)), "in the block");
+    assert!(denied(&lab.connect("c", B0_6, 8080, 2)), "in the except");
+    assert!(denied(&lab.connect("d", B0_6, 9090, 2)), "port not listed");
+    assert!(lab.counter("policy-denied") >= 6);
+}
+
+#[test]
+fn ipv6_spoofed_source_gets_nothing_through() {
+    if !is_root() {
+        return;
+    }
+    let lab = Lab::new(1, "");
+    lab.wait6();
+    lab.bind("c", &["198.18.1.2", "2001:db8:1::2"]);
+    assert!(ok(&lab.connect("c", B0_6, 8080, 2)), "own address passes");
+    let p = lab.t.prefix.clone();
+    lab.t.exec(
+        "c",
+        &format!("ip -6 addr add 2001:db8:1::99/64 dev {p}pc nodad"),
+    );
+    let out = lab.connect_from("c", B0_6, 8080, 2, Some("2001:db8:1::99"));
+    assert!(denied(&out), "spoofed IPv6 source: {out:?}");
+    assert!(lab.counter("spoofed-source") >= 2);
+    lab.t
+        .exec("c", &format!("ip -6 addr del 2001:db8:1::99/64 dev {p}pc"));
+    assert!(
+        ok(&lab.connect("c", B0_6, 8080, 1)),
+        "own address still passes"
+    );
+}

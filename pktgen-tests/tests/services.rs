@@ -291,3 +291,80 @@ fn syn_flood_from_one_pod_leaves_other_pods_connections() {
     );
     assert_eq!(lab.counter("ct-table-full"), 0);
 }
+
+const VIP6: &str = "2001:db8:99::10";
+
+#[test]
+fn ipv6_cluster_ip_spreads_and_removal_moves_only_that_backend() {
+    if !is_root() {
+        return;
+    }
+    let lab = Lab::new(3, "");
+    lab.wait6();
+    lab.ctl(&[
+        "service",
+        "add",
+        &Lab::service6("web6", VIP6, 80, &[0, 1, 2], ""),
+    ]);
+    let out = lab.connect("c", VIP6, 80, 60);
+    let by = spread(&out);
+    assert_eq!(
+        by.len(),
+        3,
+        "every backend gets connections: {by:?}\n{out:?}"
+    );
+    for b in ["b0", "b1", "b2"] {
+        assert!(by.get(b).copied().unwrap_or(0) >= 5, "{by:?}");
+    }
+    assert!(
+        out.iter().all(|l| seen_as(l) == "2001:db8:1::2"),
+        "DNAT only, the client address is kept: {out:?}"
+    );
+    let script = format!(
+        "{} {}/client.py {VIP6} 80 30 4 > {}/held6.txt",
+        python(),
+        lab.t.dir().display(),
+        lab.t.dir().display()
+    );
+    let ns = lab.t.ns("c");
+    let mut held = std::process::Command::new("ip")
+        .args(["netns", "exec", &ns, "sh", "-c", &script])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2000));
+    lab.ctl(&[
+        "service",
+        "replace",
+        &Lab::service6("web6", VIP6, 80, &[1, 2], ""),
+    ]);
+    let after = lab.connect("c", VIP6, 80, 30);
+    assert!(
+        after.iter().all(|l| who(l) == "b1" || who(l) == "b2"),
+        "new connections avoid the removed backend: {after:?}"
+    );
+    held.wait().unwrap();
+    let text = std::fs::read_to_string(lab.t.dir().join("held6.txt")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let greet: Vec<&str> = lines.iter().take(30).copied().collect();
+    assert!(greet.iter().all(|l| !l.starts_with("ERR")), "{text}");
+    let moved: Vec<usize> = (0..30)
+        .filter(|i| !lines.iter().any(|l| *l == format!("ECHO {i} ok")))
+        .collect();
+    assert!(
+        moved.is_empty(),
+        "connections broke after the change: {moved:?}\n{text}"
+    );
+    assert!(lab.counter("ct-flow-created") >= 120);
+    // An empty IPv6 service rejects at once (TCP RST).
+    lab.ctl(&[
+        "service",
+        "add",
+        &Lab::service6("empty6", "2001:db8:99::11", 80, &[], ""),
+    ]);
+    let out = lab.connect("c", "2001:db8:99::11", 80, 2);
+    for l in &out {
+        let mut w = l.split_whitespace();
+        assert_eq!(w.next(), Some("ERR"), "{out:?}");
+        assert_eq!(w.next(), Some("ConnectionRefusedError"), "{out:?}");
+    }
+}

@@ -217,6 +217,13 @@ fn main() -> Result<()> {
                 ct.pod_quota,
                 ct.timeouts,
             ));
+        worker
+            .pipeline
+            .set_conntrack6(vrouter_dataplane::conntrack::ConnTrack6::new(
+                ct.max_flows_ip6 / nworkers.max(1),
+                ct.pod_quota,
+                ct.timeouts,
+            ));
         let core = cfg.dataplane.cores.get(w).copied();
         handles.push(
             std::thread::Builder::new()

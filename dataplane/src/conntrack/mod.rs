@@ -34,13 +34,88 @@
 
 use crate::graph::MAX_IFACES;
 
+/// An address family's address as conntrack, services and policy use it:
+/// `u32` for IPv4, `u128` for IPv6 (one table per family, so an IPv4 flow
+/// stays 40 bytes).
+pub trait Addr:
+    Copy + Eq + Ord + Default + std::fmt::Debug + std::hash::Hash + Send + Sync + 'static
+{
+    /// The largest address.
+    const MAX: Self;
+    /// Address bits.
+    const BITS: u32;
+    /// The address as a 128-bit integer (IPv4 in the low bits).
+    fn to_u128(self) -> u128;
+    /// The low bits of `a` as an address.
+    fn from_u128(a: u128) -> Self;
+    /// One word mixing both addresses of a key (the hash's first input).
+    fn mix(src: Self, dst: Self) -> u64;
+    /// `self + 1`, saturating.
+    fn succ(self) -> Self;
+    /// `self - 1`, saturating.
+    fn pred(self) -> Self;
+}
+
+impl Addr for u32 {
+    const MAX: u32 = u32::MAX;
+    const BITS: u32 = 32;
+    #[inline(always)]
+    fn to_u128(self) -> u128 {
+        u128::from(self)
+    }
+    #[inline(always)]
+    fn from_u128(a: u128) -> u32 {
+        a as u32
+    }
+    #[inline(always)]
+    fn mix(src: u32, dst: u32) -> u64 {
+        u64::from(src) << 32 | u64::from(dst)
+    }
+    #[inline(always)]
+    fn succ(self) -> u32 {
+        self.saturating_add(1)
+    }
+    #[inline(always)]
+    fn pred(self) -> u32 {
+        self.saturating_sub(1)
+    }
+}
+
+impl Addr for u128 {
+    const MAX: u128 = u128::MAX;
+    const BITS: u32 = 128;
+    #[inline(always)]
+    fn to_u128(self) -> u128 {
+        self
+    }
+    #[inline(always)]
+    fn from_u128(a: u128) -> u128 {
+        a
+    }
+    #[inline(always)]
+    fn mix(src: u128, dst: u128) -> u64 {
+        let s = (src as u64 ^ (src >> 64) as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+        let d = dst as u64 ^ ((dst >> 64) as u64).rotate_left(31);
+        s.rotate_left(27) ^ d
+    }
+    #[inline(always)]
+    fn succ(self) -> u128 {
+        self.saturating_add(1)
+    }
+    #[inline(always)]
+    fn pred(self) -> u128 {
+        self.saturating_sub(1)
+    }
+}
+
 /// A 5-tuple in one zone (VRF). ICMP echo uses the identifier as the
-/// requester's port (`sport` of a request, `dport` of a reply).
+/// requester's port (`sport` of a request, `dport` of a reply). `A` is the
+/// address family (`u32`: IPv4, `u128`: IPv6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 #[repr(C)]
-pub struct Key {
-    pub src: u32,
-    pub dst: u32,
+pub struct Key<A = u32> {
+    pub src: A,
+    pub dst: A,
     pub sport: u16,
     pub dport: u16,
     pub proto: u8,
@@ -48,10 +123,13 @@ pub struct Key {
     pub zone: u16,
 }
 
-impl Key {
+/// An IPv6 key.
+pub type Key6 = Key<u128>;
+
+impl<A: Addr> Key<A> {
     /// A key.
     #[inline(always)]
-    pub fn new(zone: u16, proto: u8, src: u32, dst: u32, sport: u16, dport: u16) -> Key {
+    pub fn new(zone: u16, proto: u8, src: A, dst: A, sport: u16, dport: u16) -> Key<A> {
         Key {
             src,
             dst,
@@ -65,7 +143,7 @@ impl Key {
 
     /// The same flow seen from the other end.
     #[inline(always)]
-    pub fn reverse(&self) -> Key {
+    pub fn reverse(&self) -> Key<A> {
         Key::new(
             self.zone, self.proto, self.dst, self.src, self.dport, self.sport,
         )
@@ -74,7 +152,7 @@ impl Key {
     /// A 64-bit hash (multiply-xorshift over the two words of the key).
     #[inline(always)]
     pub fn hash(&self) -> u64 {
-        let a = u64::from(self.src) << 32 | u64::from(self.dst);
+        let a = A::mix(self.src, self.dst);
         let b = u64::from(self.sport) << 48
             | u64::from(self.dport) << 32
             | u64::from(self.proto) << 16
@@ -126,14 +204,14 @@ pub mod flow_flags {
     pub const SEEN_REPLY: u8 = 2;
 }
 
-/// One tracked connection (40 bytes).
+/// One tracked connection (40 bytes for IPv4, 112 for IPv6).
 #[derive(Debug, Clone, Copy, Default)]
 #[repr(C)]
-pub struct Flow {
+pub struct Flow<A = u32> {
     /// The originator's packet as it arrives.
-    pub fwd: Key,
+    pub fwd: Key<A>,
     /// The reply as it arrives (after NAT of the forward direction).
-    pub rev: Key,
+    pub rev: Key<A>,
     /// Expiry, in seconds of the data-path clock.
     pub expires: u32,
     pub state: State,
@@ -189,7 +267,7 @@ pub mod tcp {
     pub const ACK: u8 = 0x10;
 }
 
-impl Flow {
+impl<A: Addr> Flow<A> {
     /// Advances the state for a packet in `dir` with TCP flags `tf` (0 for
     /// other protocols) and sets the expiry.
     #[inline]
@@ -230,15 +308,22 @@ impl Flow {
         };
         self.expires = now_s.saturating_add(timeout);
     }
+}
 
+impl Flow {
     /// The state a new flow starts in, for its first packet.
     pub fn initial_state(proto: u8, tf: u8) -> State {
-        match proto {
-            6 if tf & tcp::SYN != 0 && tf & tcp::ACK == 0 => State::SynSent,
-            // Loose pick-up of a connection already under way.
-            6 => State::Established,
-            _ => State::New,
-        }
+        initial_state(proto, tf)
+    }
+}
+
+/// The state a new flow starts in, for its first packet.
+pub fn initial_state(proto: u8, tf: u8) -> State {
+    match proto {
+        6 if tf & tcp::SYN != 0 && tf & tcp::ACK == 0 => State::SynSent,
+        // Loose pick-up of a connection already under way.
+        6 => State::Established,
+        _ => State::New,
     }
 }
 
@@ -281,17 +366,22 @@ impl Geometry {
         Geometry { flows, buckets }
     }
 
-    /// Bytes this geometry allocates.
+    /// Bytes this geometry allocates for IPv4 flows.
     pub fn bytes(&self) -> usize {
-        self.flows * (std::mem::size_of::<Flow>() + 4)
+        self.bytes_for::<u32>()
+    }
+
+    /// Bytes this geometry allocates for flows of family `A`.
+    pub fn bytes_for<A: Addr>(&self) -> usize {
+        self.flows * (std::mem::size_of::<Flow<A>>() + 4)
             + self.buckets * std::mem::size_of::<Bucket>()
             + MAX_IFACES * 4
     }
 }
 
-/// See the module doc.
-pub struct ConnTrack {
-    flows: Box<[Flow]>,
+/// See the module doc. `A` is the address family (one table per family).
+pub struct ConnTrack<A = u32> {
+    flows: Box<[Flow<A>]>,
     index: Box<[Bucket]>,
     mask: usize,
     free: Vec<u32>,
@@ -301,7 +391,7 @@ pub struct ConnTrack {
     pub timeouts: Timeouts,
 }
 
-impl std::fmt::Debug for ConnTrack {
+impl<A: Addr> std::fmt::Debug for ConnTrack<A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ConnTrack")
             .field("capacity", &self.capacity())
@@ -315,10 +405,13 @@ fn tag_of(h: u64) -> u64 {
     (h >> 32) << 32
 }
 
-impl ConnTrack {
+/// The IPv6 flow table.
+pub type ConnTrack6 = ConnTrack<u128>;
+
+impl<A: Addr> ConnTrack<A> {
     /// A table for `flows` flows, each owner allowed `quota` of them (0 = no
     /// quota). Everything is allocated here.
-    pub fn new(flows: usize, quota: u32, timeouts: Timeouts) -> ConnTrack {
+    pub fn new(flows: usize, quota: u32, timeouts: Timeouts) -> ConnTrack<A> {
         let g = Geometry::for_flows(flows);
         let free: Vec<u32> = (0..g.flows as u32).rev().collect();
         ConnTrack {
@@ -402,7 +495,7 @@ impl ConnTrack {
     /// The live flow `key` (hash `h`) belongs to and the packet's direction.
     /// An expired flow found here is freed and reported as a miss.
     #[inline]
-    pub fn lookup(&mut self, key: &Key, h: u64, now_s: u32) -> Option<(u32, Dir)> {
+    pub fn lookup(&mut self, key: &Key<A>, h: u64, now_s: u32) -> Option<(u32, Dir)> {
         let (id, dir) = self.find(key, h)?;
         if self.flows.get(id as usize)?.expires <= now_s {
             self.remove(id);
@@ -412,7 +505,7 @@ impl ConnTrack {
     }
 
     #[inline(always)]
-    fn find(&self, key: &Key, h: u64) -> Option<(u32, Dir)> {
+    fn find(&self, key: &Key<A>, h: u64) -> Option<(u32, Dir)> {
         let tag = tag_of(h);
         for bucket in self.probe(h) {
             for &s in &bucket.s {
@@ -433,7 +526,7 @@ impl ConnTrack {
     }
 
     /// True if `key` is tracked by a live flow.
-    pub fn contains(&self, key: &Key, now_s: u32) -> bool {
+    pub fn contains(&self, key: &Key<A>, now_s: u32) -> bool {
         self.find(key, key.hash())
             .and_then(|(id, _)| self.flows.get(id as usize))
             .is_some_and(|f| f.expires > now_s)
@@ -441,13 +534,13 @@ impl ConnTrack {
 
     /// A flow by id.
     #[inline(always)]
-    pub fn flow(&self, id: u32) -> Option<&Flow> {
+    pub fn flow(&self, id: u32) -> Option<&Flow<A>> {
         self.flows.get(id as usize)
     }
 
     /// A flow by id, writable.
     #[inline(always)]
-    pub fn flow_mut(&mut self, id: u32) -> Option<&mut Flow> {
+    pub fn flow_mut(&mut self, id: u32) -> Option<&mut Flow<A>> {
         self.flows.get_mut(id as usize)
     }
 
@@ -498,7 +591,7 @@ impl ConnTrack {
     /// Tracks `flow` (its `fwd` and `rev` keys, `owner`, state and expiry
     /// set by the caller). Frees up to 8 expired flows first if the table
     /// is full.
-    pub fn insert(&mut self, flow: Flow, now_s: u32) -> Result<u32, InsertError> {
+    pub fn insert(&mut self, flow: Flow<A>, now_s: u32) -> Result<u32, InsertError> {
         let owner = usize::from(flow.owner).min(MAX_IFACES - 1);
         if flow.owner != NO_OWNER && self.owners[owner] >= self.quota {
             return Err(InsertError::Quota);
@@ -567,7 +660,7 @@ impl ConnTrack {
     }
 
     /// Live flows, for `show conntrack` (control thread; allocates).
-    pub fn live(&self, now_s: u32) -> impl Iterator<Item = &Flow> {
+    pub fn live(&self, now_s: u32) -> impl Iterator<Item = &Flow<A>> {
         self.flows
             .iter()
             .filter(move |f| f.state != State::Free && f.expires > now_s)
@@ -618,6 +711,40 @@ mod tests {
         assert_eq!(ct.lookup(&f.fwd, f.fwd.hash(), 1), None);
         assert_eq!(ct.owner_count(3), 0);
         assert!(ct.is_empty());
+    }
+
+    #[test]
+    fn ipv6_flows_in_their_own_table() {
+        let mut ct = ConnTrack6::new(1024, 2, Timeouts::default());
+        let a = 0x2001_0db8_0001u128 << 80;
+        let mk = |i: u128| {
+            let fwd = Key::new(0, 6, a | i, a | 0x99_0000, 40000, 80);
+            Flow {
+                fwd,
+                rev: Key::new(0, 6, a | 0x10_0002, a | i, 8080, 40000),
+                expires: 100,
+                state: State::SynSent,
+                flags: flow_flags::NAT,
+                owner: 3,
+            }
+        };
+        let f = mk(2);
+        let id = ct.insert(f, 0).unwrap();
+        assert_eq!(ct.lookup(&f.fwd, f.fwd.hash(), 1), Some((id, Dir::Fwd)));
+        assert_eq!(ct.lookup(&f.rev, f.rev.hash(), 1), Some((id, Dir::Rev)));
+        // Keys that differ only in the high 64 bits are distinct flows.
+        let mut g = f;
+        g.fwd.src ^= 1 << 100;
+        g.rev.dst ^= 1 << 100;
+        assert_ne!(g.fwd.hash(), f.fwd.hash());
+        assert!(ct.lookup(&g.fwd, g.fwd.hash(), 1).is_none());
+        ct.insert(g, 0).unwrap();
+        assert_eq!(
+            ct.insert(mk(3), 0),
+            Err(InsertError::Quota),
+            "quota per pod"
+        );
+        assert!(Geometry::for_flows(1 << 18).bytes_for::<u128>() < 48 << 20);
     }
 
     #[test]

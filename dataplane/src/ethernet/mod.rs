@@ -6,7 +6,8 @@
 //! Edges: `l2-input` (bridged interfaces; a VLAN tag is removed first so the
 //! bridge always sees untagged frames, and `interface-output` tags them for
 //! the output interface), `arp-input`, `ip4-input`, `ip6-input` (routed
-//! interfaces), `drop`.
+//! interfaces), `pod-guard` (instead of those, for an interface with a pod
+//! bound to it: anti-spoofing), `drop`.
 //!
 //! Also home of the two helpers every L3 node uses to send a packet:
 //! [`set_l2_header`] and [`l3_output`].
@@ -45,6 +46,8 @@ struct PortIface {
     domain: u16,
     /// The interface's MAC (routed), as a 48-bit integer.
     mac: u64,
+    /// A pod is bound to the interface: frames go through `pod-guard`.
+    guard: bool,
 }
 
 impl PortIface {
@@ -54,6 +57,7 @@ impl PortIface {
         kind: 0,
         domain: 0,
         mac: 0,
+        guard: false,
     };
 
     #[inline(never)]
@@ -76,6 +80,7 @@ impl PortIface {
             kind,
             domain,
             mac,
+            guard: guarded(t, iface),
         }
     }
 }
@@ -115,9 +120,18 @@ pub fn input(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
         p.meta.l3_off = ETH as u16;
         p.meta.domain = pc.domain;
         if pc.kind == 1 {
-            q.push(NodeId::L2Input, i);
+            q.push(
+                if pc.guard {
+                    NodeId::PodGuard
+                } else {
+                    NodeId::L2Input
+                },
+                i,
+            );
         } else if !multi && dst != pc.mac {
             drop_pkt(p, q, i, Counter::EthNotForUs);
+        } else if pc.guard {
+            q.push(NodeId::PodGuard, i);
         } else {
             l3_input(p, q, i);
         }
@@ -179,7 +193,11 @@ fn slow(cx: &Ctx, acc: &mut IfaceAcc, p: &mut Pkt, q: &mut Queues, i: u16) {
             }
             p.meta.l3_off = ETH as u16;
             p.meta.domain = bd;
-            q.push(NodeId::L2Input, i);
+            if guarded(t, iface_idx) {
+                q.push(NodeId::PodGuard, i);
+            } else {
+                q.push(NodeId::L2Input, i);
+            }
         }
         IfaceMode::Routed { vrf } => {
             // Compare as integers: the first 8 bytes, top 6 are the MAC.
@@ -190,11 +208,25 @@ fn slow(cx: &Ctx, acc: &mut IfaceAcc, p: &mut Pkt, q: &mut Queues, i: u16) {
             }
             p.meta.l3_off = l3_off as u16;
             p.meta.domain = vrf;
-            l3_input(p, q, i);
+            if guarded(t, iface_idx) {
+                q.push(NodeId::PodGuard, i);
+            } else {
+                l3_input(p, q, i);
+            }
         }
         // A BVI has no port; a map pointing at one is a control bug.
         IfaceMode::Bvi { .. } => drop_pkt(p, q, i, Counter::EthUnknownInterface),
     }
+}
+
+/// True if a pod is bound to interface `iface` (anti-spoofing applies).
+#[inline(always)]
+fn guarded(t: &Tables, iface: u16) -> bool {
+    t.services.enabled
+        && t.services
+            .spoof
+            .get(usize::from(iface))
+            .is_some_and(Option::is_some)
 }
 
 /// Drops packet `p` (index `i`) for `reason`.

@@ -139,9 +139,11 @@ counters! {
     VxlanInnerVlan = "vxlan-inner-vlan", Drop, "decapsulated frame carries a VLAN tag";
     VxlanNotForUs = "vxlan-not-for-us", Drop, "L3 VNI: inner destination MAC is neither ours nor broadcast/multicast";
     VxlanArpSuppressed = "vxlan-arp-suppressed", Event, "ARP request for a known overlay endpoint answered locally";
-    // ip4-conntrack: services, conntrack, NetworkPolicy, anti-spoofing
-    SpoofedSource = "spoofed-source", Drop, "pod port: source MAC or IPv4 is not the bound pod's own";
-    CtFragment = "ct-fragment", Drop, "IPv4 fragment to a service VIP or to/from an isolated pod (no reassembly)";
+    // pod-guard (anti-spoofing), ipN-conntrack: services, conntrack, NetworkPolicy
+    SpoofedSource = "spoofed-source", Drop, "pod port: source MAC or IP address is not the bound pod's own";
+    SpoofedNd = "spoofed-nd", Drop, "pod port: neighbour discovery claiming an address or MAC not the pod's own, or a router advertisement/redirect";
+    SpoofedArp = "spoofed-arp", Drop, "pod port: ARP whose sender MAC or IPv4 is not the pod's own";
+    CtFragment = "ct-fragment", Drop, "IP fragment to a service VIP or to/from an isolated pod (no reassembly)";
     CtMalformed = "ct-malformed", Drop, "TCP/UDP/ICMP header too short to track or translate";
     CtTableFull = "ct-table-full", Drop, "new flow refused: conntrack table (or SNAT ports) full; existing flows kept";
     CtPodQuota = "ct-pod-quota", Drop, "new flow refused: the pod's interface is at its conntrack quota";

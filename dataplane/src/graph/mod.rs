@@ -53,6 +53,7 @@ macro_rules! nodes {
 
 nodes! {
     EthernetInput = "ethernet-input";
+    PodGuard = "pod-guard";
     L2Input = "l2-input";
     L2Flood = "l2-flood";
     ArpInput = "arp-input";
@@ -64,6 +65,7 @@ nodes! {
     Ip4Lookup = "ip4-lookup";
     Ip4Rewrite = "ip4-rewrite";
     Ip6Input = "ip6-input";
+    Ip6Conntrack = "ip6-conntrack";
     Ip6Local = "ip6-local";
     Vxlan6Input = "vxlan6-input";
     Icmp6Error = "icmp6-error";

@@ -78,6 +78,8 @@ pub fn input(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
             } else {
                 drop_pkt(p, q, i, Counter::Ip6NoRoute);
             }
+        } else if cx.t.services.enabled {
+            q.push(NodeId::Ip6Conntrack, i);
         } else {
             q.push(NodeId::Ip6Lookup, i);
         }

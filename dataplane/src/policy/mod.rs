@@ -26,23 +26,25 @@ use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use crate::conntrack::Addr;
 use crate::service::FastHasher;
 
-/// A set of IPv4 addresses as sorted, disjoint, inclusive intervals.
+/// A set of addresses of one family (`u32`: IPv4, `u128`: IPv6) as sorted,
+/// disjoint, inclusive intervals.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct IpSet {
-    iv: Vec<(u32, u32)>,
+pub struct IpSet<T = u32> {
+    iv: Vec<(T, T)>,
 }
 
-impl IpSet {
+impl<T: Addr> IpSet<T> {
     /// Builds the set from included and excluded intervals.
-    pub fn new(mut incl: Vec<(u32, u32)>, mut excl: Vec<(u32, u32)>) -> IpSet {
+    pub fn new(mut incl: Vec<(T, T)>, mut excl: Vec<(T, T)>) -> IpSet<T> {
         incl.sort_unstable();
         excl.sort_unstable();
-        let mut merged: Vec<(u32, u32)> = Vec::new();
+        let mut merged: Vec<(T, T)> = Vec::new();
         for (lo, hi) in incl {
             match merged.last_mut() {
-                Some(last) if lo <= last.1.saturating_add(1) => last.1 = last.1.max(hi),
+                Some(last) if lo <= last.1.succ() => last.1 = last.1.max(hi),
                 _ => merged.push((lo, hi)),
             }
         }
@@ -54,13 +56,13 @@ impl IpSet {
                     continue;
                 }
                 if elo > lo {
-                    out.push((lo, elo - 1));
+                    out.push((lo, elo.pred()));
                 }
                 if ehi >= hi {
                     alive = false;
                     break;
                 }
-                lo = ehi + 1;
+                lo = ehi.succ();
             }
             if alive {
                 out.push((lo, hi));
@@ -71,13 +73,13 @@ impl IpSet {
 
     /// True if `a` is in the set.
     #[inline]
-    pub fn contains(&self, a: u32) -> bool {
+    pub fn contains(&self, a: T) -> bool {
         let i = self.iv.partition_point(|&(lo, _)| lo <= a);
         i > 0 && self.iv.get(i - 1).is_some_and(|&(_, hi)| a <= hi)
     }
 
     /// The intervals.
-    pub fn iter(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = (T, T)> + '_ {
         self.iv.iter().copied()
     }
 
@@ -88,24 +90,31 @@ impl IpSet {
 }
 
 /// The interval of a prefix.
-pub fn prefix_range(addr: u32, len: u8) -> (u32, u32) {
+pub fn prefix_range<T: Addr>(addr: T, len: u8) -> (T, T) {
+    let bits = T::BITS;
+    let len = u32::from(len).min(bits);
+    let full = T::MAX.to_u128();
     let mask = if len == 0 {
         0
     } else {
-        u32::MAX << (32 - u32::from(len.min(32)))
+        (full << (bits - len)) & full
     };
-    (addr & mask, (addr & mask) | !mask)
+    let a = addr.to_u128();
+    (
+        T::from_u128(a & mask),
+        T::from_u128((a & mask) | (!mask & full)),
+    )
 }
 
-/// A compiled rule.
+/// A compiled rule (peers of one address family).
 #[derive(Debug, Clone)]
-pub struct Rule {
+pub struct Rule<T = u32> {
     /// Index of the policy in `PolicyTable::policies`.
     pub policy: u32,
     /// Index of the rule's counter.
     pub counter: u32,
     /// Peers; `None` = any.
-    pub peers: Option<IpSet>,
+    pub peers: Option<IpSet<T>>,
     /// (protocol, first, last); empty = any.
     pub ports: Vec<(u8, u16, u16)>,
 }
@@ -123,30 +132,30 @@ struct PortEntry {
 /// each holding the port ranges of the rules that cover it (in rule
 /// order). A lookup is one binary search and a scan of a short list.
 #[derive(Debug, Clone, Default)]
-pub struct RuleSet {
+pub struct RuleSet<T = u32> {
     /// Segment `i` covers `starts[i]..starts[i + 1]`; `starts[0]` is 0.
-    starts: Vec<u32>,
+    starts: Vec<T>,
     /// Per segment: (offset, length) in `ports`.
     spans: Vec<(u32, u32)>,
     ports: Vec<PortEntry>,
     rules: usize,
 }
 
-impl RuleSet {
+impl<T: Addr> RuleSet<T> {
     /// Compiles `rules` (control thread).
-    pub fn new(rules: &[Rule]) -> RuleSet {
-        let ivs = |r: &Rule| -> Vec<(u32, u32)> {
+    pub fn new(rules: &[Rule<T>]) -> RuleSet<T> {
+        let ivs = |r: &Rule<T>| -> Vec<(T, T)> {
             match &r.peers {
-                None => vec![(0, u32::MAX)],
+                None => vec![(T::default(), T::MAX)],
                 Some(s) => s.iter().collect(),
             }
         };
-        let mut starts = vec![0u32];
+        let mut starts = vec![T::default()];
         for r in rules {
             for (lo, hi) in ivs(r) {
                 starts.push(lo);
-                if hi < u32::MAX {
-                    starts.push(hi + 1);
+                if hi < T::MAX {
+                    starts.push(hi.succ());
                 }
             }
         }
@@ -156,7 +165,7 @@ impl RuleSet {
         for (ri, r) in rules.iter().enumerate() {
             for (lo, hi) in ivs(r) {
                 let first = starts.partition_point(|&s| s < lo);
-                let end = if hi == u32::MAX {
+                let end = if hi == T::MAX {
                     starts.len()
                 } else {
                     starts.partition_point(|&s| s <= hi)
@@ -208,7 +217,7 @@ impl RuleSet {
 
     /// The counter of the first rule that matches, if any.
     #[inline]
-    pub fn matches(&self, peer: u32, proto: u8, port: u16) -> Option<u32> {
+    pub fn matches(&self, peer: T, proto: u8, port: u16) -> Option<u32> {
         let seg = self.starts.partition_point(|&s| s <= peer).checked_sub(1)?;
         let &(off, len) = self.spans.get(seg)?;
         self.ports
@@ -221,10 +230,10 @@ impl RuleSet {
 
 /// What applies to one pod.
 #[derive(Debug, Clone, Default)]
-pub struct PodRules {
+pub struct PodRules<T = u32> {
     /// `Some` if isolated for ingress (the rules may be empty: deny all).
-    pub ingress: Option<Arc<RuleSet>>,
-    pub egress: Option<Arc<RuleSet>>,
+    pub ingress: Option<Arc<RuleSet<T>>>,
+    pub egress: Option<Arc<RuleSet<T>>>,
     /// Policies isolating this pod per direction (denied counters).
     pub ingress_policy: u32,
     pub egress_policy: u32,
@@ -244,6 +253,8 @@ pub struct PolicyInfo {
 #[derive(Debug, Default)]
 pub struct PolicyTable {
     pub pods: HashMap<u32, PodRules, BuildHasherDefault<FastHasher>>,
+    /// IPv6 pods.
+    pub pods6: HashMap<u128, PodRules<u128>, BuildHasherDefault<FastHasher>>,
     pub policies: Vec<PolicyInfo>,
     pub counters: Box<[AtomicU64]>,
 }
@@ -259,20 +270,41 @@ pub enum Verdict {
     DenyIngress,
 }
 
+/// An address family the policy table holds pods of.
+pub trait PolicyAddr: Addr {
+    /// The isolated pods of this family.
+    fn pods(t: &PolicyTable) -> &HashMap<Self, PodRules<Self>, BuildHasherDefault<FastHasher>>;
+}
+
+impl PolicyAddr for u32 {
+    #[inline(always)]
+    fn pods(t: &PolicyTable) -> &HashMap<u32, PodRules, BuildHasherDefault<FastHasher>> {
+        &t.pods
+    }
+}
+
+impl PolicyAddr for u128 {
+    #[inline(always)]
+    fn pods(t: &PolicyTable) -> &HashMap<u128, PodRules<u128>, BuildHasherDefault<FastHasher>> {
+        &t.pods6
+    }
+}
+
 impl PolicyTable {
     /// True if no pod is isolated.
     pub fn is_empty(&self) -> bool {
-        self.pods.is_empty()
+        self.pods.is_empty() && self.pods6.is_empty()
     }
 
     /// True if `ip` is an isolated pod.
     #[inline]
-    pub fn isolated(&self, ip: u32) -> bool {
-        !self.pods.is_empty() && self.pods.contains_key(&ip)
+    pub fn isolated<T: PolicyAddr>(&self, ip: T) -> bool {
+        let pods = T::pods(self);
+        !pods.is_empty() && pods.contains_key(&ip)
     }
 
     #[inline]
-    fn check(&self, rules: &RuleSet, peer: u32, proto: u8, port: u16) -> bool {
+    fn check<T: Addr>(&self, rules: &RuleSet<T>, peer: T, proto: u8, port: u16) -> bool {
         match rules.matches(peer, proto, port) {
             Some(counter) => {
                 if let Some(c) = self.counters.get(counter as usize) {
@@ -288,11 +320,12 @@ impl PolicyTable {
     /// (addresses after service translation). Counts the rule that allowed
     /// it, or the policy that denied it.
     #[inline]
-    pub fn allow(&self, src: u32, dst: u32, proto: u8, port: u16) -> Verdict {
-        if self.pods.is_empty() {
+    pub fn allow<T: PolicyAddr>(&self, src: T, dst: T, proto: u8, port: u16) -> Verdict {
+        let pods = T::pods(self);
+        if pods.is_empty() {
             return Verdict::NotIsolated;
         }
-        let (s, d) = (self.pods.get(&src), self.pods.get(&dst));
+        let (s, d) = (pods.get(&src), pods.get(&dst));
         if s.is_none() && d.is_none() {
             return Verdict::NotIsolated;
         }
@@ -344,11 +377,42 @@ mod tests {
         assert!(!s.contains(ip("198.18.255.1")));
         assert!(!s.contains(ip("198.19.0.1")));
         assert_eq!(s.intervals(), 2);
-        let pods = IpSet::new(vec![(5, 5), (7, 7), (6, 6), (1, 1)], vec![]);
+        let pods = IpSet::<u32>::new(vec![(5, 5), (7, 7), (6, 6), (1, 1)], vec![]);
         assert_eq!(pods.intervals(), 2);
         assert!(pods.contains(6) && !pods.contains(4));
         let all = IpSet::new(vec![(0, u32::MAX)], vec![(0, 0), (u32::MAX, u32::MAX)]);
         assert!(all.contains(1) && !all.contains(0) && !all.contains(u32::MAX));
+    }
+
+    #[test]
+    fn ipv6_prefixes_and_sets() {
+        let a = |s: &str| u128::from(s.parse::<std::net::Ipv6Addr>().unwrap());
+        assert_eq!(
+            prefix_range(a("2001:db8:1::5"), 64),
+            (a("2001:db8:1::"), a("2001:db8:1:0:ffff:ffff:ffff:ffff"))
+        );
+        assert_eq!(prefix_range(a("2001:db8::1"), 0), (0, u128::MAX));
+        assert_eq!(
+            prefix_range(a("2001:db8::1"), 128),
+            (a("2001:db8::1"), a("2001:db8::1"))
+        );
+        assert_eq!(prefix_range(0xc612_0102u32, 24), (0xc612_0100, 0xc612_01ff));
+        let s = IpSet::new(
+            vec![prefix_range(a("2001:db8::"), 32)],
+            vec![prefix_range(a("2001:db8:1::"), 64)],
+        );
+        assert!(s.contains(a("2001:db8::1")) && s.contains(a("2001:db8:2::2")));
+        assert!(!s.contains(a("2001:db8:1::2")) && !s.contains(a("2001:db9::1")));
+        let rules = [Rule {
+            policy: 0,
+            counter: 0,
+            peers: Some(s),
+            ports: vec![(6, 80, 80)],
+        }];
+        let set = RuleSet::new(&rules);
+        assert_eq!(set.matches(a("2001:db8:2::2"), 6, 80), Some(0));
+        assert_eq!(set.matches(a("2001:db8:1::2"), 6, 80), None);
+        assert_eq!(set.matches(u128::MAX, 6, 80), None);
     }
 
     /// The merged segments answer exactly like evaluating the rules one by

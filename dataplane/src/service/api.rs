@@ -9,7 +9,7 @@
 //! Must never: touch the data path directly.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
 
 use serde_json::{Value, json};
@@ -30,19 +30,27 @@ fn invalid(msg: impl Into<String>) -> ApiError {
     ApiError::new(code::INVALID, msg)
 }
 
-fn v4(obj: &str, s: &str) -> Result<Ipv4Addr, ApiError> {
-    s.parse::<Ipv4Addr>()
-        .map_err(|_| invalid(format!("{obj}: `{s}` is not an IPv4 address")))
+fn ip(obj: &str, s: &str) -> Result<IpAddr, ApiError> {
+    s.parse::<IpAddr>()
+        .map_err(|_| invalid(format!("{obj}: `{s}` is not an IP address")))
 }
 
-fn v4net(obj: &str, s: &str) -> Result<(Ipv4Addr, u8), ApiError> {
-    let (a, l) = s.split_once('/').unwrap_or((s, "32"));
-    let len: u8 = l
-        .parse()
-        .ok()
-        .filter(|&l| l <= 32)
-        .ok_or_else(|| invalid(format!("{obj}: `{s}` is not an IPv4 prefix")))?;
-    Ok((v4(obj, a)?, len))
+fn ipnet(obj: &str, s: &str) -> Result<(IpAddr, u8), ApiError> {
+    let (a, l) = match s.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (s, None),
+    };
+    let addr = ip(obj, a)?;
+    let max = if addr.is_ipv6() { 128 } else { 32 };
+    let len: u8 = match l {
+        None => max,
+        Some(l) => l
+            .parse()
+            .ok()
+            .filter(|&l| l <= max)
+            .ok_or_else(|| invalid(format!("{obj}: `{s}` is not an IP prefix")))?,
+    };
+    Ok((addr, len))
 }
 
 fn protocol(obj: &str, p: &Option<String>) -> Result<u8, ApiError> {
@@ -68,7 +76,7 @@ pub fn service_spec(s: &proto::Service) -> Result<ServiceSpec, ApiError> {
     let ips = s
         .ips
         .iter()
-        .map(|a| v4(&obj, a))
+        .map(|a| ip(&obj, a))
         .collect::<Result<Vec<_>, _>>()?;
     if ips.is_empty() && s.node_port.unwrap_or(0) == 0 {
         return Err(invalid(format!("{obj}: no ips and no node_port")));
@@ -79,7 +87,7 @@ pub fn service_spec(s: &proto::Service) -> Result<ServiceSpec, ApiError> {
             return Err(invalid(format!("{obj}: backend {} has port 0", b.ip)));
         }
         backends.push(BackendSpec {
-            ip: v4(&obj, &b.ip)?,
+            ip: ip(&obj, &b.ip)?,
             port: b.port,
             weight: b.weight.unwrap_or(1),
             local: b.local.unwrap_or(true),
@@ -105,19 +113,24 @@ fn rules(obj: &str, rs: &[proto::PolicyRule]) -> Result<Vec<RuleSpec>, ApiError>
             let mut peers = Vec::new();
             for p in &r.peers {
                 if let Some(b) = &p.ip_block {
-                    let cidr = v4net(obj, b)?;
+                    let cidr = ipnet(obj, b)?;
                     let except = p
                         .except
                         .iter()
-                        .map(|e| v4net(obj, e))
+                        .map(|e| ipnet(obj, e))
                         .collect::<Result<Vec<_>, _>>()?;
+                    if except.iter().any(|e| e.0.is_ipv6() != cidr.0.is_ipv6()) {
+                        return Err(invalid(format!(
+                            "{obj}: `except` of {b} mixes IPv4 and IPv6"
+                        )));
+                    }
                     peers.push(PeerSpec::Block { cidr, except });
                 } else if !p.except.is_empty() {
                     return Err(invalid(format!("{obj}: `except` without `ip_block`")));
                 }
                 if !p.ips.is_empty() {
                     peers.push(PeerSpec::Ips(
-                        p.ips.iter().map(|a| v4(obj, a)).collect::<Result<_, _>>()?,
+                        p.ips.iter().map(|a| ip(obj, a)).collect::<Result<_, _>>()?,
                     ));
                 } else if p.ip_block.is_none() {
                     // A selector that resolved to no pod matches nothing.
@@ -167,7 +180,7 @@ pub fn policy_spec(p: &proto::Policy) -> Result<PolicySpec, ApiError> {
         pods: p
             .pods
             .iter()
-            .map(|a| v4(&obj, a))
+            .map(|a| ip(&obj, a))
             .collect::<Result<_, _>>()?,
         ingress: if ingress {
             Some(rules(&obj, &p.ingress)?)
@@ -291,7 +304,7 @@ pub fn show_services(router: &Router) -> Value {
                     } else {
                         format!("{}:{}*{}", b.ip, b.port, b.weight)
                     }).collect::<Vec<_>>(),
-                    "maglev_slots": c.table.as_ref().map_or(0, |t| t.len()),
+                    "maglev_slots": c.iter().map(|c| c.table.as_ref().map_or(0, |t| t.len())).sum::<usize>(),
                 })
             })
             .collect::<Vec<_>>()
@@ -352,10 +365,12 @@ pub fn show_conntrack(router: &Router) -> Value {
             .map(|w| w.stats.counter(c))
             .sum()
     };
-    let capacity = router.svc.settings.max_flows as u64;
+    let s = &router.svc.settings;
+    let capacity = (s.max_flows + s.max_flows_ip6) as u64;
     let flows = sum(Counter::CtFlowCreated).saturating_sub(sum(Counter::CtFlowRemoved));
     json!({
         "capacity": capacity,
+        "capacity_ip6": s.max_flows_ip6,
         "flows": flows,
         "fill_ratio": if capacity == 0 { 0.0 } else { flows as f64 / capacity as f64 },
         "pod_quota": router.svc.settings.pod_quota,

@@ -76,9 +76,15 @@ pub fn build(ids: &[u64], weights: &[u16], size: u32) -> Option<Box<[u16]>> {
     Some(table.into_boxed_slice())
 }
 
-/// The identity Maglev hashes a backend by.
-pub fn backend_id(ip: u32, port: u16) -> u64 {
-    u64::from(ip) << 16 | u64::from(port)
+/// The identity Maglev hashes a backend by: an IPv4 address (low bits of
+/// `ip`) and port packed as they are, an IPv6 address folded first.
+pub fn backend_id(ip: u128, port: u16) -> u64 {
+    let folded = if ip >> 32 == 0 {
+        ip as u64
+    } else {
+        h64((ip >> 64) as u64, 0x7636_5f68_6967_6833) ^ ip as u64
+    };
+    folded << 16 ^ u64::from(port)
 }
 
 #[cfg(test)]
@@ -86,7 +92,9 @@ mod tests {
     use super::*;
 
     fn ids(n: u32) -> Vec<u64> {
-        (0..n).map(|i| backend_id(0xc612_0100 + i, 8080)).collect()
+        (0..n)
+            .map(|i| backend_id(0xc612_0100 + u128::from(i), 8080))
+            .collect()
     }
 
     fn owner_of(t: &[u16], ids: &[u64], slot: usize) -> u64 {

@@ -9,25 +9,27 @@
 //! object per port. Compiled services are shared (`Arc`) between snapshots:
 //! a change rebuilds only the Maglev table of the service that changed.
 //!
-//! The data path is `node` (`ip4-conntrack`); NAT and REJECT packet
+//! The data path is `node` (`ip4-conntrack`, `ip6-conntrack`) and `guard`
+//! (`pod-guard`, anti-spoofing); NAT and REJECT packet
 //! surgery is in `nat`.
 //!
 //! Must never: be mutated by a worker (snapshots are immutable).
 
 pub mod api;
+pub mod guard;
 pub mod maglev;
 pub mod nat;
 pub mod node;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use vrouter_wire::MacAddr;
 
-use crate::conntrack::Timeouts;
+use crate::conntrack::{Addr, Timeouts};
 use crate::policy::{IpSet, PodRules, PolicyInfo, PolicyTable, Rule, RuleSet, prefix_range};
 
 /// A multiply-rotate hasher for integer keys (VIP lookups, pod IPs): the
@@ -59,22 +61,33 @@ impl Hasher for FastHasher {
     }
 }
 
-type Fast = BuildHasherDefault<FastHasher>;
+/// `HashMap` hasher for configured integer keys.
+pub type Fast = BuildHasherDefault<FastHasher>;
 
-/// The (MAC, IPv4) pairs a pod port may send from.
-pub type PodBinding = Box<[(MacAddr, u32)]>;
+/// What a pod port may send from (anti-spoofing, `pod-guard`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodBinding {
+    /// The pods' MACs.
+    pub macs: Box<[MacAddr]>,
+    /// (MAC, IPv4) pairs.
+    pub v4: Box<[(MacAddr, u32)]>,
+    /// (MAC, IPv6) pairs.
+    pub v6: Box<[(MacAddr, u128)]>,
+}
 
-/// A backend as the data path uses it.
+/// A backend as the data path uses it; the address is in the low bits for
+/// IPv4 (a compiled service holds backends of one family).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backend {
-    pub ip: u32,
+    pub ip: u128,
     pub port: u16,
     /// On this node (NodePort with `externalTrafficPolicy: Local` uses only
     /// these; a remote backend behind a NodePort gets SNAT).
     pub local: bool,
 }
 
-/// A compiled service.
+/// A compiled service, one address family (a dual-stack service compiles
+/// into one per family, with the same id).
 #[derive(Debug)]
 pub struct Service {
     /// Stable across replaces (affinity entries refer to it).
@@ -108,6 +121,12 @@ impl Service {
     }
 }
 
+/// An IPv6 VIP lookup key.
+#[inline(always)]
+pub fn vip_key6(ip: u128, port: u16, proto: u8) -> (u128, u32) {
+    (ip, u32::from(port) << 8 | u32::from(proto))
+}
+
 /// Packs a VIP lookup key.
 #[inline(always)]
 pub fn vip_key(ip: u32, port: u16, proto: u8) -> u64 {
@@ -118,6 +137,7 @@ pub fn vip_key(ip: u32, port: u16, proto: u8) -> u64 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Settings {
     pub max_flows: usize,
+    pub max_flows_ip6: usize,
     pub pod_quota: u32,
     pub timeouts: Timeouts,
     pub maglev_size: u32,
@@ -128,6 +148,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             max_flows: 1 << 20,
+            max_flows_ip6: 1 << 18,
             pod_quota: 65536,
             timeouts: Timeouts::default(),
             maglev_size: maglev::DEFAULT_SIZE,
@@ -140,16 +161,22 @@ impl Default for Settings {
 #[derive(Debug, Default)]
 pub struct ServiceTables {
     /// False while no service, policy or anti-spoofing binding exists:
-    /// `ip4-input` then skips `ip4-conntrack` entirely.
+    /// `ipN-input` then skip `ipN-conntrack` and `ethernet-input` skips
+    /// `pod-guard` entirely.
     pub enabled: bool,
     pub vips: HashMap<u64, Arc<Service>, Fast>,
-    /// NodePort services by `vip_key(0, node_port, proto)`.
+    /// IPv6 VIPs by `vip_key6`.
+    pub vips6: HashMap<(u128, u32), Arc<Service>, Fast>,
+    /// NodePort services by `vip_key(0, node_port, proto)` (IPv4 backends).
     pub node_ports: HashMap<u64, Arc<Service>, Fast>,
+    /// NodePort services with IPv6 backends, same key.
+    pub node_ports6: HashMap<u64, Arc<Service>, Fast>,
     /// Every VIP address (fragments to these are dropped).
     pub vip_addrs: HashSet<u32, Fast>,
+    pub vip_addrs6: HashSet<u128, Fast>,
     pub policy: Arc<PolicyTable>,
-    /// Per interface: the (MAC, IPv4) pairs its pods may send from; `None`
-    /// = not a pod port (no check).
+    /// Per interface: the addresses its pods may send from; `None` = not a
+    /// pod port (no check).
     pub spoof: Vec<Option<PodBinding>>,
     pub settings: Settings,
 }
@@ -159,7 +186,7 @@ pub struct ServiceTables {
 /// A backend as configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackendSpec {
-    pub ip: Ipv4Addr,
+    pub ip: IpAddr,
     pub port: u16,
     pub weight: u16,
     pub local: bool,
@@ -168,7 +195,9 @@ pub struct BackendSpec {
 /// A service as configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceSpec {
-    pub ips: Vec<Ipv4Addr>,
+    /// VIPs of either family; each family's VIPs balance over that
+    /// family's backends.
+    pub ips: Vec<IpAddr>,
     pub port: u16,
     pub proto: u8,
     pub node_port: u16,
@@ -181,11 +210,11 @@ pub struct ServiceSpec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeerSpec {
     /// Pods (and namespaces) resolved to addresses.
-    Ips(Vec<Ipv4Addr>),
-    /// An ipBlock: a prefix minus its exceptions.
+    Ips(Vec<IpAddr>),
+    /// An ipBlock: a prefix minus its exceptions (of the same family).
     Block {
-        cidr: (Ipv4Addr, u8),
-        except: Vec<(Ipv4Addr, u8)>,
+        cidr: (IpAddr, u8),
+        except: Vec<(IpAddr, u8)>,
     },
 }
 
@@ -200,7 +229,7 @@ pub struct RuleSpec {
 /// A policy as configured; `None` = the policy does not name that direction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicySpec {
-    pub pods: Vec<Ipv4Addr>,
+    pub pods: Vec<IpAddr>,
     pub ingress: Option<Vec<RuleSpec>>,
     pub egress: Option<Vec<RuleSpec>>,
 }
@@ -209,11 +238,13 @@ pub struct PolicySpec {
 #[derive(Debug, Default)]
 pub struct ServiceState {
     pub settings: Settings,
-    services: BTreeMap<String, (ServiceSpec, Arc<Service>)>,
+    /// Per service: the spec and its compiled IPv4 and IPv6 forms.
+    services: BTreeMap<String, (ServiceSpec, [Arc<Service>; 2])>,
     next_id: u32,
     policies: BTreeMap<String, PolicySpec>,
-    /// Pod bindings for anti-spoofing: (interface, MAC, IPv4) per endpoint.
-    bindings: BTreeMap<String, (u16, MacAddr, Vec<Ipv4Addr>)>,
+    /// Pod bindings for anti-spoofing: (interface, MAC, addresses) per
+    /// endpoint.
+    bindings: BTreeMap<String, (u16, MacAddr, Vec<IpAddr>)>,
     dirty: bool,
     /// Counters of the last compiled policy table, by policy name.
     last_policy: Arc<PolicyTable>,
@@ -221,6 +252,15 @@ pub struct ServiceState {
 
 fn ip_u32(a: Ipv4Addr) -> u32 {
     u32::from(a)
+}
+
+/// An address as a 128-bit integer (IPv4 in the low bits) and whether it is
+/// IPv6.
+fn ip_u128(a: IpAddr) -> (u128, bool) {
+    match a {
+        IpAddr::V4(v) => (u128::from(u32::from(v)), false),
+        IpAddr::V6(v) => (u128::from(v), true),
+    }
 }
 
 impl ServiceState {
@@ -242,8 +282,8 @@ impl ServiceState {
         self.services.get(name).map(|(s, _)| s)
     }
 
-    /// All services, with their compiled form.
-    pub fn services(&self) -> impl Iterator<Item = (&String, &ServiceSpec, &Arc<Service>)> {
+    /// All services, with their compiled IPv4 and IPv6 forms.
+    pub fn services(&self) -> impl Iterator<Item = (&String, &ServiceSpec, &[Arc<Service>; 2])> {
         self.services.iter().map(|(n, (s, c))| (n, s, c))
     }
 
@@ -265,13 +305,16 @@ impl ServiceState {
     /// Adds or replaces a service; returns the previous one.
     pub fn set_service(&mut self, name: &str, spec: ServiceSpec) -> Option<ServiceSpec> {
         let id = match self.services.get(name) {
-            Some((_, c)) => c.id,
+            Some((_, c)) => c[0].id,
             None => {
                 self.next_id += 1;
                 self.next_id
             }
         };
-        let compiled = Arc::new(self.compile_service(id, name, &spec));
+        let compiled = [
+            Arc::new(self.compile_service(id, name, &spec, false)),
+            Arc::new(self.compile_service(id, name, &spec, true)),
+        ];
         self.dirty = true;
         self.services
             .insert(name.to_string(), (spec, compiled))
@@ -299,7 +342,7 @@ impl ServiceState {
     }
 
     /// Binds endpoint `name` (a pod) to an interface, for anti-spoofing.
-    pub fn bind(&mut self, name: &str, iface: u16, mac: MacAddr, ips: Vec<Ipv4Addr>) {
+    pub fn bind(&mut self, name: &str, iface: u16, mac: MacAddr, ips: Vec<IpAddr>) {
         self.bindings.insert(name.to_string(), (iface, mac, ips));
         self.dirty = true;
     }
@@ -309,13 +352,14 @@ impl ServiceState {
         self.dirty |= self.bindings.remove(name).is_some();
     }
 
-    /// Builds one service's data-path form (its Maglev tables).
-    pub fn compile_service(&self, id: u32, name: &str, s: &ServiceSpec) -> Service {
-        let backends: Box<[Backend]> = s
-            .backends
+    /// Builds one service's data-path form for one family (its backends of
+    /// that family and their Maglev tables).
+    pub fn compile_service(&self, id: u32, name: &str, s: &ServiceSpec, v6: bool) -> Service {
+        let specs: Vec<&BackendSpec> = s.backends.iter().filter(|b| b.ip.is_ipv6() == v6).collect();
+        let backends: Box<[Backend]> = specs
             .iter()
             .map(|b| Backend {
-                ip: ip_u32(b.ip),
+                ip: ip_u128(b.ip).0,
                 port: b.port,
                 local: b.local,
             })
@@ -324,9 +368,8 @@ impl ServiceState {
             .iter()
             .map(|b| maglev::backend_id(b.ip, b.port))
             .collect();
-        let weights: Vec<u16> = s.backends.iter().map(|b| b.weight).collect();
-        let local_w: Vec<u16> = s
-            .backends
+        let weights: Vec<u16> = specs.iter().map(|b| b.weight).collect();
+        let local_w: Vec<u16> = specs
             .iter()
             .map(|b| if b.local { b.weight } else { 0 })
             .collect();
@@ -355,7 +398,8 @@ impl ServiceState {
         let old = &self.last_policy;
         // Per pod, the policies isolating it in each direction.
         let mut pods: HashMap<u32, (Vec<u32>, Vec<u32>)> = HashMap::new();
-        type DirRules = Option<Vec<Rule>>;
+        let mut pods6: HashMap<u128, (Vec<u32>, Vec<u32>)> = HashMap::new();
+        type DirRules = Option<(Vec<Rule>, Vec<Rule<u128>>)>;
         let mut compiled: Vec<(DirRules, DirRules)> = Vec::new();
         for (pi, (name, p)) in self.policies.iter().enumerate() {
             let first = counters.len() as u32;
@@ -377,20 +421,33 @@ impl ServiceState {
                                 .map_or(0, |c| c.load(Relaxed));
                             rule_names.push(label);
                             counters.push(carried);
-                            Rule {
-                                policy: pi as u32,
-                                counter: counters.len() as u32 - 1,
-                                peers: r.peers.as_ref().map(|peers| peer_set(peers)),
-                                ports: r.ports.clone(),
-                            }
+                            let sets = r.peers.as_ref().map(|peers| peer_sets(peers));
+                            let counter = counters.len() as u32 - 1;
+                            (
+                                Rule {
+                                    policy: pi as u32,
+                                    counter,
+                                    peers: sets.as_ref().map(|s| s.0.clone()),
+                                    ports: r.ports.clone(),
+                                },
+                                Rule {
+                                    policy: pi as u32,
+                                    counter,
+                                    peers: sets.map(|s| s.1),
+                                    ports: r.ports.clone(),
+                                },
+                            )
                         })
-                        .collect::<Vec<_>>()
+                        .unzip::<_, _, Vec<_>, Vec<_>>()
                 })
             };
             let ing = compile_dir(&p.ingress, "ingress");
             let eg = compile_dir(&p.egress, "egress");
             for pod in &p.pods {
-                let e = pods.entry(ip_u32(*pod)).or_default();
+                let e = match ip_u128(*pod) {
+                    (a, true) => pods6.entry(a).or_default(),
+                    (a, false) => pods.entry(a as u32).or_default(),
+                };
                 if ing.is_some() {
                     e.0.push(pi as u32);
                 }
@@ -408,24 +465,55 @@ impl ServiceState {
         }
         // Pods selected by the same policies share one compiled rule set.
         let mut memo: HashMap<(bool, Vec<u32>), Arc<RuleSet>> = HashMap::new();
+        let mut memo6: HashMap<(bool, Vec<u32>), Arc<RuleSet<u128>>> = HashMap::new();
+        let rules_of = |egress: bool, pols: &[u32]| {
+            pols.iter()
+                .filter_map(|&pi| {
+                    let (i, e) = compiled.get(pi as usize)?;
+                    if egress { e.as_ref() } else { i.as_ref() }
+                })
+                .collect::<Vec<_>>()
+        };
         let mut set_of = |egress: bool, pols: &[u32]| -> Option<Arc<RuleSet>> {
             if pols.is_empty() {
                 return None;
             }
             let set = memo.entry((egress, pols.to_vec())).or_insert_with(|| {
-                let rules: Vec<Rule> = pols
-                    .iter()
-                    .filter_map(|&pi| {
-                        let (i, e) = compiled.get(pi as usize)?;
-                        if egress { e.as_ref() } else { i.as_ref() }
-                    })
-                    .flatten()
-                    .cloned()
+                let rules: Vec<Rule> = rules_of(egress, pols)
+                    .into_iter()
+                    .flat_map(|r| r.0.iter().cloned())
                     .collect();
                 Arc::new(RuleSet::new(&rules))
             });
             Some(set.clone())
         };
+        let mut set6_of = |egress: bool, pols: &[u32]| -> Option<Arc<RuleSet<u128>>> {
+            if pols.is_empty() {
+                return None;
+            }
+            let set = memo6.entry((egress, pols.to_vec())).or_insert_with(|| {
+                let rules: Vec<Rule<u128>> = rules_of(egress, pols)
+                    .into_iter()
+                    .flat_map(|r| r.1.iter().cloned())
+                    .collect();
+                Arc::new(RuleSet::new(&rules))
+            });
+            Some(set.clone())
+        };
+        for (ip, (ing, eg)) in pods6 {
+            if ing.is_empty() && eg.is_empty() {
+                continue;
+            }
+            t.pods6.insert(
+                ip,
+                PodRules {
+                    ingress: set6_of(false, &ing),
+                    egress: set6_of(true, &eg),
+                    ingress_policy: ing.first().copied().unwrap_or(0),
+                    egress_policy: eg.first().copied().unwrap_or(0),
+                },
+            );
+        }
         for (ip, (ing, eg)) in pods {
             if ing.is_empty() && eg.is_empty() {
                 continue;
@@ -450,34 +538,66 @@ impl ServiceState {
             settings: self.settings,
             ..ServiceTables::default()
         };
-        for (spec, svc) in self.services.values() {
+        for (spec, [svc4, svc6]) in self.services.values() {
             for ip in &spec.ips {
-                st.vips
-                    .insert(vip_key(ip_u32(*ip), spec.port, spec.proto), svc.clone());
-                st.vip_addrs.insert(ip_u32(*ip));
+                match *ip {
+                    IpAddr::V4(a) => {
+                        st.vips
+                            .insert(vip_key(ip_u32(a), spec.port, spec.proto), svc4.clone());
+                        st.vip_addrs.insert(ip_u32(a));
+                    }
+                    IpAddr::V6(a) => {
+                        st.vips6
+                            .insert(vip_key6(u128::from(a), spec.port, spec.proto), svc6.clone());
+                        st.vip_addrs6.insert(u128::from(a));
+                    }
+                }
             }
             if spec.node_port != 0 {
-                st.node_ports
-                    .insert(vip_key(0, spec.node_port, spec.proto), svc.clone());
+                let k = vip_key(0, spec.node_port, spec.proto);
+                // A NodePort serves each family the node has backends of; a
+                // service with none at all still answers IPv4 (REJECT).
+                if !svc4.backends.is_empty() || svc6.backends.is_empty() {
+                    st.node_ports.insert(k, svc4.clone());
+                }
+                if !svc6.backends.is_empty() {
+                    st.node_ports6.insert(k, svc6.clone());
+                }
             }
         }
         let policy = Arc::new(self.compile_policies());
         self.last_policy = policy.clone();
         st.policy = policy;
-        let mut spoof: Vec<Vec<(MacAddr, u32)>> = vec![Vec::new(); n_ifaces];
+        type Acc = (Vec<MacAddr>, Vec<(MacAddr, u32)>, Vec<(MacAddr, u128)>);
+        let mut spoof: Vec<Option<Acc>> = vec![None; n_ifaces];
         for (iface, mac, ips) in self.bindings.values() {
             if let Some(v) = spoof.get_mut(usize::from(*iface)) {
+                let v = v.get_or_insert_with(Default::default);
+                if !v.0.contains(mac) {
+                    v.0.push(*mac);
+                }
                 for ip in ips {
-                    v.push((*mac, ip_u32(*ip)));
+                    match ip_u128(*ip) {
+                        (a, true) => v.2.push((*mac, a)),
+                        (a, false) => v.1.push((*mac, a as u32)),
+                    }
                 }
             }
         }
         st.spoof = spoof
             .into_iter()
-            .map(|v| (!v.is_empty()).then(|| v.into_boxed_slice()))
+            .map(|v| {
+                v.map(|(macs, v4, v6)| PodBinding {
+                    macs: macs.into(),
+                    v4: v4.into(),
+                    v6: v6.into(),
+                })
+            })
             .collect();
         st.enabled = !st.vips.is_empty()
+            || !st.vips6.is_empty()
             || !st.node_ports.is_empty()
+            || !st.node_ports6.is_empty()
             || !st.policy.is_empty()
             || st.spoof.iter().any(Option::is_some);
         self.dirty = false;
@@ -485,24 +605,37 @@ impl ServiceState {
     }
 }
 
-fn peer_set(peers: &[PeerSpec]) -> IpSet {
-    let mut all = Vec::new();
+/// A rule's peers as an IPv4 and an IPv6 set (a peer of the other family
+/// adds nothing to a set).
+fn peer_sets(peers: &[PeerSpec]) -> (IpSet, IpSet<u128>) {
+    fn block<T: Addr>(cidr: (IpAddr, u8), except: &[(IpAddr, u8)], v6: bool) -> IpSet<T> {
+        let conv = |(a, l): (IpAddr, u8)| {
+            let (x, is6) = ip_u128(a);
+            (is6 == v6).then(|| prefix_range(T::from_u128(x), l))
+        };
+        IpSet::new(
+            conv(cidr).into_iter().collect(),
+            except.iter().filter_map(|e| conv(*e)).collect(),
+        )
+    }
+    let (mut all4, mut all6) = (Vec::new(), Vec::new());
     for p in peers {
         match p {
-            PeerSpec::Ips(ips) => all.extend(ips.iter().map(|a| (ip_u32(*a), ip_u32(*a)))),
+            PeerSpec::Ips(ips) => {
+                for a in ips {
+                    match ip_u128(*a) {
+                        (x, true) => all6.push((x, x)),
+                        (x, false) => all4.push((x as u32, x as u32)),
+                    }
+                }
+            }
             PeerSpec::Block { cidr, except } => {
-                let s = IpSet::new(
-                    vec![prefix_range(ip_u32(cidr.0), cidr.1)],
-                    except
-                        .iter()
-                        .map(|(a, l)| prefix_range(ip_u32(*a), *l))
-                        .collect(),
-                );
-                all.extend(s.iter());
+                all4.extend(block::<u32>(*cidr, except, false).iter());
+                all6.extend(block::<u128>(*cidr, except, true).iter());
             }
         }
     }
-    IpSet::new(all, Vec::new())
+    (IpSet::new(all4, Vec::new()), IpSet::new(all6, Vec::new()))
 }
 
 #[cfg(test)]
@@ -563,7 +696,7 @@ mod tests {
         st.set_policy(
             "ns/deny-all",
             PolicySpec {
-                pods: vec![pod],
+                pods: vec![pod.into()],
                 ingress: Some(vec![]),
                 egress: None,
             },
@@ -571,7 +704,7 @@ mod tests {
         st.set_policy(
             "ns/allow-block",
             PolicySpec {
-                pods: vec![pod],
+                pods: vec![pod.into()],
                 ingress: Some(vec![RuleSpec {
                     peers: Some(vec![PeerSpec::Block {
                         cidr: ("198.18.0.0".parse().unwrap(), 16),

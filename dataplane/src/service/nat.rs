@@ -2,12 +2,18 @@
 //! checksums (RFC 1624), the TCP RST a service without endpoints answers
 //! with, and translation of ICMP errors that quote a translated flow.
 //!
-//! Works on the IPv4 header and what follows (`l3`), in place. Every
-//! function checks lengths and reports failure instead of panicking.
+//! Works on the IP header and what follows (`l3`), in place: the plain
+//! functions on IPv4, the `*6` ones on IPv6 (no header checksum; the UDP
+//! checksum is mandatory, so a UDP datagram without one is refused rather
+//! than translated). Every function checks lengths and reports failure
+//! instead of panicking.
 
-use vrouter_wire::checksum::{self, udp_zero_to_ffff, update_u16, update_u32};
+use std::net::Ipv6Addr;
 
-use crate::conntrack::Key;
+use vrouter_wire::checksum::{self, udp_zero_to_ffff, update_u16, update_u32, update_u128};
+use vrouter_wire::{IpProtocol, Ipv6ExtHeaders};
+
+use crate::conntrack::{Key, Key6};
 
 #[inline(always)]
 fn rd16(d: &[u8], at: usize) -> u16 {
@@ -27,6 +33,161 @@ fn rd32(d: &[u8], at: usize) -> u32 {
 #[inline(always)]
 fn wr32(d: &mut [u8], at: usize, v: u32) {
     d[at..at + 4].copy_from_slice(&v.to_be_bytes());
+}
+
+#[inline(always)]
+fn rd128(d: &[u8], at: usize) -> [u8; 16] {
+    let mut a = [0u8; 16];
+    a.copy_from_slice(&d[at..at + 16]);
+    a
+}
+
+#[inline(always)]
+fn wr128(d: &mut [u8], at: usize, v: u128) {
+    d[at..at + 16].copy_from_slice(&v.to_be_bytes());
+}
+
+/// Rewrites the addresses and ports of an IPv6 TCP or UDP packet whose L4
+/// header starts at `l4` to those of `to`. Returns false if the packet is
+/// too short, not TCP/UDP, or UDP without a checksum (invalid over IPv6).
+#[inline]
+pub fn rewrite6(l3: &mut [u8], l4: usize, to: &Key6) -> bool {
+    let (csum_at, min) = match to.proto {
+        6 => (16, 20),
+        17 => (6, 8),
+        _ => return false,
+    };
+    if l3.len() < l4 + min || l4 < 40 {
+        return false;
+    }
+    let c_at = l4 + csum_at;
+    let old = rd16(l3, c_at);
+    if to.proto == 17 && old == 0 {
+        return false;
+    }
+    let (src, dst) = (rd128(l3, 8), rd128(l3, 24));
+    let (sport, dport) = (rd16(l3, l4), rd16(l3, l4 + 2));
+    let mut c = update_u128(old, &src, &to.src.to_be_bytes());
+    c = update_u128(c, &dst, &to.dst.to_be_bytes());
+    c = update_u16(c, sport, to.sport);
+    c = update_u16(c, dport, to.dport);
+    if to.proto == 17 {
+        c = udp_zero_to_ffff(c);
+    }
+    wr16(l3, c_at, c);
+    wr128(l3, 8, to.src);
+    wr128(l3, 24, to.dst);
+    wr16(l3, l4, to.sport);
+    wr16(l3, l4 + 2, to.dport);
+    true
+}
+
+/// The 20-byte TCP RST answering segment `tcp` (RFC 793 reset generation,
+/// ports swapped, checksum left 0), or `None` for a RST (never answered).
+fn rst_segment(tcp: &[u8], payload: u32) -> Option<[u8; 20]> {
+    let fl = tcp[13];
+    if fl & 0x04 != 0 {
+        return None;
+    }
+    let (sport, dport) = (rd16(tcp, 0), rd16(tcp, 2));
+    let (seq, ack) = (rd32(tcp, 4), rd32(tcp, 8));
+    let mut out = [0u8; 20];
+    wr16(&mut out, 0, dport);
+    wr16(&mut out, 2, sport);
+    if fl & 0x10 != 0 {
+        wr32(&mut out, 4, ack);
+        out[13] = 0x04;
+    } else {
+        let len = payload + u32::from(fl & 0x02 != 0) + u32::from(fl & 0x01 != 0);
+        wr32(&mut out, 8, seq.wrapping_add(len));
+        out[13] = 0x14;
+    }
+    out[12] = 0x50;
+    Some(out)
+}
+
+/// Turns a TCP segment (IPv6, TCP header at `l4`) into the RST its sender
+/// should get, in place: a 60-byte packet (no extension headers) with the
+/// addresses and ports swapped. Returns the new length, or `None` if the
+/// segment is too short or is itself a RST.
+pub fn tcp_reset6(l3: &mut [u8], l4: usize) -> Option<usize> {
+    if l3.len() < l4 + 20 || l4 < 40 || l3.len() < 60 {
+        return None;
+    }
+    let total = (40 + usize::from(rd16(l3, 4))).min(l3.len());
+    let tcp = &l3[l4..];
+    let doff = usize::from(tcp[12] >> 4) * 4;
+    let payload = total.saturating_sub(l4 + doff) as u32;
+    let seg = rst_segment(tcp, payload)?;
+    let (src, dst) = (rd128(l3, 8), rd128(l3, 24));
+    let mut out = [0u8; 60];
+    out[0] = 0x60;
+    wr16(&mut out, 4, 20);
+    out[6] = 6;
+    out[7] = 64;
+    out[8..24].copy_from_slice(&dst);
+    out[24..40].copy_from_slice(&src);
+    out[40..].copy_from_slice(&seg);
+    let ps = checksum::pseudo_header_v6(&Ipv6Addr::from(dst), &Ipv6Addr::from(src), 6, 20);
+    let c = checksum::finish(ps + checksum::sum(&out[40..]));
+    wr16(&mut out, 56, c);
+    l3[..60].copy_from_slice(&out);
+    Some(60)
+}
+
+/// The quoted packet of an ICMPv6 error whose ICMPv6 header is at `icmp`:
+/// the offset of the quoted IPv6 header and of its L4 header, if it quotes
+/// TCP or UDP with its ports.
+fn quoted6(l3: &[u8], icmp: usize) -> Option<(usize, usize, u8)> {
+    let at = icmp + 8;
+    let inner = l3.get(at..)?;
+    if inner.len() < 44 || inner[0] >> 4 != 6 {
+        return None;
+    }
+    let e = Ipv6ExtHeaders::walk(IpProtocol(inner[6]), &inner[40..]).ok()?;
+    if e.fragment.is_some_and(|f| !f.is_first()) || !matches!(e.protocol.0, 6 | 17) {
+        return None;
+    }
+    let l4 = at + 40 + e.offset;
+    (l3.len() >= l4 + 4).then_some((at, l4, e.protocol.0))
+}
+
+/// The 5-tuple quoted by an ICMPv6 error (ICMPv6 header at `icmp`).
+pub fn icmp6_quoted(l3: &[u8], icmp: usize, zone: u16) -> Option<Key6> {
+    let (at, l4, proto) = quoted6(l3, icmp)?;
+    Some(Key::new(
+        zone,
+        proto,
+        u128::from_be_bytes(rd128(l3, at + 8)),
+        u128::from_be_bytes(rd128(l3, at + 24)),
+        rd16(l3, l4),
+        rd16(l3, l4 + 2),
+    ))
+}
+
+/// Rewrites an ICMPv6 error so it quotes `quoted` and goes to `quoted.src`:
+/// the outer destination, the quoted addresses and ports, and the ICMPv6
+/// checksum (recomputed over the pseudo-header).
+pub fn icmp6_translate(l3: &mut [u8], icmp: usize, quoted: &Key6) -> bool {
+    let Some((at, l4, _)) = quoted6(l3, icmp) else {
+        return false;
+    };
+    wr128(l3, at + 8, quoted.src);
+    wr128(l3, at + 24, quoted.dst);
+    wr16(l3, l4, quoted.sport);
+    wr16(l3, l4 + 2, quoted.dport);
+    wr128(l3, 24, quoted.src);
+    let total = (40 + usize::from(rd16(l3, 4))).min(l3.len());
+    if total < icmp + 8 {
+        return false;
+    }
+    wr16(l3, icmp + 2, 0);
+    let (src, dst) = (Ipv6Addr::from(rd128(l3, 8)), Ipv6Addr::from(rd128(l3, 24)));
+    let len = (total - icmp) as u32;
+    let ps = checksum::pseudo_header_v6(&src, &dst, 58, len);
+    let c = checksum::finish(ps + checksum::sum(&l3[icmp..total]));
+    wr16(l3, icmp + 2, c);
+    true
 }
 
 /// Rewrites the addresses and ports of an IPv4 TCP or UDP packet (header
@@ -83,14 +244,9 @@ pub fn tcp_reset(l3: &mut [u8], ihl: usize) -> Option<usize> {
     let total = usize::from(rd16(l3, 2)).min(l3.len());
     let tcp = &l3[ihl..];
     let doff = usize::from(tcp[12] >> 4) * 4;
-    let fl = tcp[13];
-    if fl & 0x04 != 0 {
-        return None;
-    }
     let payload = total.saturating_sub(ihl + doff) as u32;
+    let seg = rst_segment(tcp, payload)?;
     let (src, dst) = (rd32(l3, 12), rd32(l3, 16));
-    let (sport, dport) = (rd16(tcp, 0), rd16(tcp, 2));
-    let (seq, ack) = (rd32(tcp, 4), rd32(tcp, 8));
     let mut out = [0u8; 40];
     out[0] = 0x45;
     wr16(&mut out, 2, 40);
@@ -101,17 +257,7 @@ pub fn tcp_reset(l3: &mut [u8], ihl: usize) -> Option<usize> {
     wr32(&mut out, 16, src);
     let c = checksum::checksum(&out[..20]);
     wr16(&mut out, 10, c);
-    wr16(&mut out, 20, dport);
-    wr16(&mut out, 22, sport);
-    if fl & 0x10 != 0 {
-        wr32(&mut out, 24, ack);
-        out[33] = 0x04;
-    } else {
-        let len = payload + u32::from(fl & 0x02 != 0) + u32::from(fl & 0x01 != 0);
-        wr32(&mut out, 28, seq.wrapping_add(len));
-        out[33] = 0x14;
-    }
-    out[32] = 0x50;
+    out[20..].copy_from_slice(&seg);
     let ps = checksum::pseudo_header_v4(dst.into(), src.into(), 6, 20);
     let c = checksum::finish(ps + checksum::sum(&out[20..]));
     wr16(&mut out, 36, c);
@@ -276,6 +422,174 @@ mod tests {
         assert_eq!(t.acknowledgment_number(), 1001, "SYN counts one");
         let mut again = v.clone();
         assert!(tcp_reset(&mut again, 20).is_none(), "never answer a RST");
+    }
+
+    fn v6(host: u16) -> [u8; 16] {
+        (0x2001_0db8_0001u128 << 80 | u128::from(host)).to_be_bytes()
+    }
+
+    /// Checks an IPv6 TCP/UDP packet's checksum with etherparse; its tuple.
+    fn verify6(v: &[u8]) -> (crate::conntrack::Key6, bool) {
+        let p = SlicedPacket::from_ip(v).unwrap();
+        let Some(etherparse::NetSlice::Ipv6(ip)) = p.net else {
+            panic!("v6")
+        };
+        let hdr = ip.header().to_header();
+        let (src, dst) = (
+            u128::from_be_bytes(hdr.source),
+            u128::from_be_bytes(hdr.destination),
+        );
+        match p.transport.unwrap() {
+            TransportSlice::Tcp(t) => {
+                let want = t.to_header().calc_checksum_ipv6(&hdr, t.payload()).unwrap();
+                (
+                    Key::new(0, 6, src, dst, t.source_port(), t.destination_port()),
+                    want == t.checksum(),
+                )
+            }
+            TransportSlice::Udp(u) => {
+                let want = u.to_header().calc_checksum_ipv6(&hdr, u.payload()).unwrap();
+                (
+                    Key::new(0, 17, src, dst, u.source_port(), u.destination_port()),
+                    want == u.checksum() && u.checksum() != 0,
+                )
+            }
+            _ => panic!("l4"),
+        }
+    }
+
+    #[test]
+    fn ipv6_nat_keeps_checksums_valid() {
+        let to = Key::new(
+            0,
+            6,
+            u128::from_be_bytes(v6(2)),
+            u128::from_be_bytes(v6(0x99)),
+            61000,
+            8080,
+        );
+        for payload in [&b""[..], b"hello", b"odd"] {
+            let mut v = Vec::new();
+            PacketBuilder::ipv6(v6(2), v6(10), 64)
+                .tcp(40000, 80, 1000, 65535)
+                .syn()
+                .write(&mut v, payload)
+                .unwrap();
+            assert!(rewrite6(&mut v, 40, &to));
+            let (k, ok) = verify6(&v);
+            assert_eq!(k, to);
+            assert!(ok, "TCP checksum after NAT");
+        }
+        // UDP, including a datagram whose new checksum computes to 0.
+        for sport in [5353u16, 1, 65535, 4242] {
+            let mut v = Vec::new();
+            PacketBuilder::ipv6(v6(2), v6(10), 64)
+                .udp(sport, 53)
+                .write(&mut v, b"query")
+                .unwrap();
+            let to = Key::new(
+                0,
+                17,
+                u128::from_be_bytes(v6(3)),
+                u128::from_be_bytes(v6(7)),
+                sport ^ 0x5a5a,
+                5300,
+            );
+            assert!(rewrite6(&mut v, 40, &to));
+            let (k, ok) = verify6(&v);
+            assert_eq!(k, to);
+            assert!(ok, "UDP checksum after NAT");
+            v[46..48].copy_from_slice(&[0, 0]);
+            assert!(!rewrite6(&mut v, 40, &to), "UDP without checksum refused");
+        }
+        let mut short = vec![0x60; 50];
+        assert!(!rewrite6(&mut short, 40, &to), "short packet refused");
+    }
+
+    #[test]
+    fn ipv6_reset_answers_a_syn() {
+        let mut v = Vec::new();
+        PacketBuilder::ipv6(v6(2), v6(10), 64)
+            .tcp(40000, 80, 1000, 65535)
+            .syn()
+            .write(&mut v, b"")
+            .unwrap();
+        let n = tcp_reset6(&mut v, 40).unwrap();
+        v.truncate(n);
+        let (k, ok) = verify6(&v);
+        assert!(ok);
+        assert_eq!(
+            k,
+            Key::new(
+                0,
+                6,
+                u128::from_be_bytes(v6(10)),
+                u128::from_be_bytes(v6(2)),
+                80,
+                40000
+            )
+        );
+        let p = SlicedPacket::from_ip(&v).unwrap();
+        let Some(TransportSlice::Tcp(t)) = p.transport else {
+            panic!()
+        };
+        assert!(t.rst() && t.ack());
+        assert_eq!(t.acknowledgment_number(), 1001);
+        assert!(
+            tcp_reset6(&mut v.clone(), 40).is_none(),
+            "never answer a RST"
+        );
+    }
+
+    #[test]
+    fn icmpv6_error_is_translated() {
+        // Packet too big from the backend's path, quoting client → backend.
+        let backend = Key::new(
+            0,
+            6,
+            u128::from_be_bytes(v6(2)),
+            u128::from_be_bytes(v6(0x99)),
+            40000,
+            8080,
+        );
+        let mut quote = Vec::new();
+        PacketBuilder::ipv6(v6(2), v6(0x99), 64)
+            .tcp(40000, 8080, 1, 1000)
+            .write(&mut quote, b"data")
+            .unwrap();
+        let mut v = Vec::new();
+        PacketBuilder::ipv6(v6(0x50), v6(2), 64)
+            .icmpv6(etherparse::Icmpv6Type::PacketTooBig { mtu: 1280 })
+            .write(&mut v, &quote)
+            .unwrap();
+        assert_eq!(icmp6_quoted(&v, 40, 0), Some(backend));
+        let orig = Key::new(
+            0,
+            6,
+            u128::from_be_bytes(v6(2)),
+            u128::from_be_bytes(v6(10)),
+            40000,
+            80,
+        );
+        assert!(icmp6_translate(&mut v, 40, &orig));
+        assert_eq!(icmp6_quoted(&v, 40, 0), Some(orig));
+        let p = SlicedPacket::from_ip(&v).unwrap();
+        let Some(etherparse::NetSlice::Ipv6(ip)) = p.net else {
+            panic!()
+        };
+        assert_eq!(ip.header().destination(), v6(2));
+        let Some(TransportSlice::Icmpv6(icmp)) = p.transport else {
+            panic!()
+        };
+        let want = icmp
+            .icmp_type()
+            .calc_checksum(
+                ip.header().source(),
+                ip.header().destination(),
+                icmp.payload(),
+            )
+            .unwrap();
+        assert_eq!(icmp.checksum(), want, "ICMPv6 checksum");
     }
 
     #[test]

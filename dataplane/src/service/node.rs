@@ -1,11 +1,12 @@
-//! The `ip4-conntrack` node: anti-spoofing, connection tracking, service
-//! load balancing (DNAT, SNAT, reverse NAT) and NetworkPolicy, between
-//! `ip4-input` and `ip4-lookup`. `ip4-input` sends packets here only while
-//! the snapshot has a service, a policy or a pod binding.
+//! The `ip4-conntrack` and `ip6-conntrack` nodes: connection tracking,
+//! service load balancing (DNAT, SNAT, reverse NAT) and NetworkPolicy,
+//! between `ipN-input` and `ipN-lookup`. `ipN-input` sends packets here only
+//! while the snapshot has a service, a policy or a pod binding. One generic
+//! body serves both families ([`Family`]); each worker has one flow table
+//! per family. Anti-spoofing happened before, in `pod-guard`.
 //!
-//! Per vector: (1) parse each packet's 5-tuple, check the source of pod
-//! ports (MAC and IPv4 of the bound endpoint, else `spoofed-source`),
-//! hash the key and prefetch its conntrack buckets; (2) prefetch the flows
+//! Per vector: (1) parse each packet's 5-tuple (IPv6: through its extension
+//! headers), hash the key and prefetch its conntrack buckets; (2) prefetch the flows
 //! the buckets point at; (3) look every key up.
 //! A hit advances the flow's state and applies its NAT. A miss is a new
 //! connection: a VIP (or a NodePort on one of our addresses) picks a backend
@@ -14,7 +15,9 @@
 //! (`ct-table-full`) or the pod is at its quota (`ct-pod-quota`). Traffic
 //! that involves no service and no isolated pod passes untracked. A service
 //! without backends answers TCP with a RST and UDP with ICMP port
-//! unreachable (`svc-no-endpoints`), like kube-proxy's REJECT.
+//! unreachable (`svc-no-endpoints`; ICMPv6 port unreachable over IPv6),
+//! like kube-proxy's REJECT. ICMPv6 neighbour discovery and MLD pass
+//! untracked and unclassified (link-local control traffic, never to a VIP).
 //!
 //! SNAT: a NodePort flow to a remote backend (not `local`) takes the node
 //! address the client used as source; a pod reaching itself through a
@@ -30,47 +33,58 @@
 //! (`ct-icmp-unrelated`).
 //!
 //! Reads `rx_if`, `domain`, `l3_off`; writes the packet (NAT) and, for a
-//! RST, `flags` (`LOCAL_ORIGIN`). Edges: `ip4-lookup`, `icmp4-error`,
+//! RST, `flags` (`LOCAL_ORIGIN`). Edges: `ipN-lookup`, `icmpN-error`,
 //! `drop`.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+use vrouter_wire::{IpProtocol, Ipv6ExtHeaders};
 
 use crate::conntrack::{ConnTrack, Dir, Flow, InsertError, Key, NO_OWNER, flow_flags};
 use crate::graph::{ARENA, Counter, NodeId, Queues};
+use crate::ip::icmp::icmp6;
 use crate::ip::icmp_error;
 use crate::ip::ip4::icmp4;
 use crate::pipeline::Ctx;
 use crate::pkt::{Pkt, flags};
-use crate::policy::Verdict;
-use crate::service::{Service, ServiceTables, nat, vip_key};
+use crate::policy::{PolicyAddr, Verdict};
+use crate::service::{Fast, Service, ServiceTables, nat, vip_key, vip_key6};
+use crate::tables::Tables;
 
-/// ClientIP affinity entries per worker (direct-mapped; a collision
-/// replaces the older client's entry).
+/// ClientIP affinity entries per worker and family (direct-mapped; a
+/// collision replaces the older client's entry).
 pub const AFFINITY_SLOTS: usize = 1 << 14;
 
 #[derive(Debug, Clone, Copy, Default)]
-struct Affinity {
+struct Affinity<A> {
     svc: u32,
-    client: u32,
-    backend: u32,
     port: u16,
     expires: u32,
+    client: A,
+    backend: A,
 }
 
-/// Per-worker state of the node.
-pub struct CtState {
-    pub ct: ConnTrack,
-    keys: Box<[Key; ARENA]>,
+/// Per-worker state of one family's node.
+pub struct CtState<A = u32> {
+    pub ct: ConnTrack<A>,
+    keys: Box<[Key<A>; ARENA]>,
     hashes: Box<[u64; ARENA]>,
     /// Per input position: L4 header offset and TCP flags; 0 offset = skip.
     l4: Box<[(u16, u8); ARENA]>,
-    affinity: Box<[Affinity]>,
+    affinity: Box<[Affinity<A>]>,
 }
 
-impl CtState {
+impl<A: Family> CtState<A> {
     /// State around a conntrack table.
-    pub fn new(ct: ConnTrack) -> CtState {
+    pub fn new(ct: ConnTrack<A>) -> CtState<A> {
         CtState {
             ct,
-            keys: Box::new([Key::default(); ARENA]),
+            keys: vec![Key::default(); ARENA]
+                .into_boxed_slice()
+                .try_into()
+                .unwrap_or_else(|_| unreachable!("ARENA keys")),
             hashes: Box::new([0; ARENA]),
             l4: Box::new([(0, 0); ARENA]),
             affinity: vec![Affinity::default(); AFFINITY_SLOTS].into_boxed_slice(),
@@ -78,7 +92,7 @@ impl CtState {
     }
 }
 
-impl Default for CtState {
+impl<A: Family> Default for CtState<A> {
     fn default() -> Self {
         CtState::new(ConnTrack::new(
             4096,
@@ -100,74 +114,239 @@ fn rd32(d: &[u8], at: usize) -> u32 {
         .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
 }
 
+#[inline(always)]
+fn rd128(d: &[u8], at: usize) -> u128 {
+    d.get(at..at + 16)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u128::from_be_bytes)
+}
+
 /// What parsing found.
-enum Parsed {
+pub enum Parsed<A> {
     /// Tracked candidate: key, L4 offset, TCP flags.
-    Flow(Key, usize, u8),
-    /// An ICMP error (quotes another packet).
-    IcmpError,
+    Flow(Key<A>, usize, u8),
+    /// An ICMP error (quotes another packet); the ICMP header's offset.
+    IcmpError(usize),
     /// A fragment.
     Fragment,
-    /// A protocol that is not tracked (passes).
-    Other,
+    /// A protocol that is not tracked (classified per packet).
+    Other(u8),
+    /// Neighbour discovery / MLD: passes untracked and unclassified.
+    Control,
     Bad,
 }
 
-#[inline(always)]
-fn parse(l3: &[u8], zone: u16) -> Parsed {
-    let ihl = usize::from(l3.first().map_or(0, |b| b & 0x0f)) * 4;
-    if ihl < 20 || l3.len() < ihl {
-        return Parsed::Bad;
+/// What differs between the IPv4 and the IPv6 node.
+pub trait Family: PolicyAddr {
+    /// The lookup node that follows.
+    const LOOKUP: NodeId;
+    const V6: bool;
+    /// ICMP destination unreachable / port unreachable of the family.
+    const UNREACH: (u8, u8);
+    /// Parses the packet at L3.
+    fn parse(l3: &[u8], zone: u16) -> Parsed<Self>;
+    /// Source and destination addresses (the caller checked the length).
+    fn addrs(l3: &[u8]) -> (Self, Self);
+    fn vip(svc: &ServiceTables, dst: Self, port: u16, proto: u8) -> Option<&Arc<Service>>;
+    fn node_ports(svc: &ServiceTables) -> &HashMap<u64, Arc<Service>, Fast>;
+    fn is_vip_addr(svc: &ServiceTables, a: Self) -> bool;
+    /// True if `a` is an address of one of our interfaces.
+    fn ours(t: &Tables, a: Self) -> bool;
+    /// The address of `rx_if` in `client`'s subnet (hairpin SNAT).
+    fn gateway(t: &Tables, rx_if: u16, client: Self) -> Option<Self>;
+    fn rewrite(l3: &mut [u8], l4: usize, to: &Key<Self>) -> bool;
+    fn tcp_reset(l3: &mut [u8], l4: usize) -> Option<usize>;
+    fn icmp_quoted(l3: &[u8], icmp: usize, zone: u16) -> Option<Key<Self>>;
+    fn icmp_translate(l3: &mut [u8], icmp: usize, quoted: &Key<Self>) -> bool;
+}
+
+impl Family for u32 {
+    const LOOKUP: NodeId = NodeId::Ip4Lookup;
+    const V6: bool = false;
+    const UNREACH: (u8, u8) = (icmp4::DEST_UNREACHABLE, icmp4::PORT_UNREACHABLE);
+
+    #[inline(always)]
+    fn parse(l3: &[u8], zone: u16) -> Parsed<u32> {
+        let ihl = usize::from(l3.first().map_or(0, |b| b & 0x0f)) * 4;
+        if ihl < 20 || l3.len() < ihl {
+            return Parsed::Bad;
+        }
+        if rd16(l3, 6) & 0x3fff != 0 {
+            return Parsed::Fragment;
+        }
+        let (proto, src, dst) = (l3[9], rd32(l3, 12), rd32(l3, 16));
+        let l4 = &l3[ihl..];
+        match proto {
+            6 if l4.len() >= 20 => Parsed::Flow(
+                Key::new(zone, 6, src, dst, rd16(l4, 0), rd16(l4, 2)),
+                ihl,
+                l4[13],
+            ),
+            17 if l4.len() >= 8 => Parsed::Flow(
+                Key::new(zone, 17, src, dst, rd16(l4, 0), rd16(l4, 2)),
+                ihl,
+                0,
+            ),
+            1 if l4.len() >= 8 => match l4[0] {
+                8 => Parsed::Flow(Key::new(zone, 1, src, dst, rd16(l4, 4), 0), ihl, 0),
+                0 => Parsed::Flow(Key::new(zone, 1, src, dst, 0, rd16(l4, 4)), ihl, 0),
+                3 | 11 | 12 => Parsed::IcmpError(ihl),
+                _ => Parsed::Other(1),
+            },
+            6 | 17 | 1 => Parsed::Bad,
+            p => Parsed::Other(p),
+        }
     }
-    if rd16(l3, 6) & 0x3fff != 0 {
-        return Parsed::Fragment;
+    #[inline(always)]
+    fn addrs(l3: &[u8]) -> (u32, u32) {
+        (rd32(l3, 12), rd32(l3, 16))
     }
-    let (proto, src, dst) = (l3[9], rd32(l3, 12), rd32(l3, 16));
-    let l4 = &l3[ihl..];
-    match proto {
-        6 if l4.len() >= 20 => Parsed::Flow(
-            Key::new(zone, 6, src, dst, rd16(l4, 0), rd16(l4, 2)),
-            ihl,
-            l4[13],
-        ),
-        17 if l4.len() >= 8 => Parsed::Flow(
-            Key::new(zone, 17, src, dst, rd16(l4, 0), rd16(l4, 2)),
-            ihl,
-            0,
-        ),
-        1 if l4.len() >= 8 => match l4[0] {
-            8 => Parsed::Flow(Key::new(zone, 1, src, dst, rd16(l4, 4), 0), ihl, 0),
-            0 => Parsed::Flow(Key::new(zone, 1, src, dst, 0, rd16(l4, 4)), ihl, 0),
-            3 | 11 | 12 => Parsed::IcmpError,
-            _ => Parsed::Other,
-        },
-        6 | 17 | 1 => Parsed::Bad,
-        _ => Parsed::Other,
+    #[inline(always)]
+    fn vip(svc: &ServiceTables, dst: u32, port: u16, proto: u8) -> Option<&Arc<Service>> {
+        svc.vips.get(&vip_key(dst, port, proto))
+    }
+    fn node_ports(svc: &ServiceTables) -> &HashMap<u64, Arc<Service>, Fast> {
+        &svc.node_ports
+    }
+    fn is_vip_addr(svc: &ServiceTables, a: u32) -> bool {
+        svc.vip_addrs.contains(&a)
+    }
+    fn ours(t: &Tables, a: u32) -> bool {
+        t.ifaces.iter().any(|f| f.has_ip4(Ipv4Addr::from(a)))
+    }
+    fn gateway(t: &Tables, rx_if: u16, client: u32) -> Option<u32> {
+        t.iface(rx_if)
+            .and_then(|f| f.src_ip4_for(Ipv4Addr::from(client)))
+            .map(u32::from)
+    }
+    #[inline(always)]
+    fn rewrite(l3: &mut [u8], l4: usize, to: &Key<u32>) -> bool {
+        nat::rewrite(l3, l4, to)
+    }
+    fn tcp_reset(l3: &mut [u8], l4: usize) -> Option<usize> {
+        nat::tcp_reset(l3, l4)
+    }
+    fn icmp_quoted(l3: &[u8], icmp: usize, zone: u16) -> Option<Key<u32>> {
+        nat::icmp_quoted(l3, icmp, zone)
+    }
+    fn icmp_translate(l3: &mut [u8], icmp: usize, quoted: &Key<u32>) -> bool {
+        nat::icmp_translate(l3, icmp, quoted)
     }
 }
 
-#[inline(always)]
-fn spoofed(s: &ServiceTables, p: &Pkt, src: u32) -> bool {
-    if p.meta.flags & flags::LOCAL_ORIGIN != 0 {
-        return false;
+impl Family for u128 {
+    const LOOKUP: NodeId = NodeId::Ip6Lookup;
+    const V6: bool = true;
+    const UNREACH: (u8, u8) = (icmp6::DEST_UNREACHABLE, icmp6::PORT_UNREACHABLE);
+
+    #[inline(always)]
+    fn parse(l3: &[u8], zone: u16) -> Parsed<u128> {
+        if l3.len() < 40 {
+            return Parsed::Bad;
+        }
+        let (src, dst) = (rd128(l3, 8), rd128(l3, 24));
+        let (proto, off) = if matches!(l3[6], 6 | 17 | 58) {
+            (l3[6], 40)
+        } else {
+            match Ipv6ExtHeaders::walk(IpProtocol(l3[6]), &l3[40..]) {
+                Ok(e) if e.fragment.is_some() => return Parsed::Fragment,
+                Ok(e) => (e.protocol.0, 40 + e.offset),
+                Err(_) => return Parsed::Bad,
+            }
+        };
+        let l4 = l3.get(off..).unwrap_or(&[]);
+        match proto {
+            6 if l4.len() >= 20 => Parsed::Flow(
+                Key::new(zone, 6, src, dst, rd16(l4, 0), rd16(l4, 2)),
+                off,
+                l4[13],
+            ),
+            17 if l4.len() >= 8 => Parsed::Flow(
+                Key::new(zone, 17, src, dst, rd16(l4, 0), rd16(l4, 2)),
+                off,
+                0,
+            ),
+            58 if l4.len() >= 8 => match l4[0] {
+                128 => Parsed::Flow(Key::new(zone, 58, src, dst, rd16(l4, 4), 0), off, 0),
+                129 => Parsed::Flow(Key::new(zone, 58, src, dst, 0, rd16(l4, 4)), off, 0),
+                1..=4 => Parsed::IcmpError(off),
+                130..=143 => Parsed::Control,
+                _ => Parsed::Other(58),
+            },
+            6 | 17 | 58 => Parsed::Bad,
+            p => Parsed::Other(p),
+        }
     }
-    let Some(Some(allowed)) = s.spoof.get(usize::from(p.meta.rx_if)) else {
-        return false;
-    };
-    let mac = p.buf.data().get(6..12).unwrap_or(&[]);
-    !allowed
-        .iter()
-        .any(|(m, ip)| *ip == src && m.octets().as_slice() == mac)
+    #[inline(always)]
+    fn addrs(l3: &[u8]) -> (u128, u128) {
+        (rd128(l3, 8), rd128(l3, 24))
+    }
+    #[inline(always)]
+    fn vip(svc: &ServiceTables, dst: u128, port: u16, proto: u8) -> Option<&Arc<Service>> {
+        if svc.vips6.is_empty() {
+            return None;
+        }
+        svc.vips6.get(&vip_key6(dst, port, proto))
+    }
+    fn node_ports(svc: &ServiceTables) -> &HashMap<u64, Arc<Service>, Fast> {
+        &svc.node_ports6
+    }
+    fn is_vip_addr(svc: &ServiceTables, a: u128) -> bool {
+        svc.vip_addrs6.contains(&a)
+    }
+    fn ours(t: &Tables, a: u128) -> bool {
+        t.ifaces.iter().any(|f| f.has_ip6(Ipv6Addr::from(a)))
+    }
+    fn gateway(t: &Tables, rx_if: u16, client: u128) -> Option<u128> {
+        t.iface(rx_if)
+            .and_then(|f| f.src_ip6_for(Ipv6Addr::from(client)))
+            .map(u128::from)
+    }
+    #[inline(always)]
+    fn rewrite(l3: &mut [u8], l4: usize, to: &Key<u128>) -> bool {
+        nat::rewrite6(l3, l4, to)
+    }
+    fn tcp_reset(l3: &mut [u8], l4: usize) -> Option<usize> {
+        nat::tcp_reset6(l3, l4)
+    }
+    fn icmp_quoted(l3: &[u8], icmp: usize, zone: u16) -> Option<Key<u128>> {
+        nat::icmp6_quoted(l3, icmp, zone)
+    }
+    fn icmp_translate(l3: &mut [u8], icmp: usize, quoted: &Key<u128>) -> bool {
+        nat::icmp6_translate(l3, icmp, quoted)
+    }
 }
 
 /// The `ip4-conntrack` node.
 pub fn node(cx: &mut Ctx, st: &mut CtState, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
+    node_af(cx, st, pkts, input, q)
+}
+
+/// The `ip6-conntrack` node.
+pub fn node6(
+    cx: &mut Ctx,
+    st: &mut CtState<u128>,
+    pkts: &mut [Pkt],
+    input: &[u16],
+    q: &mut Queues,
+) {
+    node_af(cx, st, pkts, input, q)
+}
+
+#[inline(always)]
+fn node_af<F: Family>(
+    cx: &mut Ctx,
+    st: &mut CtState<F>,
+    pkts: &mut [Pkt],
+    input: &[u16],
+    q: &mut Queues,
+) {
     let t: &crate::tables::Tables = cx.t;
     let svc = &*t.services;
     let now_s = cx.now_s;
     let before = st.ct.len();
     let mut created = 0u64;
-    // Pass 1: parse, anti-spoofing, hash and prefetch.
+    // Pass 1: parse, hash and prefetch.
     for (k, &i) in input.iter().enumerate() {
         st.l4[k] = (0, 0);
         let Some(p) = pkts.get_mut(usize::from(i)) else {
@@ -175,12 +354,7 @@ pub fn node(cx: &mut Ctx, st: &mut CtState, pkts: &mut [Pkt], input: &[u16], q: 
         };
         let zone = p.meta.domain;
         let l3 = p.l3();
-        let src = rd32(l3, 12);
-        if spoofed(svc, p, src) {
-            crate::ethernet::drop_pkt(p, q, i, Counter::SpoofedSource);
-            continue;
-        }
-        match parse(l3, zone) {
+        match F::parse(l3, zone) {
             Parsed::Flow(key, l4, tf) => {
                 let h = key.hash();
                 st.ct.prefetch(h);
@@ -189,28 +363,27 @@ pub fn node(cx: &mut Ctx, st: &mut CtState, pkts: &mut [Pkt], input: &[u16], q: 
                 st.l4[k] = (l4 as u16, tf);
             }
             Parsed::Fragment => {
-                let dst = rd32(l3, 16);
-                if svc.vip_addrs.contains(&dst)
-                    || svc.policy.isolated(src)
-                    || svc.policy.isolated(dst)
+                let (src, dst) = F::addrs(l3);
+                if F::is_vip_addr(svc, dst) || svc.policy.isolated(src) || svc.policy.isolated(dst)
                 {
                     crate::ethernet::drop_pkt(p, q, i, Counter::CtFragment);
                 } else {
-                    q.push(NodeId::Ip4Lookup, i);
+                    q.push(F::LOOKUP, i);
                 }
             }
-            Parsed::IcmpError => icmp_related(svc, &mut st.ct, p, q, i, now_s),
+            Parsed::IcmpError(icmp) => icmp_related(svc, &mut st.ct, p, q, i, icmp, now_s),
             // Not tracked: each packet is classified (only port-less rules
             // match), both ways.
-            Parsed::Other => {
-                let (dst, proto) = (rd32(l3, 16), l3.get(9).copied().unwrap_or(0));
+            Parsed::Other(proto) => {
+                let (src, dst) = F::addrs(l3);
                 match svc.policy.allow(src, dst, proto, 0) {
                     Verdict::DenyEgress | Verdict::DenyIngress => {
                         crate::ethernet::drop_pkt(p, q, i, Counter::PolicyDenied)
                     }
-                    _ => q.push(NodeId::Ip4Lookup, i),
+                    _ => q.push(F::LOOKUP, i),
                 }
             }
+            Parsed::Control => q.push(F::LOOKUP, i),
             Parsed::Bad => crate::ethernet::drop_pkt(p, q, i, Counter::CtMalformed),
         }
     }
@@ -241,21 +414,21 @@ pub fn node(cx: &mut Ctx, st: &mut CtState, pkts: &mut [Pkt], input: &[u16], q: 
                     Dir::Fwd => f.rev.reverse(),
                     Dir::Rev => f.fwd.reverse(),
                 };
-                if !nat::rewrite(p.l3_mut(), usize::from(l4), &to) {
+                if !F::rewrite(p.l3_mut(), usize::from(l4), &to) {
                     crate::ethernet::drop_pkt(p, q, i, Counter::CtMalformed);
                     continue;
                 }
             }
-            q.push(NodeId::Ip4Lookup, i);
+            q.push(F::LOOKUP, i);
             continue;
         }
         match new_flow(cx, svc, st, p, &key, usize::from(l4), tf) {
             Ok(c) => {
                 created += c;
-                q.push(NodeId::Ip4Lookup, i);
+                q.push(F::LOOKUP, i);
             }
             Err(Miss::Drop(c)) => crate::ethernet::drop_pkt(p, q, i, c),
-            Err(Miss::Reject) => reject(cx, p, q, i, &key, usize::from(l4)),
+            Err(Miss::Reject) => reject::<F>(cx, p, q, i, &key, usize::from(l4)),
         }
     }
     st.ct.sweep(now_s, 64);
@@ -274,19 +447,22 @@ enum Miss {
 }
 
 /// A service flow's destination and, with SNAT, its new source.
-fn pick_backend(
+fn pick_backend<F: Family>(
     cx: &Ctx,
     s: &Service,
-    aff: &mut [Affinity],
-    key: &Key,
+    aff: &mut [Affinity<F>],
+    key: &Key<F>,
     node_port: bool,
-) -> Option<(u32, u16, bool)> {
+) -> Option<(F, u16, bool)> {
     let local = node_port && s.local_only;
-    let chosen = |h: u32| s.pick(h, local).map(|b| (b.ip, b.port, b.local));
+    let chosen = |h: u32| {
+        s.pick(h, local)
+            .map(|b| (F::from_u128(b.ip), b.port, b.local))
+    };
     if s.affinity_s == 0 {
         let h = crate::ip::flow_hash(
-            u128::from(key.src),
-            u128::from(key.dst),
+            key.src.to_u128(),
+            key.dst.to_u128(),
             key.proto,
             &[
                 (key.sport >> 8) as u8,
@@ -297,21 +473,21 @@ fn pick_backend(
         );
         return chosen(h);
     }
-    let slot = (crate::ip::flow_hash(u128::from(key.src), u128::from(s.id), 0, &[]) as usize)
+    let slot = (crate::ip::flow_hash(key.src.to_u128(), u128::from(s.id), 0, &[]) as usize)
         % aff.len().max(1);
     let e = aff.get_mut(slot)?;
     if e.svc == s.id && e.client == key.src && e.expires > cx.now_s {
-        let (ip, port) = (e.backend, e.port);
+        let (ip, port) = (e.backend.to_u128(), e.port);
         if let Some(b) = s
             .backends
             .iter()
             .find(|b| b.ip == ip && b.port == port && (!local || b.local))
         {
             e.expires = cx.now_s.saturating_add(s.affinity_s);
-            return Some((b.ip, b.port, b.local));
+            return Some((F::from_u128(b.ip), b.port, b.local));
         }
     }
-    let h = crate::ip::flow_hash(u128::from(key.src), 0, 0, &[]);
+    let h = crate::ip::flow_hash(key.src.to_u128(), 0, 0, &[]);
     let b = chosen(h)?;
     *e = Affinity {
         svc: s.id,
@@ -325,30 +501,24 @@ fn pick_backend(
 
 /// A connection's first packet: service choice, policy, flow creation.
 /// Returns the number of flows created (0 = passes untracked).
-fn new_flow(
+fn new_flow<F: Family>(
     cx: &Ctx,
     svc: &ServiceTables,
-    st: &mut CtState,
+    st: &mut CtState<F>,
     p: &mut Pkt,
-    key: &Key,
+    key: &Key<F>,
     l4: usize,
     tf: u8,
 ) -> Result<u64, Miss> {
     let now_s = cx.now_s;
     let mut service = None;
-    if key.proto != 1 {
-        service = svc
-            .vips
-            .get(&vip_key(key.dst, key.dport, key.proto))
-            .map(|s| (s, false));
+    if matches!(key.proto, 6 | 17) {
+        service = F::vip(svc, key.dst, key.dport, key.proto).map(|s| (s, false));
+        let node_ports = F::node_ports(svc);
         if service.is_none()
-            && !svc.node_ports.is_empty()
-            && let Some(s) = svc.node_ports.get(&vip_key(0, key.dport, key.proto))
-            && cx
-                .t
-                .ifaces
-                .iter()
-                .any(|f| f.has_ip4(std::net::Ipv4Addr::from(key.dst)))
+            && !node_ports.is_empty()
+            && let Some(s) = node_ports.get(&vip_key(0, key.dport, key.proto))
+            && F::ours(cx.t, key.dst)
         {
             service = Some((s, true));
         }
@@ -366,10 +536,7 @@ fn new_flow(
             Some(key.dst)
         } else if ip == key.src {
             // Hairpin: the pod would see a packet from itself.
-            cx.t.iface(p.meta.rx_if)
-                .and_then(|f| f.src_ip4_for(std::net::Ipv4Addr::from(key.src)))
-                .map(u32::from)
-                .or(Some(key.dst))
+            F::gateway(cx.t, p.meta.rx_if, key.src).or(Some(key.dst))
         } else {
             None
         };
@@ -391,7 +558,7 @@ fn new_flow(
         fwd: *key,
         rev: to.reverse(),
         expires: 0,
-        state: Flow::initial_state(key.proto, tf),
+        state: crate::conntrack::initial_state(key.proto, tf),
         flags: if nat { flow_flags::NAT } else { 0 },
         // Only pod ports (bound endpoints) have a quota: an uplink carries
         // many clients.
@@ -408,14 +575,19 @@ fn new_flow(
             return Err(Miss::Drop(Counter::CtTableFull));
         }
     }
-    if nat && !nat::rewrite(p.l3_mut(), l4, &to) {
+    if nat && !F::rewrite(p.l3_mut(), l4, &to) {
         return Err(Miss::Drop(Counter::CtMalformed));
     }
     Ok(1)
 }
 
 /// A source port for SNAT to `to.src` whose reply key is not tracked.
-fn snat_port(ct: &ConnTrack, to: &Key, range: (u16, u16), now_s: u32) -> Option<u16> {
+fn snat_port<F: Family>(
+    ct: &ConnTrack<F>,
+    to: &Key<F>,
+    range: (u16, u16),
+    now_s: u32,
+) -> Option<u16> {
     let (lo, hi) = (range.0.min(range.1), range.0.max(range.1));
     let span = u32::from(hi - lo) + 1;
     let h = to.hash();
@@ -429,17 +601,17 @@ fn snat_port(ct: &ConnTrack, to: &Key, range: (u16, u16), now_s: u32) -> Option<
     None
 }
 
-/// REJECT for a service without endpoints: TCP RST, else ICMP port
-/// unreachable (through `icmp4-error`).
-fn reject(cx: &Ctx, p: &mut Pkt, q: &mut Queues, i: u16, key: &Key, l4: usize) {
+/// REJECT for a service without endpoints: TCP RST, else ICMP(v6) port
+/// unreachable (through `icmpN-error`).
+fn reject<F: Family>(cx: &Ctx, p: &mut Pkt, q: &mut Queues, i: u16, key: &Key<F>, l4: usize) {
     if key.proto == 6 {
-        match nat::tcp_reset(p.l3_mut(), l4) {
+        match F::tcp_reset(p.l3_mut(), l4) {
             Some(n) => {
                 let end = usize::from(p.meta.l3_off) + n;
                 p.buf.truncate(end);
                 p.meta.flags |= flags::LOCAL_ORIGIN;
                 cx.stats.count(Counter::SvcRejectSent, 1);
-                q.push(NodeId::Ip4Lookup, i);
+                q.push(F::LOOKUP, i);
             }
             None => crate::ethernet::drop_pkt(p, q, i, Counter::SvcNoEndpoints),
         }
@@ -448,30 +620,30 @@ fn reject(cx: &Ctx, p: &mut Pkt, q: &mut Queues, i: u16, key: &Key, l4: usize) {
             p,
             q,
             i,
-            false,
+            F::V6,
             Counter::SvcNoEndpoints,
-            icmp4::DEST_UNREACHABLE,
-            icmp4::PORT_UNREACHABLE,
+            F::UNREACH.0,
+            F::UNREACH.1,
             0,
         );
     }
 }
 
-/// An ICMP error: translated if it quotes a NATed flow, passed if it quotes
-/// a tracked one, dropped if it goes to an isolated pod and quotes nothing
-/// tracked.
-fn icmp_related(
+/// An ICMP error (header at `icmp`): translated if it quotes a NATed flow,
+/// passed if it quotes a tracked one, dropped if it goes to an isolated pod
+/// and quotes nothing tracked.
+fn icmp_related<F: Family>(
     svc: &ServiceTables,
-    ct: &mut ConnTrack,
+    ct: &mut ConnTrack<F>,
     p: &mut Pkt,
     q: &mut Queues,
     i: u16,
+    icmp: usize,
     now_s: u32,
 ) {
     let l3 = p.l3();
-    let ihl = usize::from(l3[0] & 0x0f) * 4;
-    let dst = rd32(l3, 16);
-    let hit = nat::icmp_quoted(l3, ihl, p.meta.domain).and_then(|quoted| {
+    let dst = F::addrs(l3).1;
+    let hit = F::icmp_quoted(l3, icmp, p.meta.domain).and_then(|quoted| {
         let back = quoted.reverse();
         let (id, dir) = ct.lookup(&back, back.hash(), now_s)?;
         ct.flow(id).map(|f| (*f, dir))
@@ -480,16 +652,16 @@ fn icmp_related(
         Some((f, dir)) => {
             if f.flags & flow_flags::NAT != 0 {
                 let orig = if dir == Dir::Rev { f.fwd } else { f.rev };
-                if !nat::icmp_translate(p.l3_mut(), ihl, &orig) {
+                if !F::icmp_translate(p.l3_mut(), icmp, &orig) {
                     crate::ethernet::drop_pkt(p, q, i, Counter::CtMalformed);
                     return;
                 }
             }
-            q.push(NodeId::Ip4Lookup, i);
+            q.push(F::LOOKUP, i);
         }
         None if svc.policy.isolated(dst) => {
             crate::ethernet::drop_pkt(p, q, i, Counter::CtIcmpUnrelated)
         }
-        None => q.push(NodeId::Ip4Lookup, i),
+        None => q.push(F::LOOKUP, i),
     }
 }

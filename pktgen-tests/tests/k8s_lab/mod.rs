@@ -2,8 +2,10 @@
 //! namespace `r` routes between a client pod `c` (198.18.1.2), a second
 //! client pod `d` (198.18.2.2), an "external" host `x` (198.18.200.2; the
 //! node address on that side is 198.18.200.1) and backend pods `b0..bN`
-//! (198.18.(10+k).2). Each backend runs a TCP server that greets every
-//! connection with its name and the client address it sees, then echoes.
+//! (198.18.(10+k).2). Every pod also has an IPv6 address, 2001:db8:N::2 for
+//! 198.18.N.2 (the router side is ::1). Each backend runs a dual-stack TCP
+//! server that greets every connection with its name and the client address
+//! it sees, then echoes.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::process::Command;
@@ -14,16 +16,18 @@ pub const SERVER: &str = r#"
 import socket, sys, threading
 name, ports = sys.argv[1], [int(p) for p in sys.argv[2:]]
 def serve(port):
-    s = socket.socket()
+    s = socket.socket(socket.AF_INET6)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("0.0.0.0", port))
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    s.bind(("::", port))
     s.listen(1024)
     while True:
         c, a = s.accept()
         threading.Thread(target=handle, args=(c, a), daemon=True).start()
 def handle(c, a):
     try:
-        c.sendall(("%s %s\n" % (name, a[0])).encode())
+        peer = a[0][7:] if a[0].startswith("::ffff:") else a[0]
+        c.sendall(("%s %s\n" % (name, peer)).encode())
         while True:
             d = c.recv(100)
             if not d:
@@ -49,7 +53,7 @@ hold = float(sys.argv[4]) if len(sys.argv) > 4 else 0
 src = sys.argv[5] if len(sys.argv) > 5 else None
 socks = []
 for i in range(count):
-    s = socket.socket()
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     s.settimeout(2)
     t0 = time.time()
     try:
@@ -119,11 +123,16 @@ impl Lab {
             let (ri, _) = t.veth("r", &format!("r{name}"), name, &format!("p{name}"));
             t.quiet("r", &ri);
             ports += &port_toml(name, "af-packet", &ri, k);
-            ifaces += &format!("[[interface]]\nname = \"{name}\"\naddresses = [\"{net}.1/24\"]\n");
+            let net6 = v6_net(net);
+            ifaces += &format!(
+                "[[interface]]\nname = \"{name}\"\naddresses = [\"{net}.1/24\", \"{net6}::1/64\"]\n"
+            );
             t.exec(
                 name,
                 &format!(
-                    "ip addr add {net}.2/24 dev {p}p{name} && ip route add default via {net}.1"
+                    "ip addr add {net}.2/24 dev {p}p{name} && ip route add default via {net}.1 && \
+                     ip -6 addr add {net6}::2/64 dev {p}p{name} nodad && \
+                     ip -6 route add default via {net6}::1"
                 ),
             );
         }
@@ -159,6 +168,60 @@ impl Lab {
             assert!(ok, "backend b{b} does not answer\n{}", lab.t.log(lab.k));
         }
         lab
+    }
+
+    /// Waits until every backend answers over IPv6 (neighbour discovery
+    /// both ways done).
+    pub fn wait6(&self) {
+        for b in 0..self.backends {
+            let mut ok = false;
+            for _ in 0..50 {
+                let out = self.connect("c", &format!("2001:db8:{}::2", 10 + b), 8080, 1);
+                if out
+                    .first()
+                    .is_some_and(|l| l.starts_with(&format!("b{b} ")))
+                {
+                    ok = true;
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            assert!(
+                ok,
+                "backend b{b} does not answer over IPv6\n{}",
+                self.t.log(self.k)
+            );
+        }
+    }
+
+    /// A service object over IPv6 backends (2001:db8:(10+k)::2).
+    pub fn service6(name: &str, vip: &str, port: u16, backends: &[usize], extra: &str) -> String {
+        let b: Vec<String> = backends
+            .iter()
+            .map(|k| format!(r#"{{"ip":"2001:db8:{}::2","port":8080}}"#, 10 + k))
+            .collect();
+        format!(
+            r#"{{"namespace":"default","name":"{name}","ips":["{vip}"],"port":{port},"backends":[{}]{extra}}}"#,
+            b.join(",")
+        )
+    }
+
+    /// Binds pod `pod` (its MAC read from its namespace) to its interface
+    /// with `ips` (anti-spoofing, per-pod quota).
+    pub fn bind(&self, pod: &str, ips: &[&str]) {
+        let p = &self.t.prefix;
+        let mac = self
+            .t
+            .exec(pod, &format!("cat /sys/class/net/{p}p{pod}/address"))
+            .trim()
+            .to_string();
+        let name = format!("default/{pod}");
+        let mut args = vec!["endpoint", "add", &name, "--interface", pod, "--mac", &mac];
+        for ip in ips {
+            args.push("--ip");
+            args.push(ip);
+        }
+        self.ctl(&args);
     }
 
     /// Runs vrouterctl; panics unless it succeeds.
@@ -233,6 +296,12 @@ impl Lab {
             .and_then(|c| c["value"].as_u64())
             .unwrap_or(0)
     }
+}
+
+/// The IPv6 /64 (without the trailing `::`) of an IPv4 lab /24
+/// (`198.18.10` → `2001:db8:10`).
+pub fn v6_net(net: &str) -> String {
+    format!("2001:db8:{}", net.rsplit('.').next().unwrap_or("0"))
 }
 
 /// The backend name of a greeting (`b0 198.18.1.2` → `b0`).
