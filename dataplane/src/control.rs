@@ -661,7 +661,15 @@ impl Router {
     pub fn publish(&mut self) -> u64 {
         self.t.generation += 1;
         if self.svc.dirty() {
-            self.t.services = self.svc.compile(self.t.ifaces.len());
+            let t = &self.t;
+            let port_of = |iface: u16, mac: MacAddr| -> Option<u16> {
+                let Some(IfaceMode::Bvi { bd, .. }) = t.iface(iface).map(|f| f.mode) else {
+                    return None;
+                };
+                let e = t.bds.get(usize::from(bd))?.macs.get(mac.to_u64(), 0)?;
+                e.is_static.then_some(e.dst)
+            };
+            self.t.services = self.svc.compile(self.t.ifaces.len(), &port_of);
         }
         if self.nh_dirty {
             self.t.nexthops = Arc::new(self.nh_list.clone());
@@ -1143,7 +1151,9 @@ impl Router {
         }
         bd.macs
             .set_static(mac.to_u64(), iface)
-            .map_err(|e| invalid(format!("static MAC {mac}"), format!("{e:?}")))
+            .map_err(|e| invalid(format!("static MAC {mac}"), format!("{e:?}")))?;
+        self.svc.static_macs_changed();
+        Ok(())
     }
 
     // ---- running ----
@@ -1409,6 +1419,7 @@ impl Router {
         match bd.macs.get(mac.to_u64(), 0) {
             Some(e) if e.is_static && bd.bvi != Some(e.dst) => {
                 bd.macs.remove(mac.to_u64());
+                self.svc.static_macs_changed();
                 Ok(())
             }
             _ => Err(ControlError::NotFound {

@@ -352,6 +352,12 @@ impl ServiceState {
         self.dirty |= self.bindings.remove(name).is_some();
     }
 
+    /// Marks the snapshot for a rebuild when a static MAC changed (a
+    /// binding on a BVI follows its MAC's static port).
+    pub fn static_macs_changed(&mut self) {
+        self.dirty |= !self.bindings.is_empty();
+    }
+
     /// Builds one service's data-path form for one family (its backends of
     /// that family and their Maglev tables).
     pub fn compile_service(&self, id: u32, name: &str, s: &ServiceSpec, v6: bool) -> Service {
@@ -533,7 +539,14 @@ impl ServiceState {
     }
 
     /// Builds the snapshot for `n_ifaces` interfaces and clears `dirty`.
-    pub fn compile(&mut self, n_ifaces: usize) -> Arc<ServiceTables> {
+    /// `port_of(iface, mac)` names the bridge member a binding on a BVI
+    /// also applies to (the port its MAC is statically pinned to): that is
+    /// where a bridged pod's frames enter.
+    pub fn compile(
+        &mut self,
+        n_ifaces: usize,
+        port_of: &dyn Fn(u16, MacAddr) -> Option<u16>,
+    ) -> Arc<ServiceTables> {
         let mut st = ServiceTables {
             settings: self.settings,
             ..ServiceTables::default()
@@ -571,7 +584,11 @@ impl ServiceState {
         type Acc = (Vec<MacAddr>, Vec<(MacAddr, u32)>, Vec<(MacAddr, u128)>);
         let mut spoof: Vec<Option<Acc>> = vec![None; n_ifaces];
         for (iface, mac, ips) in self.bindings.values() {
-            if let Some(v) = spoof.get_mut(usize::from(*iface)) {
+            let member = port_of(*iface, *mac).filter(|m| m != iface);
+            for at in std::iter::once(*iface).chain(member) {
+                let Some(v) = spoof.get_mut(usize::from(at)) else {
+                    continue;
+                };
                 let v = v.get_or_insert_with(Default::default);
                 if !v.0.contains(mac) {
                     v.0.push(*mac);
@@ -669,7 +686,7 @@ mod tests {
             "default/web",
             svc(&[("198.18.1.2", true), ("198.18.9.2", false)]),
         );
-        let t = st.compile(4);
+        let t = st.compile(4, &|_, _| None);
         assert!(t.enabled);
         let s = t.vips.get(&vip_key(0xc613_000a, 80, 6)).unwrap();
         assert!(t.node_ports.contains_key(&vip_key(0, 30080, 6)));
@@ -681,12 +698,12 @@ mod tests {
         // A replace keeps the id (affinity) and a delete empties the table.
         let id = s.id;
         st.set_service("default/web", svc(&[]));
-        let t = st.compile(4);
+        let t = st.compile(4, &|_, _| None);
         let s = t.vips.get(&vip_key(0xc613_000a, 80, 6)).unwrap();
         assert_eq!(s.id, id);
         assert!(s.pick(1, false).is_none());
         st.del_service("default/web");
-        assert!(!st.compile(4).enabled);
+        assert!(!st.compile(4, &|_, _| None).enabled);
     }
 
     #[test]
@@ -715,7 +732,7 @@ mod tests {
                 egress: None,
             },
         );
-        let t = st.compile(0);
+        let t = st.compile(0, &|_, _| None);
         let p = &t.policy;
         use crate::policy::Verdict;
         let a = u32::from(pod);
@@ -734,7 +751,7 @@ mod tests {
                 egress: None,
             },
         );
-        let t2 = st.compile(0);
+        let t2 = st.compile(0, &|_, _| None);
         let carried: u64 = t2.policy.counters.iter().map(|c| c.load(Relaxed)).sum();
         assert_eq!(carried, 1, "rule counters survive a recompile");
     }
