@@ -368,3 +368,97 @@ fn ipv6_cluster_ip_spreads_and_removal_moves_only_that_backend() {
         assert_eq!(w.next(), Some("ConnectionRefusedError"), "{out:?}");
     }
 }
+
+/// Flows whose backend changed between two runs over the same source ports.
+fn moved(
+    before: &std::collections::BTreeMap<u16, String>,
+    after: &std::collections::BTreeMap<u16, String>,
+) -> (usize, usize) {
+    let mut moved = 0;
+    let mut to_new = 0;
+    for (sp, b) in before {
+        let a = &after[sp];
+        if a != b {
+            moved += 1;
+            if a == "b3" {
+                to_new += 1;
+            }
+        }
+    }
+    (moved, to_new)
+}
+
+#[test]
+fn adding_a_backend_moves_a_bounded_fraction_of_new_flows() {
+    if !is_root() {
+        return;
+    }
+    // Short UDP timeouts: the second run's flows are new flows again (the
+    // same 5-tuples, looked up in Maglev, not found in conntrack).
+    let lab = Lab::new(
+        4,
+        "[conntrack]\nudp-timeout-s = 1\nudp-stream-timeout-s = 1\n",
+    );
+    lab.wait6();
+    const FLOWS: u16 = 400;
+    for (vip, svc) in [
+        (VIP, Lab::service("flows", VIP, 80, &[0, 1, 2], "")),
+        (VIP6, Lab::service6("flows6", VIP6, 80, &[0, 1, 2], "")),
+    ] {
+        let proto = svc.replace("\"backends\"", "\"protocol\":\"udp\",\"backends\"");
+        lab.ctl(&["service", "add", &proto]);
+        let before = lab.udp_flows("c", vip, 80, 20000, FLOWS);
+        assert_eq!(before.len(), usize::from(FLOWS), "{before:?}");
+        let mut per: HashMap<&str, usize> = HashMap::new();
+        for b in before.values() {
+            *per.entry(b.as_str()).or_insert(0) += 1;
+        }
+        assert!(
+            per.len() == 3 && per.values().all(|&n| n >= 80),
+            "{vip}: three backends share the flows: {per:?}"
+        );
+        // The same flows again with 3 backends: none moves (Maglev is a
+        // function of the 5-tuple), which the comparison below relies on.
+        std::thread::sleep(std::time::Duration::from_millis(2500));
+        let again = lab.udp_flows("c", vip, 80, 20000, FLOWS);
+        assert_eq!(
+            moved(&before, &again).0,
+            0,
+            "{vip}: stable without a change"
+        );
+        // Add b3, wait for the old flows to expire, run the same flows.
+        let four = if vip.contains(':') {
+            Lab::service6("flows6", VIP6, 80, &[0, 1, 2, 3], "")
+        } else {
+            Lab::service("flows", VIP, 80, &[0, 1, 2, 3], "")
+        };
+        lab.ctl(&[
+            "service",
+            "replace",
+            &four.replace("\"backends\"", "\"protocol\":\"udp\",\"backends\""),
+        ]);
+        std::thread::sleep(std::time::Duration::from_millis(2500));
+        let after = lab.udp_flows("c", vip, 80, 20000, FLOWS);
+        assert!(after.values().all(|b| b != "ERR"), "{after:?}");
+        let (m, to_new) = moved(&before, &after);
+        let frac = m as f64 / f64::from(FLOWS);
+        // Maglev: adding the (n+1)th backend moves ≈ 1/(n+1) of the flows,
+        // all to the new backend (modulo hashing would move n/(n+1) = 75%).
+        // Slack: 3 standard deviations of a binomial over FLOWS flows, plus
+        // 2% for slots Maglev shuffles between old backends.
+        let p = 1.0 / 4.0;
+        let bound = p + 3.0 * (p * (1.0 - p) / f64::from(FLOWS)).sqrt() + 0.02;
+        eprintln!(
+            "{vip}: {m}/{FLOWS} flows moved ({:.1}%, bound {:.1}%), {to_new} to the new backend",
+            frac * 100.0,
+            bound * 100.0
+        );
+        assert!(frac <= bound, "{vip}: {m}/{FLOWS} moved, bound {bound:.3}");
+        assert!(frac >= 0.15, "{vip}: the new backend takes its share: {m}");
+        assert!(
+            m - to_new <= usize::from(FLOWS) / 50,
+            "{vip}: flows moved between old backends: {}",
+            m - to_new
+        );
+    }
+}

@@ -37,9 +37,43 @@ def handle(c, a):
         pass
     finally:
         c.close()
+def userve(port):
+    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    s.bind(("::", port))
+    while True:
+        d, a = s.recvfrom(100)
+        peer = a[0][7:] if a[0].startswith("::ffff:") else a[0]
+        s.sendto(("%s %s\n" % (name, peer)).encode(), a)
+threading.Thread(target=userve, args=(ports[0],), daemon=True).start()
 for p in ports[1:]:
     threading.Thread(target=serve, args=(p,), daemon=True).start()
 serve(ports[0])
+"#;
+
+/// `udpflows.py HOST PORT FIRST COUNT`: one UDP flow per source port
+/// FIRST..FIRST+COUNT (a datagram, retried up to 3 times with the same
+/// 5-tuple); prints `<sport> <backend>` (`ERR` if none answered).
+pub const UDP_FLOWS: &str = r#"
+import socket, sys
+host, port, first, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+for sp in range(first, first + count):
+    name = "ERR"
+    for attempt in range(3):
+        s = socket.socket(fam, socket.SOCK_DGRAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("", sp))
+        s.settimeout(0.5)
+        try:
+            s.sendto(b"q", (host, port))
+            name = s.recv(100).decode().split()[0]
+            break
+        except Exception:
+            pass
+        finally:
+            s.close()
+    print(sp, name, flush=True)
 "#;
 
 /// `client.py HOST PORT COUNT [HOLD_S] [SRC]`: opens COUNT connections and
@@ -138,6 +172,7 @@ impl Lab {
         }
         std::fs::write(t.dir().join("server.py"), SERVER).unwrap();
         std::fs::write(t.dir().join("client.py"), CLIENT).unwrap();
+        std::fs::write(t.dir().join("udpflows.py"), UDP_FLOWS).unwrap();
         for k in 0..backends {
             let name = format!("b{k}");
             t.exec(
@@ -270,6 +305,33 @@ impl Lab {
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .map(str::to_string)
+            .collect()
+    }
+
+    /// One UDP flow per source port `first..first + count` from pod `from`
+    /// to `host:port`: the backend each landed on, by source port.
+    pub fn udp_flows(
+        &self,
+        from: &str,
+        host: &str,
+        port: u16,
+        first: u16,
+        count: u16,
+    ) -> std::collections::BTreeMap<u16, String> {
+        let out = self.t.exec_out(
+            from,
+            &format!(
+                "{} {}/udpflows.py {host} {port} {first} {count}",
+                python(),
+                self.t.dir().display()
+            ),
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| {
+                let (sp, who) = l.split_once(' ')?;
+                Some((sp.parse().ok()?, who.to_string()))
+            })
             .collect()
     }
 
