@@ -222,6 +222,7 @@ pub struct Flow<A = u32> {
 }
 
 const _: () = assert!(std::mem::size_of::<Flow>() == 40);
+const _: () = assert!(std::mem::size_of::<Flow<u128>>() == 112);
 
 /// A flow charged to no pod (not counted against any quota).
 pub const NO_OWNER: u16 = u16::MAX;
