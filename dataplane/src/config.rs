@@ -295,6 +295,9 @@ pub struct ControlCfg {
     /// Gids allowed to connect.
     pub allowed_gids: Vec<u32>,
     pub max_connections: usize,
+    /// Bytes of unread output a subscriber may have before its events are
+    /// dropped (counted).
+    pub event_backlog: usize,
 }
 
 impl Default for ControlCfg {
@@ -304,6 +307,7 @@ impl Default for ControlCfg {
             allowed_uids: vec![0],
             allowed_gids: Vec::new(),
             max_connections: 64,
+            event_backlog: 1 << 20,
         }
     }
 }
@@ -719,6 +723,19 @@ impl Config {
             err(
                 "dataplane.max-neighbors".into(),
                 "must be at least 1".into(),
+            );
+        }
+        let c = &self.control;
+        if !(1..=4096).contains(&c.max_connections) {
+            err(
+                "control.max-connections".into(),
+                format!("{} is out of range 1..=4096", c.max_connections),
+            );
+        }
+        if !(4096..=1 << 30).contains(&c.event_backlog) {
+            err(
+                "control.event-backlog".into(),
+                format!("{} is out of range 4096..=1073741824", c.event_backlog),
             );
         }
 

@@ -253,6 +253,9 @@ pub struct Router {
     /// Local, connected and neighbour routes (static ones are only in the FIBs).
     routes: HashMap<RouteKey, Route>,
     neighbors: HashMap<(u16, IpAddr), Neighbor>,
+    /// Learned (not static) entries of `neighbors` per interface: the limit
+    /// is checked in O(1) however many a storm offers.
+    neighbors_per_iface: HashMap<u16, usize>,
     max_neighbors: usize,
     pub stats: ControlStats,
     notices: std::collections::VecDeque<Notice>,
@@ -347,6 +350,7 @@ impl Router {
             ecmp: Vec::new(),
             routes: HashMap::new(),
             neighbors: HashMap::new(),
+            neighbors_per_iface: HashMap::new(),
             max_neighbors: d.max_neighbors,
             stats: ControlStats::default(),
             notices: std::collections::VecDeque::new(),
@@ -1032,6 +1036,12 @@ impl Router {
             if n.is_static && !is_static {
                 return Ok(false);
             }
+            if is_static
+                && !n.is_static
+                && let Some(c) = self.neighbors_per_iface.get_mut(&iface)
+            {
+                *c = c.saturating_sub(1);
+            }
             n.is_static |= is_static;
             if n.mac == mac {
                 return Ok(false);
@@ -1043,13 +1053,16 @@ impl Router {
             return Ok(true);
         }
         if !is_static
-            && self.neighbors.keys().filter(|(i, _)| *i == iface).count() >= self.max_neighbors
+            && self.neighbors_per_iface.get(&iface).copied().unwrap_or(0) >= self.max_neighbors
         {
             self.stats.neighbors_refused += 1;
             return Err(invalid(object, "interface at its neighbour limit"));
         }
         // The entry exists before the next hop is taken, so the next hop is
         // made (or turned) resolved.
+        if !is_static {
+            *self.neighbors_per_iface.entry(iface).or_insert(0) += 1;
+        }
         self.neighbors.insert(
             (iface, ip),
             Neighbor {
@@ -1345,7 +1358,14 @@ impl Router {
                 self.route_unset(key)?;
             }
         }
-        self.neighbors.remove(&(iface, ip));
+        if self
+            .neighbors
+            .remove(&(iface, ip))
+            .is_some_and(|n| !n.is_static)
+            && let Some(c) = self.neighbors_per_iface.get_mut(&iface)
+        {
+            *c = c.saturating_sub(1);
+        }
         if self.nh_refs.get(n.nh as usize).is_some_and(|&r| r > 1) {
             // Still used by routes: resolve again from now on.
             self.nh_list[n.nh as usize] = NextHop::Resolve { iface, addr: ip };

@@ -263,7 +263,7 @@ fn main() -> Result<()> {
     } else {
         let mut uids = cfg.control.allowed_uids.clone();
         uids.push(nix_uid());
-        let a = Api::bind(
+        let mut a = Api::bind(
             ApiConfig {
                 path: cfg.control.socket.clone().into(),
                 allowed_uids: uids,
@@ -273,6 +273,7 @@ fn main() -> Result<()> {
             infos.clone(),
         )
         .context("control socket")?;
+        a.set_event_backlog(cfg.control.event_backlog);
         tracing::info!(socket = %a.path().display(), "control socket listening");
         Some(a)
     };
