@@ -17,7 +17,6 @@ use vrouter_control::proto::Op;
 use vrouter_dataplane::api::{Api, ApiConfig};
 use vrouter_dataplane::graph::Counter;
 
-const R1: &str = "02:00:00:00:01:01";
 const R2: &str = "02:00:00:00:02:01";
 const H2: &str = "02:00:00:00:02:02";
 

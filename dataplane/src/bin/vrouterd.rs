@@ -4,6 +4,7 @@
 //! the control loop (neighbour learning, MAC aging) until SIGINT or SIGTERM,
 //! or — when every port replays a capture — until the input is exhausted.
 //! Prints its counters on exit and on SIGUSR1.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 use std::path::PathBuf;
 use std::sync::Arc;
