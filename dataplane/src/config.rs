@@ -1270,6 +1270,17 @@ mod tests {
     }
 
     #[test]
+    fn control_limits_are_checked() {
+        let e = errors("[control]\nmax-connections = 0\nevent-backlog = 10\n");
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(e[0].contains("control.max-connections"), "{}", e[0]);
+        assert!(e[1].contains("control.event-backlog"), "{}", e[1]);
+        let c = Config::parse("t.toml", "[control]\nevent-backlog = 65536\n").unwrap();
+        assert_eq!(c.control.event_backlog, 65536);
+        assert_eq!(c.control.max_connections, 64);
+    }
+
+    #[test]
     fn wrong_type_is_refused() {
         let e = errors("[dataplane]\nworkers = \"two\"\n");
         assert!(e[0].contains("invalid type"), "{}", e[0]);
