@@ -357,6 +357,8 @@ pub struct DataplaneCfg {
     pub glean_retry_ms: u64,
     /// Dynamic neighbours per interface.
     pub max_neighbors: usize,
+    /// Seconds before a learned neighbour not heard from is removed; 0 = never.
+    pub neighbor_age: u32,
 }
 
 impl Default for DataplaneCfg {
@@ -373,6 +375,7 @@ impl Default for DataplaneCfg {
             glean_timeout_ms: 1000,
             glean_retry_ms: 250,
             max_neighbors: 4096,
+            neighbor_age: 600,
         }
     }
 }

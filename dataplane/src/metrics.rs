@@ -584,6 +584,16 @@ pub fn render<'a>(
         &[],
         router.stats.neighbors_refused,
     );
+    p.family(
+        "vrouter_neighbors_aged_total",
+        "counter",
+        "Learned neighbours removed after neighbor-age seconds unheard.",
+    );
+    p.sample(
+        "vrouter_neighbors_aged_total",
+        &[],
+        router.stats.neighbors_aged,
+    );
     if let Some(a) = api {
         p.family(
             "vrouter_control_connections_refused_total",

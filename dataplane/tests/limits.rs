@@ -24,6 +24,7 @@ fn cfg() -> String {
     r#"
 [dataplane]
 max-neighbors = 4
+neighbor-age = 60
 glean-hold = 4
 glean-timeout-ms = 200
 [[port]]
@@ -283,4 +284,32 @@ fn subscriber_backlog_follows_the_configuration() {
     assert_eq!(a.connections(), 1, "the subscriber stays connected");
     let all = counters(&mut h, &mut a, false);
     assert_eq!(value(&all, "control-events-dropped"), dropped);
+}
+
+#[test]
+fn learned_neighbours_age_out_and_free_their_slots() {
+    let mut h = Harness::new(&cfg());
+    for k in 10..20 {
+        h.inject(0, arp_request(k));
+    }
+    assert_eq!(h.router.neighbor_count(), 1 + 4);
+    let now = (h.router.shared().now() / 1_000_000_000) as u32;
+    h.router.tick(now + 58);
+    assert_eq!(h.router.neighbor_count(), 5, "nothing is 60 s old yet");
+    h.router.tick(now + 61);
+    assert_eq!(h.router.stats.neighbors_aged, 4, "learned entries aged out");
+    assert_eq!(h.router.neighbor_count(), 1, "the static one stays");
+    // The storm is over: a new host is learned again.
+    h.inject(0, arp_request(50));
+    assert_eq!(h.router.neighbor_count(), 2);
+    let page = vrouter_dataplane::metrics::render(&h.router, &[], std::iter::empty(), None);
+    assert!(page.contains("vrouter_neighbors_aged_total 4"), "{page}");
+    // Traffic to an aged-out host is resolved again (glean), not lost.
+    h.out(0);
+    h.send(1, udp_to([198, 18, 1, 11], 1000));
+    h.run();
+    assert_eq!(h.counter(Counter::GleanQueued), 1);
+    let out = h.out(0);
+    assert_eq!(out.len(), 1, "one ARP request");
+    assert_eq!(&out[0][12..14], &[0x08, 0x06]);
 }
