@@ -1,7 +1,7 @@
 //! Every table and queue fed from outside has a limit and counts what it
 //! refused (issue 9, part 3). Tests here cover the limits that no other
-//! test does: the neighbour table, the glean queue, control connections
-//! and the subscriber backlog, and that each refusal is visible in `show
+//! test does: the neighbour table (and its aging), the glean queue,
+//! control connections and the subscriber backlog, and that each refusal is visible in `show
 //! counters` / `show errors` and the Prometheus page. The others are tested
 //! next to their feature: the MAC table (l2.rs
 //! `mac_limit_stops_learning_but_not_forwarding`), conntrack
