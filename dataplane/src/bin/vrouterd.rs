@@ -144,6 +144,9 @@ fn open_ports(cfg: &Config, workers: usize) -> Result<Vec<(usize, Box<dyn Port>)
                         ring_size: p.ring_size,
                         require_zero_copy: p.zero_copy == ZeroCopy::Required,
                         mac: configured_mac,
+                        xdp_mode: p.xdp_mode,
+                        busy_poll_us: p.busy_poll_us,
+                        busy_poll_budget: p.busy_poll_budget,
                     };
                     let w = if p.queues > 1 {
                         q as usize % workers

@@ -126,6 +126,9 @@ pub fn open_port(ep: &Endpoint, index: u16) -> Result<OpenPort, PktgenError> {
                 ring_size: RING_SIZE,
                 require_zero_copy: false,
                 mac: None,
+                xdp_mode: Default::default(),
+                busy_poll_us: 0,
+                busy_poll_budget: 64,
             };
             // A socket just closed on this queue (the previous run) is
             // released by the kernel asynchronously: binding meanwhile
