@@ -299,11 +299,13 @@ fn mac_flood_leaves_the_table_at_its_limit_and_the_flow_intact() {
             "{m} is still in the table"
         );
     }
-    // Every source vrouterd saw past the limit was counted; most of the
-    // flood reached vrouterd (the rest was dropped by the kernel's ring).
+    // Every frame vrouterd received on f had a new source: learned, or
+    // refused and counted (the kernel drops part of a flood before
+    // vrouterd's socket; a few frames of slack for f's own ping and ARP).
+    let (f_rx, _) = port(&t, k, "f");
     assert!(
-        limit + full >= sent / 4,
-        "refusals counted: {limit} of {sent}"
+        learned + limit + full + 64 >= f_rx,
+        "refusals counted: {learned} learned, {limit} + {full} refused of {f_rx} received"
     );
     assert!(learned <= 8192 + 16, "learned {learned}");
 }
@@ -480,7 +482,14 @@ fn syn_flood_fills_conntrack_to_its_limit_and_established_flows_go_on() {
     let sent = flood["result"]["sent"].as_u64().unwrap();
     assert_eq!(capacity, 4096);
     assert!(sent >= 100_000, "the flood was a flood: {sent}");
-    assert!(full > sent / 4, "refused SYNs counted: {full} of {sent}");
+    // Of what reached vrouterd on x (the kernel drops part of a flood
+    // before vrouterd's socket; x's RSTs answering the backend's SYN-ACKs
+    // ride flows that exist), what the table could not take was refused.
+    let (x_rx, x_tx) = port(t, lab.k, "x");
+    assert!(
+        full + created + x_tx >= x_rx * 9 / 10,
+        "refused SYNs counted: {full} of {x_rx} received"
+    );
     assert!(ct["flows"].as_u64().unwrap() <= capacity);
     assert!(
         during.seconds >= 9.5,
