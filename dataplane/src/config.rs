@@ -295,6 +295,9 @@ pub struct ControlCfg {
     /// Gids allowed to connect.
     pub allowed_gids: Vec<u32>,
     pub max_connections: usize,
+    /// Bytes of unread output a subscriber may have before its events are
+    /// dropped (counted).
+    pub event_backlog: usize,
 }
 
 impl Default for ControlCfg {
@@ -304,6 +307,7 @@ impl Default for ControlCfg {
             allowed_uids: vec![0],
             allowed_gids: Vec::new(),
             max_connections: 64,
+            event_backlog: 1 << 20,
         }
     }
 }
@@ -353,6 +357,8 @@ pub struct DataplaneCfg {
     pub glean_retry_ms: u64,
     /// Dynamic neighbours per interface.
     pub max_neighbors: usize,
+    /// Seconds before a learned neighbour not heard from is removed; 0 = never.
+    pub neighbor_age: u32,
 }
 
 impl Default for DataplaneCfg {
@@ -369,6 +375,7 @@ impl Default for DataplaneCfg {
             glean_timeout_ms: 1000,
             glean_retry_ms: 250,
             max_neighbors: 4096,
+            neighbor_age: 600,
         }
     }
 }
@@ -747,6 +754,19 @@ impl Config {
             err(
                 "dataplane.max-neighbors".into(),
                 "must be at least 1".into(),
+            );
+        }
+        let c = &self.control;
+        if !(1..=4096).contains(&c.max_connections) {
+            err(
+                "control.max-connections".into(),
+                format!("{} is out of range 1..=4096", c.max_connections),
+            );
+        }
+        if !(4096..=1 << 30).contains(&c.event_backlog) {
+            err(
+                "control.event-backlog".into(),
+                format!("{} is out of range 4096..=1073741824", c.event_backlog),
             );
         }
 
@@ -1296,6 +1316,17 @@ mod tests {
             "{}",
             e[0]
         );
+    }
+
+    #[test]
+    fn control_limits_are_checked() {
+        let e = errors("[control]\nmax-connections = 0\nevent-backlog = 10\n");
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(e[0].contains("control.max-connections"), "{}", e[0]);
+        assert!(e[1].contains("control.event-backlog"), "{}", e[1]);
+        let c = Config::parse("t.toml", "[control]\nevent-backlog = 65536\n").unwrap();
+        assert_eq!(c.control.event_backlog, 65536);
+        assert_eq!(c.control.max_connections, 64);
     }
 
     #[test]
