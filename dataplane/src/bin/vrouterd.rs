@@ -4,6 +4,7 @@
 //! the control loop (neighbour learning, MAC aging) until SIGINT or SIGTERM,
 //! or — when every port replays a capture — until the input is exhausted.
 //! Prints its counters on exit and on SIGUSR1.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -143,6 +144,9 @@ fn open_ports(cfg: &Config, workers: usize) -> Result<Vec<(usize, Box<dyn Port>)
                         ring_size: p.ring_size,
                         require_zero_copy: p.zero_copy == ZeroCopy::Required,
                         mac: configured_mac,
+                        xdp_mode: p.xdp_mode,
+                        busy_poll_us: p.busy_poll_us,
+                        busy_poll_budget: p.busy_poll_budget,
                     };
                     let w = if p.queues > 1 {
                         q as usize % workers
@@ -270,7 +274,7 @@ fn main() -> Result<()> {
     } else {
         let mut uids = cfg.control.allowed_uids.clone();
         uids.push(nix_uid());
-        let a = Api::bind(
+        let mut a = Api::bind(
             ApiConfig {
                 path: cfg.control.socket.clone().into(),
                 allowed_uids: uids,
@@ -280,6 +284,7 @@ fn main() -> Result<()> {
             infos.clone(),
         )
         .context("control socket")?;
+        a.set_event_backlog(cfg.control.event_backlog);
         tracing::info!(socket = %a.path().display(), "control socket listening");
         Some(a)
     };
