@@ -295,6 +295,9 @@ pub struct ControlCfg {
     /// Gids allowed to connect.
     pub allowed_gids: Vec<u32>,
     pub max_connections: usize,
+    /// Socket a new vrouterd connects to for a hot restart (`--takeover`);
+    /// empty: next to the control socket (`<name>.handover.sock`).
+    pub handover_socket: String,
 }
 
 impl Default for ControlCfg {
@@ -304,6 +307,7 @@ impl Default for ControlCfg {
             allowed_uids: vec![0],
             allowed_gids: Vec::new(),
             max_connections: 64,
+            handover_socket: String::new(),
         }
     }
 }

@@ -18,10 +18,16 @@
 //! On close the socket leaves the map, and the last socket of an interface
 //! detaches the program; at open, a redirect program left attached by a
 //! crashed vrouterd is detached first.
+//!
+//! Hot restart (docs/HOT-RESTART.md): the old vrouterd hands the socket and
+//! the XSKMAP over ([`Port::takeover_fds`]) and leaves both as they are on
+//! drop ([`Port::keep_on_drop`]); the new one maps the rings of the bound
+//! socket again ([`AfXdpPort::adopt`]) and goes on from the ring indices in
+//! the shared ring memory. The program and the map entry never change.
 
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -156,6 +162,8 @@ pub struct AfXdpPort {
     copy_mode: bool,
     stats: Arc<PortStats>,
     polls: u32,
+    /// Handed over to a new vrouterd: leave the map entry and the program.
+    keep: bool,
 }
 
 impl AfXdpPort {
@@ -207,6 +215,77 @@ impl AfXdpPort {
             copy_mode: true,
             stats: Arc::default(),
             polls: 0,
+            keep: false,
+        })
+    }
+
+    /// Takes over a socket that another vrouterd bound and registered (its
+    /// descriptor `fd`, received with the XSKMAP's `map_fd`): maps its four
+    /// rings again (the kernel allows mmap of a bound socket) and goes on
+    /// from the indices in them. The program stays attached and the map
+    /// entry points to this same socket, so nothing is detached or
+    /// re-inserted. The frames in the rings must be lent in the worker's pool
+    /// (`FramePool::from_shared`).
+    pub fn adopt(
+        index: u16,
+        name: &str,
+        cfg: &AfXdpConfig,
+        fd: OwnedFd,
+        map_fd: OwnedFd,
+    ) -> Result<Self, PortError> {
+        let ifindex = sys::ifindex(&cfg.interface).map_err(|e| err(name, "interface", e))?;
+        let mac = match cfg.mac {
+            Some(m) => m,
+            None => {
+                sys::if_mac(&cfg.interface).map_err(|e| err(name, "reading the MAC address", e))?
+            }
+        };
+        let size = cfg.ring_size;
+        let map = |e| err(name, "mapping the rings of the handed-over socket", e);
+        // SAFETY: xdp_mmap_offsets is plain data; all-zero is valid.
+        let mut off: libc::xdp_mmap_offsets = unsafe { std::mem::zeroed() };
+        sys::getsockopt(&fd, libc::SOL_XDP, libc::XDP_MMAP_OFFSETS, &mut off).map_err(map)?;
+        let desc = std::mem::size_of::<libc::xdp_desc>();
+        let rings = Rings {
+            rx: Ring::map(&fd, &off.rx, size, desc, libc::XDP_PGOFF_RX_RING).map_err(map)?,
+            tx: Ring::map(&fd, &off.tx, size, desc, libc::XDP_PGOFF_TX_RING).map_err(map)?,
+            fill: Ring::map(&fd, &off.fr, size, 8, libc::XDP_UMEM_PGOFF_FILL_RING as i64)
+                .map_err(map)?,
+            comp: Ring::map(
+                &fd,
+                &off.cr,
+                size,
+                8,
+                libc::XDP_UMEM_PGOFF_COMPLETION_RING as i64,
+            )
+            .map_err(map)?,
+        };
+        // SAFETY: xdp_options is plain data; all-zero is valid.
+        let mut opts: libc::xdp_options = unsafe { std::mem::zeroed() };
+        sys::getsockopt(&fd, libc::SOL_XDP, libc::XDP_OPTIONS, &mut opts)
+            .map_err(|e| err(name, "reading the socket's mode", e))?;
+        let zero_copy = opts.flags & libc::XDP_OPTIONS_ZEROCOPY != 0;
+        {
+            let mut open = OPEN.lock().unwrap_or_else(|e| e.into_inner());
+            *open
+                .get_or_insert_with(HashMap::new)
+                .entry(ifindex)
+                .or_insert(0) += 1;
+        }
+        Ok(AfXdpPort {
+            index,
+            name: name.to_string(),
+            mac,
+            ifindex,
+            cfg: cfg.clone(),
+            fd,
+            rings: Some(rings),
+            map_fd: map_fd.into_raw_fd(),
+            mode: if zero_copy { "zero-copy" } else { "copy" },
+            copy_mode: !zero_copy,
+            stats: Arc::default(),
+            polls: 0,
+            keep: false,
         })
     }
 
@@ -411,6 +490,10 @@ impl Port for AfXdpPort {
     }
 
     fn attach(&mut self, pool: &mut FramePool, ctx: &mut AttachCtx) -> Result<(), PortError> {
+        if self.rings.is_some() {
+            // Adopted from another vrouterd: set up already.
+            return Ok(());
+        }
         let name = self.name.clone();
         self.setup(pool, &mut ctx.umem_fd)
             .map_err(|e| err(&name, "AF_XDP set-up", e))?;
@@ -510,10 +593,28 @@ impl Port for AfXdpPort {
     fn stats(&self) -> &Arc<PortStats> {
         &self.stats
     }
+
+    fn takeover_fds(&self) -> Option<(RawFd, RawFd)> {
+        (self.rings.is_some() && self.map_fd >= 0).then(|| (self.fd.as_raw_fd(), self.map_fd))
+    }
+
+    fn keep_on_drop(&mut self) {
+        self.keep = true;
+    }
 }
 
 impl Drop for AfXdpPort {
     fn drop(&mut self) {
+        if self.keep {
+            // A new vrouterd owns the socket's place in the map and the
+            // program now; closing our descriptors leaves both alone.
+            if self.map_fd >= 0 {
+                // SAFETY: map_fd is ours (a duplicate went to the new
+                // vrouterd) and is closed once.
+                unsafe { libc::close(self.map_fd) };
+            }
+            return;
+        }
         if self.map_fd >= 0 {
             let key = self.cfg.queue;
             // SAFETY: key is a live u32 matching the map's key size.

@@ -21,6 +21,7 @@ pub mod sys;
 pub mod tap;
 mod xdp_ffi;
 
+use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -164,6 +165,17 @@ pub trait Port: Send {
     fn flush(&mut self) -> Result<(), PortError> {
         Ok(())
     }
+
+    /// The kernel objects a new vrouterd adopts to take this port over
+    /// without a gap (AF_XDP: the socket and its XSKMAP). `None`: the port
+    /// is closed by the old vrouterd and opened again by the new one.
+    fn takeover_fds(&self) -> Option<(RawFd, RawFd)> {
+        None
+    }
+
+    /// The port was handed over: on drop, close only this process's
+    /// descriptors and leave the kernel objects (map entry, program) alone.
+    fn keep_on_drop(&mut self) {}
 }
 
 /// The MAC a port gets when none is configured: locally administered,
