@@ -271,6 +271,10 @@ pub struct Snapshot {
     /// Adds and replaces.
     pub changes: Vec<Op>,
     pub scopes: Vec<ScopeSnapshot>,
+    /// Neighbours learned from ARP/ND, so the new vrouterd forwards at once
+    /// instead of holding packets while it resolves them again.
+    #[serde(default)]
+    pub learned: Vec<proto::Neighbor>,
 }
 
 fn api_err(e: ControlError) -> ApiError {
@@ -354,8 +358,22 @@ impl Api {
         self.ports = ports;
     }
 
-    /// The state that came over the socket (see [`Snapshot`]).
-    pub fn snapshot(&self) -> Snapshot {
+    /// The state that came over the socket, and the learned neighbours (see
+    /// [`Snapshot`]).
+    pub fn snapshot(&self, router: &Router) -> Snapshot {
+        let t = router.tables();
+        let learned = router
+            .neighbors()
+            .into_iter()
+            .filter(|(_, _, n)| !n.is_static)
+            .filter_map(|(i, ip, n)| {
+                Some(proto::Neighbor {
+                    interface: t.iface(i)?.name.clone(),
+                    ip: ip.to_string(),
+                    mac: n.mac.to_string(),
+                })
+            })
+            .collect();
         let (deletes, changes) = self.ledger.replay();
         let scopes = self
             .scopes
@@ -374,6 +392,7 @@ impl Api {
             deletes,
             changes,
             scopes,
+            learned,
         }
     }
 
@@ -381,8 +400,28 @@ impl Api {
     /// (before the workers start). Deletes of what the configuration no
     /// longer has are skipped; any other failure is returned with the op.
     pub fn restore(&mut self, router: &mut Router, snap: &Snapshot) -> Result<usize, ApiError> {
+        for n in &snap.learned {
+            // A neighbour the new configuration has no subnet for is skipped:
+            // it would be learned again if it still mattered.
+            if let Ok((iface, ip, Some(mac))) =
+                parse_neighbor(router, &n.interface, &n.ip, Some(&n.mac))
+                && let Err(e) = router.set_neighbor(iface, ip, mac, false)
+            {
+                tracing::debug!(%e, "learned neighbour not restored");
+            }
+        }
         self.apply_all(router, &snap.deletes, true)?;
-        self.apply_all(router, &snap.changes, false)?;
+        // An address the configuration has already is there: not an error.
+        let changes: Vec<Op> = snap
+            .changes
+            .iter()
+            .filter(|op| match op {
+                Op::AddressAdd(a) => !has_address(router, &a.interface, &a.address),
+                _ => true,
+            })
+            .cloned()
+            .collect();
+        self.apply_all(router, &changes, false)?;
         for s in &snap.scopes {
             let mut sc = Scope {
                 generation: s.generation,
@@ -1684,6 +1723,24 @@ fn show_interfaces(router: &Router) -> Value {
         })
         .collect();
     json!(v)
+}
+
+/// True if interface `name` has address `addr` (`a.b.c.d` or with a length).
+fn has_address(router: &Router, name: &str, addr: &str) -> bool {
+    let Ok(id) = iface_id(router, name) else {
+        return false;
+    };
+    let Some(ip) = addr
+        .split('/')
+        .next()
+        .and_then(|s| s.parse::<IpAddr>().ok())
+    else {
+        return false;
+    };
+    router.tables().iface(id).is_some_and(|f| match ip {
+        IpAddr::V4(a) => f.ip4.iter().any(|n| n.addr == a),
+        IpAddr::V6(a) => f.ip6.iter().any(|n| n.addr == a),
+    })
 }
 
 fn parse_v4(s: &str) -> Result<std::net::Ipv4Addr, ApiError> {

@@ -259,6 +259,7 @@ fn takeover_offer(
     ch: &mut Channel,
     cfg: &Config,
     api: Option<&Api>,
+    router: &Router,
     fds: &[Option<TakeoverFds>],
     macs: &[vrouter_wire::MacAddr],
 ) -> Result<u32, HandoverError> {
@@ -354,7 +355,7 @@ fn takeover_offer(
             version: handover::VERSION,
             daemon: VERSION.to_string(),
             pid: std::process::id(),
-            snapshot: api.map(|a| a.snapshot()).unwrap_or_default(),
+            snapshot: api.map(|a| a.snapshot(router)).unwrap_or_default(),
             macs: macs.iter().map(|m| m.to_string()).collect(),
             workers,
         },
@@ -752,7 +753,14 @@ fn main() -> Result<()> {
                 }
             };
             tracing::info!("a new vrouterd asks to take over");
-            match takeover_offer(&mut ch, &cfg, api.as_ref(), &takeover_fds, &port_macs) {
+            match takeover_offer(
+                &mut ch,
+                &cfg,
+                api.as_ref(),
+                &router,
+                &takeover_fds,
+                &port_macs,
+            ) {
                 Err(e) => {
                     tracing::warn!(%e, "takeover abandoned before the switch-over; still forwarding");
                     continue;
