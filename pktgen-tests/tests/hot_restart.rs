@@ -109,24 +109,34 @@ fn mac_of(t: &Topology, ns: &str, ifname: &str) -> String {
         .to_string()
 }
 
-#[test]
-fn takeover_under_steady_tcp_and_udp_flows_loses_nothing() {
-    require_root!();
-    let _s = serial();
-    let (mut t, cfg) = topology();
-    t.start_vrouterd("r", &cfg);
-    let out = t.exec("a", "ping -c 3 -i 0.1 -W 2 198.18.2.2");
-    assert_eq!(ping_stats(&out), (3, 3), "{out}");
+/// What the flows measured: (UDP sent, UDP lost, UDP duplicates, TCP
+/// retransmits, TCP seconds, TCP Mbit/s, retransmits per second).
+#[derive(Debug)]
+struct Flows {
+    sent: u64,
+    lost: u64,
+    duplicates: u64,
+    retransmits: u64,
+    seconds: f64,
+    mbps: f64,
+    per_second: Vec<u64>,
+}
+
+/// Runs a steady iperf3 TCP flow a → b (12 s, paced at `HOT_RESTART_TCP`,
+/// default 10M) and a vrouter-pktgen UDP sequence flow a → b
+/// (`HOT_RESTART_PPS`, default 2000 pps, 8 s) through vrouterd, and calls
+/// `during` 3 s in.
+fn flows(t: &mut Topology, during: impl FnOnce(&mut Topology)) -> Flows {
     let p = t.prefix.clone();
-    let dst_mac = mac_of(&t, "r", &format!("{p}ra"));
+    let dst_mac = mac_of(t, "r", &format!("{p}ra"));
     let (ns_a, ns_b) = (t.ns("a"), t.ns("b"));
     // Moderate, steady loads, below what a debug build forwards on this
-    // machine, so any loss or retransmission is the takeover's.
+    // (shared, 2-core) machine.
     let pps: u64 = std::env::var("HOT_RESTART_PPS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(5_000);
-    let bw = std::env::var("HOT_RESTART_TCP").unwrap_or_else(|_| "20M".into());
+        .unwrap_or(2_000);
+    let bw = std::env::var("HOT_RESTART_TCP").unwrap_or_else(|_| "10M".into());
     let secs = 8u64;
     let mut server = Command::new("ip")
         .args(["netns", "exec", &ns_b, "iperf3", "-s", "-1"])
@@ -176,12 +186,7 @@ fn takeover_under_steady_tcp_and_udp_flows_loses_nothing() {
         .spawn()
         .expect("vrouter-pktgen");
     std::thread::sleep(Duration::from_secs(3));
-    let old = t.pid(0);
-    let (k, took) = if std::env::var("HR_BASELINE").is_ok() {
-        (0, Duration::ZERO)
-    } else {
-        take_over(&mut t, &cfg)
-    };
+    during(t);
     let gout = pktgen_child.wait_with_output().unwrap();
     let iperf = iperf.wait_with_output().unwrap();
     let _ = server.kill();
@@ -202,38 +207,70 @@ fn takeover_under_steady_tcp_and_udp_flows_loses_nothing() {
     });
     let r = &g["result"];
     let sent = &i["end"]["sum_sent"];
-    let retransmits = sent["retransmits"].as_u64().unwrap_or(u64::MAX);
-    let seconds = sent["seconds"].as_f64().unwrap_or(0.0);
-    let log = t.log(k);
-    let prepare = log
-        .lines()
-        .find(|l| l.contains("switch-over: pools and ports taken"))
-        .unwrap_or("");
-    eprintln!(
-        "hot restart of pid {old} in {took:?}: UDP {pps} pps sent {} received {} lost {}; \
-         TCP {:.0} Mbit/s over {seconds:.1} s, {retransmits} retransmits\n{prepare}\n{}",
-        r["sent"],
-        r["rx"]["unique"],
-        r["lost"],
-        i["end"]["sum_received"]["bits_per_second"]
+    Flows {
+        sent: r["sent"].as_u64().unwrap_or(0),
+        lost: r["lost"].as_u64().unwrap_or(u64::MAX),
+        duplicates: r["rx"]["duplicates"].as_u64().unwrap_or(u64::MAX),
+        retransmits: sent["retransmits"].as_u64().unwrap_or(u64::MAX),
+        seconds: sent["seconds"].as_f64().unwrap_or(0.0),
+        mbps: i["end"]["sum_received"]["bits_per_second"]
             .as_f64()
             .unwrap_or(0.0)
             / 1e6,
-        t.log(0)
-            .lines()
-            .find(|l| l.contains("handed over"))
-            .unwrap_or("")
-    );
-    if std::env::var("HR_BASELINE").is_err() {
-        assert_eq!(r["sent"], pps * secs, "{g}");
-        assert_eq!(r["lost"], 0, "UDP loss across the takeover: {g}");
-        assert_eq!(r["rx"]["duplicates"], 0, "{g}");
-        assert!(seconds >= 11.9, "iperf3 did not complete: {i}");
-        assert!(
-            retransmits <= 2,
-            "TCP retransmissions across the takeover: {retransmits}"
-        );
+        per_second: i["intervals"]
+            .as_array()
+            .map(|v| {
+                v.iter()
+                    .map(|x| x["sum"]["retransmits"].as_u64().unwrap_or(0))
+                    .collect()
+            })
+            .unwrap_or_default(),
     }
+}
+
+#[test]
+fn takeover_under_steady_tcp_and_udp_flows_loses_nothing() {
+    require_root!();
+    let _s = serial();
+    let (mut t, cfg) = topology();
+    t.start_vrouterd("r", &cfg);
+    let out = t.exec("a", "ping -c 3 -i 0.1 -W 2 198.18.2.2");
+    assert_eq!(ping_stats(&out), (3, 3), "{out}");
+    // The same flows without a takeover first: what this machine's load
+    // costs TCP by itself (spurious retransmissions when a 2-core machine
+    // is busy), to tell a takeover's burst from it.
+    let base = flows(&mut t, |_| {});
+    let old = t.pid(0);
+    let mut took = Duration::ZERO;
+    let mut k = 0;
+    let f = flows(&mut t, |t| (k, took) = take_over(t, &cfg));
+    let line = |l: &str, what: &str| {
+        l.lines()
+            .find(|x| x.contains(what))
+            .unwrap_or("")
+            .to_string()
+    };
+    eprintln!(
+        "hot restart of pid {old} in {took:?}:\n  baseline: {base:?}\n  takeover: {f:?}\n  {}\n  {}",
+        line(&t.log(0), "handed over"),
+        line(&t.log(k), "switch-over: pools and ports taken"),
+    );
+    assert!(base.sent > 0 && f.sent == base.sent, "{base:?} {f:?}");
+    assert_eq!(f.lost, 0, "UDP loss across the takeover: {f:?}");
+    assert_eq!(f.duplicates, 0, "{f:?}");
+    assert!(f.seconds >= 11.9, "iperf3 did not complete: {f:?}");
+    assert!(f.mbps > 1.0 && base.mbps > 1.0, "{base:?} {f:?}");
+    // No retransmission burst: at most what the same flow has without a
+    // takeover, plus a little.
+    assert!(
+        f.retransmits <= 2 * base.retransmits + 10,
+        "TCP retransmissions across the takeover: {f:?}, without: {base:?}"
+    );
+    let worst = |x: &Flows| x.per_second.iter().copied().max().unwrap_or(0);
+    assert!(
+        worst(&f) <= 2 * worst(&base) + 10,
+        "a retransmission burst in one second: {f:?}, without: {base:?}"
+    );
     // The new vrouterd forwards on its own.
     let out = t.exec("a", "ping -c 3 -i 0.1 -W 2 198.18.2.2");
     assert_eq!(ping_stats(&out), (3, 3), "{out}");
@@ -241,10 +278,10 @@ fn takeover_under_steady_tcp_and_udp_flows_loses_nothing() {
     let report = t.stop_vrouterd(k);
     assert!(report.contains("counters"), "{report}");
     eprintln!("{report}");
-    let xdp = t.exec("r", "ip link show");
+    let links = t.exec("r", "ip link show");
     assert!(
-        !xdp.contains("xsk_def_prog"),
-        "program left attached:\n{xdp}"
+        !links.contains("xsk_def_prog"),
+        "program left attached:\n{links}"
     );
 }
 

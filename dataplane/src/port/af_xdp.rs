@@ -446,17 +446,28 @@ impl AfXdpPort {
     }
 
     /// Copy mode sends at most a small batch (32 in Linux) per `sendto`:
-    /// kick again while descriptors are still waiting in the TX ring, or
-    /// they would sit there until the next burst to this port.
+    /// kick again while descriptors are still waiting in the TX ring and
+    /// the kernel makes progress (at most `MAX_KICKS`, one syscall per 32
+    /// frames), or a burst larger than a batch would sit there until the
+    /// next poll loop and, under load, fill the ring. Zero-copy drivers are
+    /// kicked once, when they ask.
     #[inline]
     fn flush_tx(&self) {
+        const MAX_KICKS: u32 = 16;
         let Some(r) = &self.rings else { return };
         let tx = &r.tx;
-        if tx.prod().load(Ordering::Relaxed) != tx.cons().load(Ordering::Acquire)
-            && (self.copy_mode || tx.needs_wakeup())
-            && sys::kick_tx(&self.fd).is_err()
-        {
-            PortStats::add(&self.stats.tx_errors, 1);
+        for _ in 0..MAX_KICKS {
+            let cons = tx.cons().load(Ordering::Acquire);
+            if tx.prod().load(Ordering::Relaxed) == cons || !(self.copy_mode || tx.needs_wakeup()) {
+                return;
+            }
+            if sys::kick_tx(&self.fd).is_err() {
+                PortStats::add(&self.stats.tx_errors, 1);
+                return;
+            }
+            if !self.copy_mode || tx.cons().load(Ordering::Acquire) == cons {
+                return;
+            }
         }
     }
 
@@ -580,9 +591,7 @@ impl Port for AfXdpPort {
             tx.prod().store(prod.wrapping_add(n), Ordering::Release);
             // Copy mode transmits only inside sendto(); zero-copy drivers
             // say when they need a kick.
-            if (self.copy_mode || tx.needs_wakeup()) && sys::kick_tx(&self.fd).is_err() {
-                PortStats::add(&self.stats.tx_errors, 1);
-            }
+            self.flush_tx();
         }
         PortStats::add(&self.stats.tx_packets, u64::from(n));
         PortStats::add(&self.stats.tx_bytes, bytes);
