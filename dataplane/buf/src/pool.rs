@@ -692,12 +692,12 @@ impl FramePool {
 impl Drop for FramePool {
     fn drop(&mut self) {
         if self.shm.is_some() {
-            // SAFETY: mapped in `map_shared` with this size. The memory
-            // stays in the memfd (and in any other process or kernel ring
-            // using it); unmapping only removes this view, and a buffer
-            // outstanding here would be a leak the caller made (invariant 3
-            // holds for handed-over pools because the region is not freed).
+            // The memory stays in the memfd (and in any other process or
+            // kernel ring using it): unmapping only removes this view. With
+            // a buffer still owned it stays mapped (invariant 3).
             if self.free.len() + self.lent_frames().len() == self.frames as usize {
+                // SAFETY: mapped in `map_shared` with this size; no
+                // PacketBuf of this pool exists any more (counted above).
                 unsafe { libc::munmap(self.base.as_ptr().cast(), self.layout.size()) };
             }
         } else if self.free.len() == self.frames as usize {
