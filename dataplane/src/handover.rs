@@ -104,7 +104,7 @@ impl Shape {
                 .iter()
                 .map(|p| PortShape {
                     name: p.name.clone(),
-                    driver: format!("{:?}", p.driver).to_lowercase(),
+                    driver: driver_name(p.driver).to_string(),
                     interface: p.interface.clone().unwrap_or_else(|| p.name.clone()),
                     queues: p.queues,
                     ring_size: p.ring_size,
@@ -159,6 +159,17 @@ impl Shape {
         } else {
             Err(format!("configuration mismatch: {}", d.join("; ")))
         }
+    }
+}
+
+fn driver_name(d: Driver) -> &'static str {
+    match d {
+        Driver::Pcap => "pcap",
+        Driver::Memory => "memory",
+        Driver::AfPacket => "af-packet",
+        Driver::AfXdp => "af-xdp",
+        Driver::Tap => "tap",
+        Driver::Dpdk => "dpdk",
     }
 }
 

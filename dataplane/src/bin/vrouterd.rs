@@ -413,7 +413,7 @@ fn main() -> Result<()> {
     // A takeover adopts the AF_XDP ports now and opens the others only
     // after the switch-over (the old vrouterd still has them).
     let mut incoming = match &args.takeover {
-        Some(p) => {
+        Some(p) if !args.check => {
             let path = if p.is_empty() {
                 handover_path.clone().context(
                     "--takeover: no handover socket (set [control] handover-socket or give its path)",
@@ -423,7 +423,7 @@ fn main() -> Result<()> {
             };
             Some(takeover_begin(&cfg, &path, nworkers).context("taking over")?)
         }
-        None => None,
+        _ => None,
     };
     let mut opened: Vec<(usize, Option<Box<dyn Port>>)> = Vec::new();
     let mut position = vec![0usize; nworkers];
