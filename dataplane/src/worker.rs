@@ -224,7 +224,7 @@ impl Worker {
     pub fn hand_over(&mut self) -> Vec<u32> {
         for p in self.ports.iter_mut() {
             if p.takeover_fds().is_some() {
-                p.keep_on_drop();
+                p.set_keep_on_drop(true);
             }
         }
         self.ports.retain(|p| p.takeover_fds().is_some());

@@ -416,6 +416,32 @@ fn a_takeover_with_other_ports_fails_and_the_old_vrouterd_keeps_forwarding() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("no vrouterd to take over"), "{err}");
+    // State the new configuration cannot take (its bridge is renamed): the
+    // new vrouterd fails after it adopted the AF_XDP sockets, and must
+    // leave the old one's program and map entries alone.
+    let mut c = Client::connect(&t.socket(0), "test").expect("connect");
+    c.call(Op::StaticMacAdd(proto::StaticMac {
+        bridge: "pods".into(),
+        mac: "02:00:00:00:0c:01".into(),
+        interface: "c".into(),
+    }))
+    .unwrap();
+    drop(c);
+    std::fs::write(&cfg_path, cfg.replace("\"pods\"", "\"pods2\"")).unwrap();
+    let out = t.exec_out(
+        "r",
+        &format!(
+            "{} --config {} --takeover",
+            vrouterd().display(),
+            cfg_path.display()
+        ),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("applying the running vrouterd's state") && err.contains("pods"),
+        "{err}"
+    );
     assert!(t.vrouterd_running(0), "{}", t.log(0));
     assert!(
         t.log(0).contains("still forwarding"),

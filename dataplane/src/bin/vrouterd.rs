@@ -554,6 +554,10 @@ fn main() -> Result<()> {
             );
         }
         for (slot, &(_, k, q)) in opened.iter_mut().zip(&plan) {
+            if let Some(p) = slot.1.as_mut() {
+                // Ours now: a normal stop detaches the program.
+                p.set_keep_on_drop(false);
+            }
             if slot.1.is_none() {
                 slot.1 =
                     Some(open_port(&cfg, k, q).context("reopening ports after the switch-over")?);

@@ -21,7 +21,7 @@
 //!
 //! Hot restart (docs/HOT-RESTART.md): the old vrouterd hands the socket and
 //! the XSKMAP over ([`Port::takeover_fds`]) and leaves both as they are on
-//! drop ([`Port::keep_on_drop`]); the new one maps the rings of the bound
+//! drop ([`Port::set_keep_on_drop`]); the new one maps the rings of the bound
 //! socket again ([`AfXdpPort::adopt`]) and goes on from the ring indices in
 //! the shared ring memory. The program and the map entry never change.
 
@@ -225,7 +225,10 @@ impl AfXdpPort {
     /// from the indices in them. The program stays attached and the map
     /// entry points to this same socket, so nothing is detached or
     /// re-inserted. The frames in the rings must be lent in the worker's pool
-    /// (`FramePool::from_shared`).
+    /// (`FramePool::from_shared`). The port leaves the map entry and the
+    /// program alone when dropped until `set_keep_on_drop(false)` (after
+    /// the switch-over), so a takeover that fails earlier does not disturb
+    /// the old vrouterd.
     pub fn adopt(
         index: u16,
         name: &str,
@@ -285,7 +288,8 @@ impl AfXdpPort {
             copy_mode: !zero_copy,
             stats: Arc::default(),
             polls: 0,
-            keep: false,
+            // Until the switch-over, the old vrouterd owns the map entry.
+            keep: true,
         })
     }
 
@@ -607,8 +611,8 @@ impl Port for AfXdpPort {
         (self.rings.is_some() && self.map_fd >= 0).then(|| (self.fd.as_raw_fd(), self.map_fd))
     }
 
-    fn keep_on_drop(&mut self) {
-        self.keep = true;
+    fn set_keep_on_drop(&mut self, keep: bool) {
+        self.keep = keep;
     }
 }
 

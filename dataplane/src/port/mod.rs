@@ -173,9 +173,11 @@ pub trait Port: Send {
         None
     }
 
-    /// The port was handed over: on drop, close only this process's
-    /// descriptors and leave the kernel objects (map entry, program) alone.
-    fn keep_on_drop(&mut self) {}
+    /// With `true`, dropping the port closes only this process's
+    /// descriptors and leaves the kernel objects (map entry, program) alone:
+    /// the port was handed over, or is adopted and the takeover has not
+    /// reached the switch-over yet (the old vrouterd still uses them).
+    fn set_keep_on_drop(&mut self, _keep: bool) {}
 }
 
 /// The MAC a port gets when none is configured: locally administered,
