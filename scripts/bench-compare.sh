@@ -14,8 +14,9 @@
 #   kernel              Linux IPv4 forwarding (IPv4 case)
 #   linux-bridge        a Linux bridge (L2 case)
 #   linux-vxlan         a Linux VXLAN device + IPv4 forwarding (VXLAN cases)
-#   ovs-dpdk            OVS userspace datapath, PMD on core 1, AF_XDP ports (L2, IPv4),
-#                       when ovs-vswitchd with DPDK is installed (else a "skipped" row)
+#   ovs-dpdk            OVS userspace datapath, PMD on core 1, AF_XDP ports; VXLAN cases
+#                       with OVS's userspace tunnelling (br-phy + br-int), when
+#                       ovs-vswitchd with DPDK is installed (else a "skipped" row)
 #
 # Cases: l2 (bridged to the sink's MAC), ipv4 (routed, 10k flows to
 # 198.19.0.0/16 via the sink), vxlan-encap (the IPv4 frames routed into VNI
@@ -299,6 +300,7 @@ ovs_setup() { # ovs_setup <case>: a private ovsdb-server + ovs-vswitchd (own run
   sleep 1
   kill -0 "$OV" 2>/dev/null || { echo "ovs-vswitchd exited: $(grep -E 'ERR|EMER' "$d/vswitchd.log" | tail -1)"; return 1; }
   local vsw=(ovs-vsctl --db="unix:$d/db.sock" --timeout=15)
+  case "$c" in vxlan-*) ovs_vxlan "$c"; return ;; esac
   "${vsw[@]}" add-br br0 -- set bridge br0 datapath_type=netdev || return 1
   "${vsw[@]}" add-port br0 "${P}r0" -- set interface "${P}r0" type=afxdp ofport_request=1 || return 1
   "${vsw[@]}" add-port br0 "${P}r1" -- set interface "${P}r1" type=afxdp ofport_request=2 || return 1
@@ -309,10 +311,45 @@ ovs_setup() { # ovs_setup <case>: a private ovsdb-server + ovs-vswitchd (own run
   fi
   ovs-appctl -t "$OVS_CTL" dpif-netdev/pmd-stats-clear > /dev/null || return 1
 }
+# OVS userspace ("native") tunnelling, as its docs set it up: the underlay
+# port in br-phy, whose internal port carries the VTEP address (so OVS's
+# route table, read from this namespace's kernel, finds the tunnel's next
+# hop), the VXLAN port and the pod-side port in br-int, OpenFlow rules doing
+# the same routing as vrouterd's (rewrite MACs, dec_ttl). Encap: r0 in
+# br-int, r1 underlay towards the sink VTEP 198.18.2.2. Decap: r0 underlay
+# (br-phy takes r0's MAC, which the generator's outer frames are sent to),
+# r1 in br-int towards the sink.
+ovs_vxlan() { # ovs_vxlan <case>
+  local c=$1 d="$OVS_D" pod under local_ip remote_ip
+  local vsw=(ovs-vsctl --db="unix:$d/db.sock" --timeout=15)
+  if [ "$c" = vxlan-encap ]; then pod=r0; under=r1; local_ip=198.18.2.1; remote_ip=198.18.2.2
+  else pod=r1; under=r0; local_ip=198.18.1.1; remote_ip=198.18.1.2; fi
+  local under_mac; under_mac=$(mac_of rtr "$under")
+  "${vsw[@]}" add-br br-phy -- set bridge br-phy datapath_type=netdev "other-config:hwaddr=$under_mac" || return 1
+  "${vsw[@]}" add-port br-phy "$P$under" -- set interface "$P$under" type=afxdp || return 1
+  ns rtr ip addr add "$local_ip/24" dev br-phy || return 1
+  ns rtr ip link set br-phy up || return 1
+  "${vsw[@]}" add-br br-int -- set bridge br-int datapath_type=netdev || return 1
+  "${vsw[@]}" add-port br-int "$P$pod" -- set interface "$P$pod" type=afxdp ofport_request=1 || return 1
+  "${vsw[@]}" add-port br-int vx0 -- set interface vx0 type=vxlan ofport_request=2 \
+    "options:remote_ip=$remote_ip" "options:local_ip=$local_ip" options:key=100 || return 1
+  local remote_mac=$SMAC; [ "$c" = vxlan-decap ] && remote_mac=$GMAC
+  ovs-appctl -t "$OVS_CTL" tnl/arp/set br-phy "$remote_ip" "$remote_mac" || return 1
+  ovs-ofctl del-flows "unix:$d/br-int.mgmt" || return 1
+  if [ "$c" = vxlan-encap ]; then
+    ovs-ofctl add-flow "unix:$d/br-int.mgmt" \
+      "in_port=1,ip,nw_dst=198.19.0.0/16,actions=mod_dl_src:$VNIMAC,mod_dl_dst:$REMOTE_INNER,dec_ttl,output:2" || return 1
+  else
+    ovs-ofctl add-flow "unix:$d/br-int.mgmt" \
+      "in_port=2,ip,nw_dst=198.19.0.0/16,actions=mod_dl_src:$R1MAC,mod_dl_dst:$SMAC,dec_ttl,output:1" || return 1
+  fi
+  ovs-appctl -t "$OVS_CTL" tnl/ports/show || true
+  ovs-appctl -t "$OVS_CTL" ovs/route/show | grep -F "$local_ip" || true
+  ovs-appctl -t "$OVS_CTL" dpif-netdev/pmd-stats-clear > /dev/null || return 1
+}
 run_ovs() { # run_ovs <case>
   local c=$1
   if [ "$OVS_OK" = 0 ]; then skip "$c" ovs-dpdk "skipped: ovs-vswitchd with DPDK not installed (apt-get install openvswitch-switch-dpdk)"; return; fi
-  case "$c" in vxlan-*) skip "$c" ovs-dpdk "not measured: OVS userspace VXLAN needs a tunnel IP on a bridge and OVS routes (not set up here)"; return ;; esac
   OVS_D="$WORK/ovs-$c"; mkdir -p "$OVS_D"
   export OVS_RUNDIR="$OVS_D" OVS_LOGDIR="$OVS_D" OVS_DBDIR="$OVS_D" OVS_SYSCONFDIR="$OVS_D" OVS_PKGDATADIR=/usr/share/openvswitch
   huge_reserve 300

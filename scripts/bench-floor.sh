@@ -103,7 +103,7 @@ vr_config() { # vr_config <pipeline>
     *) printf '[[interface]]\nname = "r0"\naddresses = ["198.18.1.1/24"]\n[[interface]]\nname = "r1"\naddresses = ["198.18.2.1/24"]\n'
        printf '[[neighbor]]\ninterface = "r1"\nip = "198.18.2.2"\nmac = "02:00:00:00:0c:01"\n' ;;
   esac
-  [ "$1" = vxlan-encap ] && printf '[[vtep]]\nname = "vtep0"\nlocal = "198.18.2.1"\n[[vni]]\nvtep = "vtep0"\nvni = 100\nvrf = "default"\nroutes = [{ prefix = "1.0.0.0/4", remote = "198.18.2.2", mac = "02:00:00:00:20:02" }]\n'
+  [ "$1" = vxlan-encap ] && printf '[[vtep]]\nname = "vtep0"\nlocal = "198.18.2.1"\n[[vni]]\nvtep = "vtep0"\nvni = 100\nvrf = "default"\nroutes = [{ prefix = "0.0.0.0/3", remote = "198.18.2.2", mac = "02:00:00:00:20:02" }]\n'
   return 0
 }
 # r1's tx-packets in the last "ports:" table of vrouterd's report.

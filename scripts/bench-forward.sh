@@ -13,7 +13,12 @@
 #   linux-bridge      a Linux bridge
 #   testpmd-mac       dpdk-testpmd --forward-mode=mac on AF_XDP vdevs: the I/O floor
 #   vrouterd-af-xdp   vrouterd routing, AF_XDP ports
-#   vrouterd-af-packet vrouterd routing, AF_PACKET ports
+#   vrouterd-af-packet vrouterd routing, AF_PACKET ports (TPACKET_V3, QDISC_BYPASS)
+#
+# and, when named with -f, the AF_XDP I/O-path variants of vrouterd-af-xdp:
+#   vrouterd-af-xdp-native / -generic       xdp-mode = native / generic
+#   vrouterd-af-xdp-busy-poll[-256]         busy-poll-us = 50, budget 64 [256]
+#   vrouterd-af-xdp-ring-512 / -ring-8192   ring-size (2048 by default)
 #
 # For each: offered and delivered packets/s, loss, and cost per packet:
 # polling forwarders report their own busy cycles per packet (vrouterd's
@@ -134,7 +139,8 @@ run_testpmd() {
   local cyc; cyc=$(grep -o "CPU cycles/packet=[0-9.]*" "$WORK/fwd.log" | tail -1 | cut -d= -f2 || true)
   row testpmd-mac "${cyc:--}"
 }
-run_vrouterd() { # run_vrouterd <driver>
+run_vrouterd() { # run_vrouterd <driver> [<label> <extra port keys>]
+  local label=${2:-vrouterd-$1} extra=${3:-}
   cat > "$WORK/vr-$1.toml" <<CFG
 [dataplane]
 workers = 1
@@ -143,10 +149,12 @@ cores = [1]
 name = "r0"
 driver = "$1"
 interface = "${P}r0"
+$extra
 [[port]]
 name = "r1"
 driver = "$1"
 interface = "${P}r1"
+$extra
 [[interface]]
 name = "r0"
 addresses = ["198.18.1.1/24"]
@@ -160,9 +168,29 @@ CFG
   ip netns exec "${P}rtr" "$VROUTERD" --config "$WORK/vr-$1.toml" > "$WORK/vr-$1.log" 2>&1 &
   local V=$!; PIDS+=("$V")
   for _ in $(seq 100); do grep -q "vrouterd running" "$WORK/vr-$1.log" && break; sleep 0.05; done
-  start_gen "$R0MAC"; measure "vrouterd-$1"; stop_pid "$GEN"; stop_pid "$V"
+  if ! grep -q "vrouterd running" "$WORK/vr-$1.log"; then
+    echo "$label: vrouterd did not start: $(tail -1 "$WORK/vr-$1.log")"; stop_pid "$V"; return
+  fi
+  start_gen "$R0MAC"; measure "$label"; stop_pid "$GEN"; stop_pid "$V"
   local cyc; cyc=$(awk -F': ' '/busy cycles per received packet/{printf "%.0f", $2}' "$WORK/vr-$1.log")
-  row "vrouterd-$1" "${cyc:--}"
+  row "$label" "${cyc:--}"
+  cp "$WORK/vr-$1.log" "$WORK/$label.log"
+}
+# I/O-path variants of vrouterd on AF_XDP (issue 3's study): the program's
+# attach mode, socket busy polling, and ring sizes (which bound the batch
+# one kick can move).
+run_variant() { # run_variant <name>
+  case "$1" in
+    vrouterd-af-xdp-native) run_vrouterd af-xdp "$1" 'xdp-mode = "native"' ;;
+    vrouterd-af-xdp-generic) run_vrouterd af-xdp "$1" 'xdp-mode = "generic"' ;;
+    vrouterd-af-xdp-busy-poll) run_vrouterd af-xdp "$1" "busy-poll-us = 50
+busy-poll-budget = 64" ;;
+    vrouterd-af-xdp-busy-poll-256) run_vrouterd af-xdp "$1" "busy-poll-us = 50
+busy-poll-budget = 256" ;;
+    vrouterd-af-xdp-ring-512) run_vrouterd af-xdp "$1" "ring-size = 512" ;;
+    vrouterd-af-xdp-ring-8192) run_vrouterd af-xdp "$1" "ring-size = 8192" ;;
+    *) echo "unknown forwarder $1" >&2; exit 2 ;;
+  esac
 }
 
 echo "== $SECS s per forwarder, after ${WARMUP} s warm-up; generator: testpmd txonly, AF_XDP, core 0"
@@ -173,6 +201,7 @@ for f in ${LIST//,/ }; do
     testpmd-mac) run_testpmd ;;
     vrouterd-af-xdp) run_vrouterd af-xdp ;;
     vrouterd-af-packet) run_vrouterd af-packet ;;
+    vrouterd-af-xdp-*) run_variant "$f" ;;
     *) echo "unknown forwarder $f" >&2; exit 2 ;;
   esac
 done

@@ -8,6 +8,7 @@
 //! - [`etcd_source`]: Flannel-style subnet leases in etcd (the other backend).
 //!
 //! See docs/agent.md.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod engine;
 #[cfg(feature = "etcd")]

@@ -1,4 +1,5 @@
 //! vrouter-agent: syncs the cluster's state into vrouterd (docs/agent.md).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 use std::net::IpAddr;
 use std::path::PathBuf;

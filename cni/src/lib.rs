@@ -8,6 +8,7 @@
 //! pod CIDR (host-local-style files under a `flock`), a default route via
 //! the gateway, and registers the endpoint with vrouterd (`endpoint.add`).
 //! DEL moves the end back and frees the address. See docs/cni.md.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod conf;
 pub mod error;

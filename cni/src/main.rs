@@ -2,6 +2,7 @@
 //! configuration from stdin, writes the CNI result (or the CNI error
 //! object) to stdout. Logs go to stderr (`VROUTER_CNI_LOG`, default
 //! `info`), never to stdout.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 use std::io::Read;
 use std::process::ExitCode;

@@ -36,6 +36,27 @@ void vr_mbuf_set(struct rte_mbuf *m, uint16_t off, uint16_t len)
 	m->ol_flags = 0;
 }
 
+uint16_t vr_rx_burst_info(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n,
+			  uintptr_t base, uint64_t *addr, uint16_t *len)
+{
+	uint16_t got = rte_eth_rx_burst(port, queue, pkts, n);
+	for (uint16_t i = 0; i < got; i++) {
+		const struct rte_mbuf *m = pkts[i];
+		addr[i] = m->nb_segs == 1 ? (uint64_t)((uintptr_t)m->buf_addr - base) + m->data_off
+					  : UINT64_MAX;
+		len[i] = m->data_len;
+	}
+	return got;
+}
+
+uint16_t vr_tx_burst_set(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n,
+			 const uint16_t *off, const uint16_t *len)
+{
+	for (uint16_t i = 0; i < n; i++)
+		vr_mbuf_set(pkts[i], off[i], len[i]);
+	return rte_eth_tx_burst(port, queue, pkts, n);
+}
+
 int vr_errno(void) { return rte_errno; }
 
 struct iter_ctx {

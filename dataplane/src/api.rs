@@ -104,8 +104,9 @@ struct Conn {
 }
 
 /// Output a subscriber may have pending before events for it are dropped
-/// (counted, and announced with an `events-dropped` event once it catches up).
-const EVENT_BACKLOG: usize = 1 << 20;
+/// (counted, and announced with an `events-dropped` event once it catches
+/// up), unless `[control] event-backlog` says otherwise.
+pub const EVENT_BACKLOG: usize = 1 << 20;
 /// Traces kept for `trace.show`.
 const MAX_TRACES: usize = 4096;
 /// Most packets one `trace.add` may ask for, per worker.
@@ -152,6 +153,8 @@ pub struct Api {
     capture: Option<Capture>,
     /// The workers a capture was armed on.
     links: Option<Vec<Arc<crate::control::WorkerLink>>>,
+    /// See `EVENT_BACKLOG`.
+    event_backlog: usize,
     /// The state that came over the socket, for a hot restart.
     ledger: Ledger,
 }
@@ -317,6 +320,7 @@ impl Api {
             traces: std::collections::VecDeque::new(),
             capture: None,
             links: None,
+            event_backlog: EVENT_BACKLOG,
             ledger: Ledger::default(),
         })
     }
@@ -450,6 +454,12 @@ impl Api {
             self.scopes.insert(s.scope.clone(), sc);
         }
         Ok(snap.deletes.len() + snap.changes.len())
+    }
+
+    /// Sets the output a subscriber may have pending before its events are
+    /// dropped (`[control] event-backlog`).
+    pub fn set_event_backlog(&mut self, bytes: usize) {
+        self.event_backlog = bytes;
     }
 
     /// The socket path.
@@ -755,7 +765,7 @@ impl Api {
     }
 
     /// Sends an event of `kind` to every subscriber. A subscriber with more
-    /// than `EVENT_BACKLOG` bytes unread misses events (counted); once it
+    /// than `event_backlog` bytes unread misses events (counted); once it
     /// has caught up it gets an `events-dropped` event with the number lost.
     pub fn publish(&mut self, kind: &str, event: Value) {
         let line = match serde_json::to_vec(&json!({ "event": event })) {
@@ -770,7 +780,7 @@ impl Api {
             if !c.events.iter().any(|k| k == kind) {
                 continue;
             }
-            if c.output.len() > EVENT_BACKLOG {
+            if c.output.len() > self.event_backlog {
                 c.events_dropped += 1;
                 self.stats.events_dropped += 1;
                 continue;
@@ -864,8 +874,8 @@ impl Api {
             Op::ShowRoutes(sel) => show_routes(router, sel),
             Op::ShowNeighbors => Ok(show_neighbors(router)),
             Op::ShowEndpoints => Ok(json!(self.endpoints.values().collect::<Vec<_>>())),
-            Op::ShowCounters => Ok(show_counters(router, false)),
-            Op::ShowErrors => Ok(show_counters(router, true)),
+            Op::ShowCounters => Ok(show_counters(router, &self.stats, false)),
+            Op::ShowErrors => Ok(show_counters(router, &self.stats, true)),
             Op::ShowRuntime => Ok(show_runtime(router)),
             Op::ShowVteps => Ok(show_vteps(router)),
             Op::ShowServices => Ok(crate::service::api::show_services(router)),
@@ -1950,7 +1960,45 @@ fn show_neighbors(router: &Router) -> Value {
     json!(v)
 }
 
-fn show_counters(router: &Router, drops_only: bool) -> Value {
+/// The control plane's refusals at its limits, after the pipeline's
+/// counters in `show counters` and `show errors`: (name, value, help).
+pub fn control_refusals(router: &Router, api: &ApiStats) -> [(&'static str, u64, &'static str); 6] {
+    let c = &router.stats;
+    [
+        (
+            "neighbor-limit",
+            c.neighbors_refused,
+            "neighbour not learned: the interface is at max-neighbors",
+        ),
+        (
+            "notice-queue-full",
+            c.notices_dropped,
+            "control-plane notice (event) lost: notice queue full",
+        ),
+        (
+            "control-refused-credentials",
+            api.refused_credentials,
+            "control connection refused: peer uid/gid not allowed (SO_PEERCRED)",
+        ),
+        (
+            "control-refused-limit",
+            api.refused_limit,
+            "control connection refused: max-connections reached",
+        ),
+        (
+            "control-closed-slow-or-oversize",
+            api.closed_slow + api.closed_oversize,
+            "control connection closed: request too long, or output not read",
+        ),
+        (
+            "control-events-dropped",
+            api.events_dropped,
+            "event not sent to a subscriber that was behind (event-backlog)",
+        ),
+    ]
+}
+
+fn show_counters(router: &Router, api: &ApiStats, drops_only: bool) -> Value {
     let workers = router.shared().worker_links();
     let v: Vec<info::Counter> = Counter::ALL
         .iter()
@@ -1961,6 +2009,16 @@ fn show_counters(router: &Router, drops_only: bool) -> Value {
             drop: c.is_drop(),
             help: c.help().to_string(),
         })
+        .chain(
+            control_refusals(router, api)
+                .into_iter()
+                .map(|(name, value, help)| info::Counter {
+                    name: name.to_string(),
+                    value,
+                    drop: true,
+                    help: help.to_string(),
+                }),
+        )
         .filter(|c| c.value > 0)
         .collect();
     json!(v)

@@ -298,6 +298,9 @@ pub struct ControlCfg {
     /// Socket a new vrouterd connects to for a hot restart (`--takeover`);
     /// empty: next to the control socket (`<name>.handover.sock`).
     pub handover_socket: String,
+    /// Bytes of unread output a subscriber may have before its events are
+    /// dropped (counted).
+    pub event_backlog: usize,
 }
 
 impl Default for ControlCfg {
@@ -308,6 +311,7 @@ impl Default for ControlCfg {
             allowed_gids: Vec::new(),
             max_connections: 64,
             handover_socket: String::new(),
+            event_backlog: 1 << 20,
         }
     }
 }
@@ -357,6 +361,8 @@ pub struct DataplaneCfg {
     pub glean_retry_ms: u64,
     /// Dynamic neighbours per interface.
     pub max_neighbors: usize,
+    /// Seconds before a learned neighbour not heard from is removed; 0 = never.
+    pub neighbor_age: u32,
 }
 
 impl Default for DataplaneCfg {
@@ -373,6 +379,7 @@ impl Default for DataplaneCfg {
             glean_timeout_ms: 1000,
             glean_retry_ms: 250,
             max_neighbors: 4096,
+            neighbor_age: 600,
         }
     }
 }
@@ -419,6 +426,17 @@ pub struct PortCfg {
     /// af-xdp: `auto` (zero-copy, else copy mode) or `required`.
     #[serde(default)]
     pub zero_copy: ZeroCopy,
+    /// af-xdp: how the redirect program is attached: `auto` (native, else
+    /// generic), `native` or `generic` (fail rather than fall back).
+    #[serde(default)]
+    pub xdp_mode: XdpMode,
+    /// af-xdp: socket busy polling, in µs (`SO_BUSY_POLL` with
+    /// `SO_PREFER_BUSY_POLL`); 0 (the default) leaves it off.
+    #[serde(default)]
+    pub busy_poll_us: u32,
+    /// af-xdp: packets per busy-poll round (`SO_BUSY_POLL_BUDGET`).
+    #[serde(default = "default_busy_poll_budget")]
+    pub busy_poll_budget: u16,
     /// dpdk: a PCI address (`0000:01:00.0`) or a vdev string
     /// (`net_af_xdp0,iface=eth1`).
     pub device: Option<String>,
@@ -436,8 +454,25 @@ pub enum ZeroCopy {
     Required,
 }
 
+/// How an AF_XDP port's redirect program is attached.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum XdpMode {
+    /// libxdp's choice: native (driver) XDP, generic (skb) as a fallback.
+    #[default]
+    Auto,
+    /// Driver mode only.
+    Native,
+    /// Generic (skb) mode: works on every interface, costs more per packet.
+    Generic,
+}
+
 fn one() -> u16 {
     1
+}
+
+fn default_busy_poll_budget() -> u16 {
+    64
 }
 
 fn default_ring() -> u32 {
@@ -725,6 +760,19 @@ impl Config {
                 "must be at least 1".into(),
             );
         }
+        let c = &self.control;
+        if !(1..=4096).contains(&c.max_connections) {
+            err(
+                "control.max-connections".into(),
+                format!("{} is out of range 1..=4096", c.max_connections),
+            );
+        }
+        if !(4096..=1 << 30).contains(&c.event_backlog) {
+            err(
+                "control.event-backlog".into(),
+                format!("{} is out of range 4096..=1073741824", c.event_backlog),
+            );
+        }
 
         let mut ports = HashSet::new();
         for (k, p) in self.ports.iter().enumerate() {
@@ -785,6 +833,24 @@ impl Config {
                 err(
                     format!("{key}.ring-size"),
                     format!("{} is not a power of two in 64..=16384", p.ring_size),
+                );
+            }
+            if p.driver != Driver::AfXdp && (p.xdp_mode != XdpMode::Auto || p.busy_poll_us != 0) {
+                err(
+                    key.clone(),
+                    "xdp-mode and busy-poll-us are for driver = \"af-xdp\"".into(),
+                );
+            }
+            if p.busy_poll_us > 1_000_000 {
+                err(
+                    format!("{key}.busy-poll-us"),
+                    format!("{} is out of range 0..=1000000", p.busy_poll_us),
+                );
+            }
+            if p.busy_poll_budget == 0 || p.busy_poll_budget > 1024 {
+                err(
+                    format!("{key}.busy-poll-budget"),
+                    format!("{} is out of range 1..=1024", p.busy_poll_budget),
                 );
             }
             if p.driver != Driver::Pcap && (p.rx_pcap.is_some() || p.tx_pcap.is_some()) {
@@ -1254,6 +1320,41 @@ mod tests {
             "{}",
             e[0]
         );
+    }
+
+    #[test]
+    fn control_limits_are_checked() {
+        let e = errors("[control]\nmax-connections = 0\nevent-backlog = 10\n");
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(e[0].contains("control.max-connections"), "{}", e[0]);
+        assert!(e[1].contains("control.event-backlog"), "{}", e[1]);
+        let c = Config::parse("t.toml", "[control]\nevent-backlog = 65536\n").unwrap();
+        assert_eq!(c.control.event_backlog, 65536);
+        assert_eq!(c.control.max_connections, 64);
+    }
+
+    #[test]
+    fn af_xdp_io_knobs_are_checked() {
+        let port = |driver: &str, extra: &str| {
+            format!("[[port]]\nname = \"a\"\ndriver = \"{driver}\"\ninterface = \"x\"\n{extra}")
+        };
+        let ok = port(
+            "af-xdp",
+            "xdp-mode = \"generic\"\nbusy-poll-us = 50\nbusy-poll-budget = 256\n",
+        );
+        assert_eq!(errors(&ok), Vec::<String>::new());
+        let c = Config::parse("t.toml", &ok).unwrap();
+        assert_eq!(c.ports[0].xdp_mode, XdpMode::Generic);
+        assert_eq!(c.ports[0].busy_poll_us, 50);
+        let e = errors(&port("af-packet", "xdp-mode = \"native\"\n"));
+        assert!(e[0].contains("are for driver = \"af-xdp\""), "{e:?}");
+        let e = errors(&port("af-xdp", "busy-poll-budget = 0\n"));
+        assert!(
+            e[0].contains("busy-poll-budget: 0 is out of range"),
+            "{e:?}"
+        );
+        let e = errors(&port("af-xdp", "xdp-mode = \"offload\"\n"));
+        assert!(e[0].contains("unknown variant `offload`"), "{e:?}");
     }
 
     #[test]

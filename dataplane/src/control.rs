@@ -198,6 +198,7 @@ struct VrfState {
 pub struct ControlStats {
     pub neighbors_learned: u64,
     pub neighbors_refused: u64,
+    pub neighbors_aged: u64,
     pub macs_aged: u64,
     pub publishes: u64,
     /// Notices lost because nobody drained them in time.
@@ -253,7 +254,16 @@ pub struct Router {
     /// Local, connected and neighbour routes (static ones are only in the FIBs).
     routes: HashMap<RouteKey, Route>,
     neighbors: HashMap<(u16, IpAddr), Neighbor>,
+    /// Learned (not static) entries of `neighbors` per interface: the limit
+    /// is checked in O(1) however many a storm offers.
+    neighbors_per_iface: HashMap<u16, usize>,
     max_neighbors: usize,
+    /// When each learned neighbour was last heard from (seconds), and how
+    /// long one may stay silent before it is removed (0: never).
+    neighbor_seen: HashMap<(u16, IpAddr), u32>,
+    neighbor_age: u32,
+    /// Second of the last neighbour aging pass.
+    neighbor_swept: u32,
     pub stats: ControlStats,
     notices: std::collections::VecDeque<Notice>,
     /// Last `neighbor-failed` notice per target (seconds), so a burst of
@@ -347,7 +357,11 @@ impl Router {
             ecmp: Vec::new(),
             routes: HashMap::new(),
             neighbors: HashMap::new(),
+            neighbors_per_iface: HashMap::new(),
             max_neighbors: d.max_neighbors,
+            neighbor_seen: HashMap::new(),
+            neighbor_age: d.neighbor_age,
+            neighbor_swept: 0,
             stats: ControlStats::default(),
             notices: std::collections::VecDeque::new(),
             failed: HashMap::new(),
@@ -1032,6 +1046,12 @@ impl Router {
             if n.is_static && !is_static {
                 return Ok(false);
             }
+            if is_static && !n.is_static {
+                self.neighbor_seen.remove(&(iface, ip));
+                if let Some(c) = self.neighbors_per_iface.get_mut(&iface) {
+                    *c = c.saturating_sub(1);
+                }
+            }
             n.is_static |= is_static;
             if n.mac == mac {
                 return Ok(false);
@@ -1043,13 +1063,16 @@ impl Router {
             return Ok(true);
         }
         if !is_static
-            && self.neighbors.keys().filter(|(i, _)| *i == iface).count() >= self.max_neighbors
+            && self.neighbors_per_iface.get(&iface).copied().unwrap_or(0) >= self.max_neighbors
         {
             self.stats.neighbors_refused += 1;
             return Err(invalid(object, "interface at its neighbour limit"));
         }
         // The entry exists before the next hop is taken, so the next hop is
         // made (or turned) resolved.
+        if !is_static {
+            *self.neighbors_per_iface.entry(iface).or_insert(0) += 1;
+        }
         self.neighbors.insert(
             (iface, ip),
             Neighbor {
@@ -1158,6 +1181,14 @@ impl Router {
                 Event::Neighbor { iface, ip, mac } => {
                     match self.set_neighbor(iface, ip, mac, false) {
                         Ok(c) => {
+                            if self
+                                .neighbors
+                                .get(&(iface, ip))
+                                .is_some_and(|n| !n.is_static)
+                            {
+                                let now = (self.shared.now() / 1_000_000_000) as u32;
+                                self.neighbor_seen.insert((iface, ip), now);
+                            }
                             changed |= c;
                             if c {
                                 self.failed.remove(&(iface, ip));
@@ -1214,8 +1245,10 @@ impl Router {
         n
     }
 
-    /// Periodic work: MAC aging. `now_s` is the data path's clock in seconds.
+    /// Periodic work: MAC and neighbour aging. `now_s` is the data path's
+    /// clock in seconds.
     pub fn tick(&mut self, now_s: u32) {
+        self.age_neighbors(now_s);
         let mut aged = Vec::new();
         for bd in &self.t.bds {
             if bd.mac_age == 0 {
@@ -1235,6 +1268,40 @@ impl Router {
         self.stats.macs_aged += aged.len() as u64;
         for n in aged {
             self.notice(n);
+        }
+    }
+
+    /// Removes learned neighbours not heard from (ARP/ND reply, or a
+    /// request for one of our addresses) for `neighbor-age` seconds, once a
+    /// second at most: a storm's entries leave the table once it stops. A
+    /// neighbour still in use is resolved again by the next packet to it.
+    fn age_neighbors(&mut self, now_s: u32) {
+        if self.neighbor_age == 0 || now_s == self.neighbor_swept {
+            return;
+        }
+        self.neighbor_swept = now_s;
+        let age = self.neighbor_age;
+        let old: Vec<(u16, IpAddr)> = self
+            .neighbor_seen
+            .iter()
+            .filter(|(_, seen)| now_s.saturating_sub(**seen) >= age)
+            .map(|(k, _)| *k)
+            .collect();
+        let mut aged = 0;
+        for (iface, ip) in old {
+            self.neighbor_seen.remove(&(iface, ip));
+            if self
+                .neighbors
+                .get(&(iface, ip))
+                .is_some_and(|n| !n.is_static)
+                && self.del_neighbor(iface, ip).is_ok()
+            {
+                aged += 1;
+            }
+        }
+        if aged > 0 {
+            self.stats.neighbors_aged += aged;
+            self.commit();
         }
     }
 
@@ -1345,7 +1412,15 @@ impl Router {
                 self.route_unset(key)?;
             }
         }
-        self.neighbors.remove(&(iface, ip));
+        self.neighbor_seen.remove(&(iface, ip));
+        if self
+            .neighbors
+            .remove(&(iface, ip))
+            .is_some_and(|n| !n.is_static)
+            && let Some(c) = self.neighbors_per_iface.get_mut(&iface)
+        {
+            *c = c.saturating_sub(1);
+        }
         if self.nh_refs.get(n.nh as usize).is_some_and(|&r| r > 1) {
             // Still used by routes: resolve again from now on.
             self.nh_list[n.nh as usize] = NextHop::Resolve { iface, addr: ip };

@@ -20,6 +20,7 @@
 //! | `conntrack`, `service`, `policy` | flow table, service load balancing + NAT (`ip4-conntrack`), NetworkPolicy classifier |
 //! | `obs` | packet trace, capture, link state (shared with the control thread) |
 //! | `metrics` | the Prometheus text endpoint |
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod api;
 pub mod config;

@@ -574,7 +574,57 @@ pub fn render<'a>(
         &[],
         router.stats.notices_dropped,
     );
+    p.family(
+        "vrouter_neighbors_refused_total",
+        "counter",
+        "Neighbours not learned: the interface is at max-neighbors.",
+    );
+    p.sample(
+        "vrouter_neighbors_refused_total",
+        &[],
+        router.stats.neighbors_refused,
+    );
+    p.family(
+        "vrouter_neighbors_aged_total",
+        "counter",
+        "Learned neighbours removed after neighbor-age seconds unheard.",
+    );
+    p.sample(
+        "vrouter_neighbors_aged_total",
+        &[],
+        router.stats.neighbors_aged,
+    );
     if let Some(a) = api {
+        p.family(
+            "vrouter_control_connections_refused_total",
+            "counter",
+            "Control connections refused, by reason (credentials: SO_PEERCRED; limit: max-connections).",
+        );
+        p.sample(
+            "vrouter_control_connections_refused_total",
+            &[("reason", "credentials")],
+            a.refused_credentials,
+        );
+        p.sample(
+            "vrouter_control_connections_refused_total",
+            &[("reason", "limit")],
+            a.refused_limit,
+        );
+        p.family(
+            "vrouter_control_connections_closed_total",
+            "counter",
+            "Control connections closed by vrouterd (oversize: request too long; slow: output not read).",
+        );
+        p.sample(
+            "vrouter_control_connections_closed_total",
+            &[("reason", "oversize")],
+            a.closed_oversize,
+        );
+        p.sample(
+            "vrouter_control_connections_closed_total",
+            &[("reason", "slow")],
+            a.closed_slow,
+        );
         p.family(
             "vrouter_control_requests_total",
             "counter",

@@ -564,6 +564,17 @@ fn socket_is_private_and_checks_credentials() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("not_allowed"), "{err}");
+    // The refusal is counted where operators look for refusals.
+    let (code, out, _) = d.ctl(&["--json", "show", "errors"]);
+    assert_eq!(code, 0);
+    let errors: Value = serde_json::from_str(&out).unwrap();
+    let refused = errors
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "control-refused-credentials")
+        .and_then(|c| c["value"].as_u64());
+    assert_eq!(refused, Some(1), "{out}");
     let _ = json!(null);
 }
 

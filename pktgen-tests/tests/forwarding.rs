@@ -534,3 +534,57 @@ fn dpdk_uses_reserved_hugepages() {
     assert!(used > 0, "EAL took no hugepage:\n{log}");
     eprintln!("DPDK EAL on hugepages: {used} 2 MiB pages in use");
 }
+
+/// The AF_XDP I/O-path knobs (docs/CONFIG.md): the redirect program in
+/// native or generic mode, and socket busy polling. Each variant routes
+/// ping and TCP, and the interface shows the mode asked for.
+#[test]
+fn af_xdp_modes_and_busy_poll() {
+    require_root!();
+    for (label, extra, shows) in [
+        ("native", "xdp-mode = \"native\"\n", " xdp qdisc"),
+        ("generic", "xdp-mode = \"generic\"\n", "xdpgeneric"),
+        (
+            "busy-poll",
+            "busy-poll-us = 50\nbusy-poll-budget = 64\n",
+            " xdp qdisc",
+        ),
+    ] {
+        let mut t = Topology::new();
+        for n in ["r", "a", "b"] {
+            t.add_ns(n);
+        }
+        let (ra, _) = t.veth("r", "ra", "a", "pa");
+        let (rb, _) = t.veth("r", "rb", "b", "pb");
+        t.quiet("r", &ra);
+        t.quiet("r", &rb);
+        let p = t.prefix.clone();
+        t.exec(
+            "a",
+            &format!("ip addr add 198.18.1.2/24 dev {p}pa && ip route add default via 198.18.1.1"),
+        );
+        t.exec(
+            "b",
+            &format!("ip addr add 198.18.2.2/24 dev {p}pb && ip route add default via 198.18.2.1"),
+        );
+        let cfg = format!(
+            "{}{extra}{}{extra}\
+             [[interface]]\nname = \"a\"\naddresses = [\"198.18.1.1/24\"]\n[[interface]]\nname = \"b\"\naddresses = [\"198.18.2.1/24\"]\n",
+            port_toml("a", "af-xdp", &ra, 0),
+            port_toml("b", "af-xdp", &rb, 1),
+        );
+        let k = t.start_vrouterd("r", &cfg);
+        let link = t.exec("r", &format!("ip -d link show {ra}"));
+        assert!(
+            link.contains(shows),
+            "{label}: expected `{shows}` in {link}"
+        );
+        assert!(link.contains("name xsk_def_prog"), "{label}: {link}");
+        let out = t.exec("a", "ping -c 3 -i 0.1 -W 2 198.18.2.2");
+        assert_eq!(ping_stats(&out), (3, 3), "{label}: {out}");
+        let r = iperf3(&t, "b", "a", "198.18.2.2", 2);
+        assert!(r.bits_per_second > 10e6, "{label}: {r:?}");
+        t.stop_vrouterd(k);
+        eprintln!("af-xdp {label}: {:.0} Mbit/s", r.bits_per_second / 1e6);
+    }
+}

@@ -3,6 +3,7 @@
 //!
 //! Exit codes: 0 done; 1 vrouterd refused the request (its error is
 //! printed); 2 bad command line; 3 vrouterd could not be reached.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -18,6 +18,7 @@
 //! It also hosts the two CPU hints the hot path needs, [`prefetch`] and
 //! [`cycles`], and [`HugeTable`], the huge-page-backed arrays lookup tables
 //! use, so that `unsafe` stays in one audited place.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod cpu;
 mod huge;

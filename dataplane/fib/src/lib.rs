@@ -54,6 +54,7 @@
 //! calls `reclaim`; [`Fib4::retire_barrier`] issues the writer's `SeqCst` fence.
 //! A writer with no readers at all (its `Arc` is unshared) may call
 //! [`Fib4::reclaim_unshared`] instead.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod dump;
 mod engine;

@@ -4,6 +4,7 @@
 //! the control loop (neighbour learning, MAC aging) until SIGINT or SIGTERM,
 //! or — when every port replays a capture — until the input is exhausted.
 //! Prints its counters on exit and on SIGUSR1.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -105,6 +106,9 @@ fn xdp_config(cfg: &Config, k: usize, q: u16) -> AfXdpConfig {
         ring_size: p.ring_size,
         require_zero_copy: p.zero_copy == ZeroCopy::Required,
         mac: p.mac.as_deref().and_then(|m| parse_mac(m, true).ok()),
+        xdp_mode: p.xdp_mode,
+        busy_poll_us: p.busy_poll_us,
+        busy_poll_budget: p.busy_poll_budget,
     }
 }
 
@@ -650,6 +654,7 @@ fn main() -> Result<()> {
             }
             None => Api::unbound(api_cfg.clone(), infos.clone()).context("control socket")?,
         };
+        a.set_event_backlog(cfg.control.event_backlog);
         a.listen().context("control socket")?;
         tracing::info!(socket = %a.path().display(), "control socket listening");
         Some(a)

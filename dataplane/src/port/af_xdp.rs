@@ -8,7 +8,10 @@
 //! (`XDP_SHARED_UMEM`, each with its own fill and completion rings). Bind
 //! asks for zero-copy and falls back to copy mode; `need_wakeup` is always
 //! on. libxdp attaches its redirect program (native XDP, generic as a
-//! fallback) and this socket is put in its map at the queue's index.
+//! fallback, or the mode `xdp-mode` names) and this socket is put in its map
+//! at the queue's index. With `busy-poll-us`, the socket busy-polls
+//! (SO_PREFER_BUSY_POLL): an empty RX ring costs a `recvfrom` per poll, which
+//! runs the queue's NAPI on the worker's core.
 //!
 //! Per burst: RX descriptors become buffers (`FramePool::adopt`), the fill
 //! ring is topped up from the pool, completions go back to the pool, TX
@@ -37,6 +40,7 @@ use vrouter_wire::MacAddr;
 use super::sys::{self, Mmap};
 use super::xdp_ffi;
 use super::{AttachCtx, Port, PortError, PortStats};
+use crate::config::XdpMode;
 use crate::pkt::Pkt;
 
 /// Options of an AF_XDP port.
@@ -49,6 +53,12 @@ pub struct AfXdpConfig {
     /// Refuse copy mode (fail instead of falling back).
     pub require_zero_copy: bool,
     pub mac: Option<MacAddr>,
+    /// How the redirect program is attached.
+    pub xdp_mode: XdpMode,
+    /// Socket busy polling in µs (0: off).
+    pub busy_poll_us: u32,
+    /// Packets per busy-poll round.
+    pub busy_poll_budget: u16,
 }
 
 /// AF_XDP sockets open per interface, to detach the program with the last.
@@ -378,6 +388,21 @@ impl AfXdpPort {
                 self.mode = "copy";
             }
         }
+        if self.cfg.busy_poll_us > 0 {
+            // Busy polling: recvfrom/sendto run the queue's NAPI on this
+            // worker's core instead of in softirq wherever it was raised.
+            let on: i32 = 1;
+            let us = self.cfg.busy_poll_us as i32;
+            let budget = i32::from(self.cfg.busy_poll_budget);
+            sys::setsockopt(fd, libc::SOL_SOCKET, libc::SO_PREFER_BUSY_POLL, &on)?;
+            sys::setsockopt(fd, libc::SOL_SOCKET, libc::SO_BUSY_POLL, &us)?;
+            sys::setsockopt(fd, libc::SOL_SOCKET, libc::SO_BUSY_POLL_BUDGET, &budget)?;
+        }
+        if self.cfg.xdp_mode != XdpMode::Auto {
+            // An explicit mode: attach libxdp's redirect program ourselves;
+            // xsk_setup_xdp_prog below then finds it and returns its map.
+            xdp_ffi::attach_xsk_program(self.ifindex, self.cfg.xdp_mode == XdpMode::Generic)?;
+        }
         let mut map_fd: i32 = -1;
         // SAFETY: `map_fd` is a valid out-pointer for the call.
         let r = unsafe { xdp_ffi::xsk_setup_xdp_prog(self.ifindex, &mut map_fd) };
@@ -543,7 +568,9 @@ impl Port for AfXdpPort {
         if n > 0 {
             rx.cons().store(cons.wrapping_add(n), Ordering::Release);
         }
-        let wake = n == 0 && r.fill.needs_wakeup();
+        // Busy polling needs the syscall whenever the ring runs dry: it is
+        // what drives the NAPI poll.
+        let wake = n == 0 && (self.cfg.busy_poll_us > 0 || r.fill.needs_wakeup());
         self.complete(pool);
         self.refill(pool);
         if wake {

@@ -164,7 +164,13 @@ pub struct DpdkPort {
     cfg: DpdkConfig,
     pool: Option<(usize, u32, Arc<Vec<usize>>)>,
     rx: Vec<*mut ffi::rte_mbuf>,
+    /// Per received mbuf: data offset in the pool region, data length.
+    rx_addr: Vec<u64>,
+    rx_len: Vec<u16>,
     tx: Vec<*mut ffi::rte_mbuf>,
+    /// Per mbuf to send: data offset in its buffer, data length.
+    tx_off: Vec<u16>,
+    tx_len: Vec<u16>,
     stats: Arc<PortStats>,
 }
 
@@ -236,7 +242,11 @@ impl DpdkPort {
             cfg: cfg.clone(),
             pool: None,
             rx: vec![std::ptr::null_mut(); BURST],
+            rx_addr: vec![0; BURST],
+            rx_len: vec![0; BURST],
             tx: Vec::with_capacity(BURST),
+            tx_off: Vec::with_capacity(BURST),
+            tx_len: Vec::with_capacity(BURST),
             stats: Arc::default(),
         })
     }
@@ -378,29 +388,31 @@ impl Port for DpdkPort {
 
     fn rx_burst(&mut self, pool: &mut FramePool, out: &mut Vec<Pkt>, max: usize) -> usize {
         let n = max.min(BURST) as u16;
-        // SAFETY: `rx` has room for BURST mbuf pointers.
-        let got = unsafe { ffi::vr_rx_burst(self.port_id, self.cfg.queue, self.rx.as_mut_ptr(), n) }
-            as usize;
         let (base, _) = pool.region();
+        // SAFETY: `rx`, `rx_addr` and `rx_len` have room for BURST entries;
+        // the shim writes one of each per received mbuf.
+        let got = unsafe {
+            ffi::vr_rx_burst_info(
+                self.port_id,
+                self.cfg.queue,
+                self.rx.as_mut_ptr(),
+                n,
+                base as usize,
+                self.rx_addr.as_mut_ptr(),
+                self.rx_len.as_mut_ptr(),
+            )
+        } as usize;
         let (mut k, mut bytes, mut bad) = (0usize, 0u64, 0u64);
-        for &m in &self.rx[..got] {
-            // SAFETY: the PMD returned `m` as a received, valid mbuf.
-            let (buf, off, len, segs) = unsafe {
-                (
-                    ffi::vr_mbuf_buf_addr(m),
-                    ffi::vr_mbuf_data_off(m),
-                    ffi::vr_mbuf_data_len(m),
-                    ffi::vr_mbuf_nb_segs(m),
-                )
-            };
-            let addr = (buf as usize).wrapping_sub(base as usize) as u64 + u64::from(off);
-            match (segs == 1).then(|| pool.adopt(addr, usize::from(len))) {
-                Some(Ok(b)) => {
+        let infos = self.rx_addr.iter().zip(&self.rx_len);
+        for (&m, (&addr, &len)) in self.rx[..got].iter().zip(infos) {
+            // Multi-segment mbufs come with addr = u64::MAX, which adopt refuses.
+            match pool.adopt(addr, usize::from(len)) {
+                Ok(b) => {
                     bytes += u64::from(len);
                     out.push(Pkt::new(b, self.index));
                     k += 1;
                 }
-                _ => {
+                Err(_) => {
                     bad += 1;
                     // SAFETY: not adopted: the mbuf is still ours to free.
                     unsafe { ffi::vr_pktmbuf_free(m) };
@@ -422,6 +434,8 @@ impl Port for DpdkPort {
         };
         let (mut bytes, mut dropped) = (0u64, 0u64);
         self.tx.clear();
+        self.tx_off.clear();
+        self.tx_len.clear();
         for b in bufs.drain(..) {
             let (off, len) = (b.offset() as u16, b.len() as u16);
             let own = b
@@ -454,18 +468,21 @@ impl Port for DpdkPort {
                 pool.free(b);
                 m
             };
-            // SAFETY: `m` is an mbuf we own, whose buffer holds the packet.
-            unsafe { ffi::vr_mbuf_set(m, off, len) };
             bytes += u64::from(len);
             self.tx.push(m);
+            self.tx_off.push(off);
+            self.tx_len.push(len);
         }
-        // SAFETY: `tx` holds owned mbufs; the PMD takes those it sends.
+        // SAFETY: `tx` holds owned mbufs whose buffers hold the packets at
+        // `tx_off`/`tx_len` (same length); the PMD takes those it sends.
         let sent = unsafe {
-            ffi::vr_tx_burst(
+            ffi::vr_tx_burst_set(
                 self.port_id,
                 self.cfg.queue,
                 self.tx.as_mut_ptr(),
                 self.tx.len() as u16,
+                self.tx_off.as_ptr(),
+                self.tx_len.as_ptr(),
             )
         } as usize;
         for &m in &self.tx[sent..] {

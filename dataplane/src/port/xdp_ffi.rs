@@ -1,11 +1,11 @@
 //! The few libxdp/libbpf functions the AF_XDP port calls, declared by hand
-//! (seven prototypes from the distribution's `<xdp/libxdp.h>`, `<xdp/xsk.h>`
+//! (the prototypes, from the distribution's `<xdp/libxdp.h>`, `<xdp/xsk.h>`
 //! and `<bpf/bpf.h>`; the build links libxdp and libbpf through pkg-config).
 //! libxdp supplies and attaches the redirect program (`xsk_def_prog`, native
 //! mode with a fallback to generic) and its socket map; the AF_XDP socket
 //! and rings themselves are set up with plain syscalls in `af_xdp.rs`.
 
-use std::ffi::{CStr, c_char, c_int, c_long, c_void};
+use std::ffi::{CStr, c_char, c_int, c_long, c_uint, c_void};
 
 #[repr(C)]
 pub struct XdpMultiprog {
@@ -31,6 +31,29 @@ unsafe extern "C" {
     pub fn xdp_multiprog__close(mp: *mut XdpMultiprog);
     pub fn xdp_program__name(prog: *const XdpProgram) -> *const c_char;
     pub fn libxdp_get_error(ptr: *const c_void) -> c_long;
+    pub fn xdp_program__find_file(
+        filename: *const c_char,
+        section_name: *const c_char,
+        opts: *mut c_void,
+    ) -> *mut XdpProgram;
+    pub fn xdp_program__attach(
+        prog: *mut XdpProgram,
+        ifindex: c_int,
+        mode: c_int,
+        flags: c_uint,
+    ) -> c_int;
+    pub fn xdp_program__bpf_obj(prog: *mut XdpProgram) -> *mut BpfObject;
+    pub fn xdp_program__close(prog: *mut XdpProgram);
+}
+
+#[repr(C)]
+pub struct BpfObject {
+    _private: [u8; 0],
+}
+
+#[repr(C)]
+pub struct BpfMap {
+    _private: [u8; 0],
 }
 
 #[link(name = "bpf")]
@@ -42,6 +65,53 @@ unsafe extern "C" {
         flags: u64,
     ) -> c_int;
     pub fn bpf_map_delete_elem(fd: c_int, key: *const c_void) -> c_int;
+    pub fn bpf_object__find_map_by_name(obj: *const BpfObject, name: *const c_char) -> *mut BpfMap;
+    pub fn bpf_map__set_max_entries(map: *mut BpfMap, max_entries: u32) -> c_int;
+}
+
+/// libxdp's `enum xdp_attach_mode`.
+const XDP_MODE_NATIVE: c_int = 1;
+const XDP_MODE_SKB: c_int = 2;
+
+/// Attaches libxdp's AF_XDP redirect program (`xsk_def_xdp_prog.o`, from
+/// libxdp's object path) to `ifindex` in native or generic mode, with a
+/// socket map for 64 queues (vrouterd's limit per port). Nothing is done if
+/// it is already attached (another queue of the port).
+pub fn attach_xsk_program(ifindex: i32, generic: bool) -> std::io::Result<()> {
+    if attached_programs(ifindex).iter().any(|n| n == XSK_PROG) {
+        return Ok(());
+    }
+    let mode = if generic {
+        XDP_MODE_SKB
+    } else {
+        XDP_MODE_NATIVE
+    };
+    // SAFETY: the file and map names are NUL-terminated literals; libxdp
+    // returns an owned program handle or an error pointer (checked), the
+    // object and map pointers are borrowed from that handle and not used
+    // after it is closed, which happens exactly once.
+    unsafe {
+        let prog = xdp_program__find_file(
+            c"xsk_def_xdp_prog.o".as_ptr(),
+            std::ptr::null(),
+            std::ptr::null_mut(),
+        );
+        let e = libxdp_get_error(prog.cast());
+        if prog.is_null() || e != 0 {
+            let code = if e < 0 { -e as i32 } else { libc::ENOENT };
+            return Err(std::io::Error::from_raw_os_error(code));
+        }
+        let map = bpf_object__find_map_by_name(xdp_program__bpf_obj(prog), c"xsks_map".as_ptr());
+        if !map.is_null() {
+            bpf_map__set_max_entries(map, 64);
+        }
+        let r = xdp_program__attach(prog, ifindex, mode, 0);
+        xdp_program__close(prog);
+        if r < 0 {
+            return Err(std::io::Error::from_raw_os_error(-r));
+        }
+    }
+    Ok(())
 }
 
 /// Name of libxdp's AF_XDP redirect program.

@@ -73,6 +73,10 @@ struct SendArgs {
     /// Source MAC (default: the interface's).
     #[arg(long)]
     src_mac: Option<String>,
+    /// Give every frame its own pseudo-random, locally administered unicast
+    /// source MAC (a hash of its sequence number): a MAC-table flood.
+    #[arg(long, conflicts_with = "src_mac")]
+    src_mac_random: bool,
     /// Source address or range A-B (IPv4 or IPv6).
     #[arg(long, default_value = "198.18.1.2")]
     src: String,
@@ -85,7 +89,9 @@ struct SendArgs {
     /// Destination port or range P-Q.
     #[arg(long, default_value = "9")]
     dport: String,
-    /// L4 protocol (tcp: data segments, ACK|PSH, no handshake).
+    /// L4 protocol (tcp: data segments, ACK|PSH, no handshake; syn: TCP
+    /// SYNs; arp: ARP requests for --dst from --src; garp: gratuitous ARPs
+    /// for --src. ARP frames carry no stamp: nothing counts them at the receiver).
     #[arg(long, value_enum, default_value = "udp")]
     proto: Proto,
     /// Frame size in bytes, FCS included.
@@ -295,11 +301,12 @@ fn send(a: SendArgs) -> Result<ExitCode> {
         None => g.tx_info().0,
     };
     g.set_src_mac(spec.src_mac);
+    g.set_random_src_mac(a.src_mac_random);
     let header = json!({
         "iface": a.iface, "netns": a.netns, "rx_iface": a.rx_iface, "rx_netns": rxe.as_ref().and_then(|r| r.netns.clone()),
         "driver": a.driver, "mode": g.tx_info().1, "proto": a.proto,
         "ip": if src.lo.is_ipv4() { "ipv4" } else { "ipv6" },
-        "vni": a.vni, "sizes": spec.sizes, "flows": flows as u64,
+        "vni": a.vni, "sizes": spec.sizes, "flows": flows as u64, "src_mac_random": a.src_mac_random,
     });
     if a.rfc2544 {
         let res = g.rfc2544(&Rfc2544Opts {

@@ -126,6 +126,9 @@ pub fn open_port(ep: &Endpoint, index: u16) -> Result<OpenPort, PktgenError> {
                 ring_size: RING_SIZE,
                 require_zero_copy: false,
                 mac: None,
+                xdp_mode: Default::default(),
+                busy_poll_us: 0,
+                busy_poll_budget: 64,
             };
             // A socket just closed on this queue (the previous run) is
             // released by the kernel asynchronously: binding meanwhile
@@ -235,6 +238,8 @@ pub struct Generator {
     pat: usize,
     bufs: Vec<PacketBuf>,
     pkts: Vec<Pkt>,
+    /// Every frame gets its own source MAC (`template::random_mac`).
+    random_src_mac: bool,
 }
 
 impl Generator {
@@ -269,6 +274,7 @@ impl Generator {
             pat: 0,
             bufs: Vec::with_capacity(1024),
             pkts: Vec::with_capacity(1024),
+            random_src_mac: false,
         })
     }
 
@@ -285,6 +291,12 @@ impl Generator {
     /// Sets the source MAC of every frame (the outer one for VXLAN).
     pub fn set_src_mac(&mut self, mac: [u8; 6]) {
         self.templates.set_src_mac(mac);
+    }
+
+    /// Gives every frame its own pseudo-random source MAC (a MAC-table
+    /// flood); the ARP sender address follows it.
+    pub fn set_random_src_mac(&mut self, on: bool) {
+        self.random_src_mac = on;
     }
 
     /// True if something receives.
@@ -413,6 +425,7 @@ impl Generator {
         let t = &self.templates;
         let (mut flow, mut pat) = (self.flow, self.pat);
         let mut lens = 0u64;
+        let random_mac = self.random_src_mac;
         for i in 0..n {
             let Some(mut b) = self.tx.pool.alloc() else {
                 break;
@@ -423,6 +436,13 @@ impl Generator {
                 Ok(d) => {
                     d.copy_from_slice(src);
                     template::stamp(f, d, seq + i as u64, ts);
+                    if random_mac {
+                        let m = template::random_mac(seq + i as u64);
+                        d[6..12].copy_from_slice(&m);
+                        if d[12..14] == [0x08, 0x06] {
+                            d[22..28].copy_from_slice(&m);
+                        }
+                    }
                 }
                 Err(_) => {
                     self.tx.pool.free(b);

@@ -119,7 +119,21 @@ pub fn parse_mac(s: &str) -> Result<[u8; 6], PktgenError> {
 #[serde(rename_all = "lowercase")]
 pub enum Proto {
     Udp,
+    /// TCP data segments (ACK|PSH, seq 1) of a connection already under way.
     Tcp,
+    /// TCP SYNs: every flow a new connection attempt (a SYN flood).
+    Syn,
+    /// ARP requests "who has DST? tell SRC" (ports ignored, no stamp).
+    Arp,
+    /// Gratuitous ARP requests announcing SRC (DST and ports ignored, no stamp).
+    Garp,
+}
+
+impl Proto {
+    /// True for ARP frames: no IP header, no stamp.
+    pub fn is_arp(self) -> bool {
+        matches!(self, Proto::Arp | Proto::Garp)
+    }
 }
 
 /// VXLAN encapsulation around the generated frames.
@@ -185,10 +199,16 @@ pub struct Templates {
 
 /// Header bytes before the stamp for a spec.
 pub fn header_len(spec: &TemplateSpec) -> usize {
-    let ip = if spec.src.lo.is_ipv4() { 20 } else { 40 };
+    // The 28-byte ARP body stands for the IP header.
+    let ip = match (spec.proto.is_arp(), spec.src.lo.is_ipv4()) {
+        (true, _) => 28,
+        (false, true) => 20,
+        (false, false) => 40,
+    };
     let l4 = match spec.proto {
         Proto::Udp => 8,
-        Proto::Tcp => 20,
+        Proto::Tcp | Proto::Syn => 20,
+        Proto::Arp | Proto::Garp => 0,
     };
     let outer = if spec.vxlan.is_some() {
         14 + 20 + 8 + 8
@@ -209,6 +229,11 @@ impl Templates {
         if spec.src.lo.is_ipv4() != spec.dst.lo.is_ipv4() {
             return Err(PktgenError::Config(
                 "--src and --dst must be of one address family".into(),
+            ));
+        }
+        if spec.proto.is_arp() && (!spec.src.lo.is_ipv4() || spec.vxlan.is_some()) {
+            return Err(PktgenError::Config(
+                "ARP frames need IPv4 addresses and no VXLAN".into(),
             ));
         }
         if let Some(v) = &spec.vxlan
@@ -303,6 +328,9 @@ impl Templates {
 #[inline(always)]
 pub fn stamp(f: &FrameRef, frame: &mut [u8], seq: u64, ts: u64) {
     let s = f.stamp as usize;
+    if s == 0 {
+        return;
+    }
     frame[s + 2..s + 10].copy_from_slice(&seq.to_be_bytes());
     frame[s + 10..s + 18].copy_from_slice(&ts.to_be_bytes());
     let words =
@@ -314,6 +342,18 @@ pub fn stamp(f: &FrameRef, frame: &mut [u8], seq: u64, ts: u64) {
     }
     let o = f.csum as usize;
     frame[o..o + 2].copy_from_slice(&c.to_be_bytes());
+}
+
+/// A pseudo-random, locally administered unicast MAC for frame `n` (a
+/// hash of `n`: a run is reproducible, and 2^46 values make repeats rare).
+#[inline(always)]
+pub fn random_mac(n: u64) -> [u8; 6] {
+    let mut z = n.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    let b = z.to_le_bytes();
+    [(b[0] & 0xfc) | 0x02, b[1], b[2], b[3], b[4], b[5]]
 }
 
 /// Size classes in sending order: weights interleaved (7:4:1 becomes a
@@ -405,9 +445,31 @@ fn build_frame(
         b[0..6].copy_from_slice(&spec.dst_mac);
         b[6..12].copy_from_slice(&spec.src_mac);
     }
+    if let (true, IpAddr::V4(s), IpAddr::V4(d)) = (spec.proto.is_arp(), src, dst) {
+        let target = if spec.proto == Proto::Garp { s } else { d };
+        put16(b, 12, 0x0806);
+        put16(b, 14, 1); // Ethernet
+        put16(b, 16, 0x0800);
+        b[18] = 6;
+        b[19] = 4;
+        put16(b, 20, 1); // request
+        b[22..28].copy_from_slice(&spec.src_mac);
+        b[28..32].copy_from_slice(&s.octets());
+        b[38..42].copy_from_slice(&target.octets());
+        // No stamp (offset 0): `stamp` leaves the frame alone.
+        return FrameRef {
+            off: start as u32,
+            len: len as u16,
+            stamp: 0,
+            csum: 0,
+            partial: 0,
+            udp: false,
+        };
+    }
     let (proto, l4_len_hdr) = match spec.proto {
         Proto::Udp => (17u8, 8usize),
-        Proto::Tcp => (6u8, 20usize),
+        Proto::Tcp | Proto::Syn => (6u8, 20usize),
+        Proto::Arp | Proto::Garp => (0u8, 0usize),
     };
     let l3 = o + 14;
     let (l4, pseudo) = match (src, dst) {
@@ -438,12 +500,17 @@ fn build_frame(
             put16(b, l4 + 4, (len - l4) as u16);
             l4 + 6
         }
-        Proto::Tcp => {
-            // A data segment of an established connection: ACK|PSH, seq 1.
+        Proto::Tcp | Proto::Syn | Proto::Arp | Proto::Garp => {
+            // A data segment of an established connection (ACK|PSH, seq 1),
+            // or the SYN opening one.
             b[l4 + 4..l4 + 8].copy_from_slice(&1u32.to_be_bytes());
-            b[l4 + 8..l4 + 12].copy_from_slice(&1u32.to_be_bytes());
+            if spec.proto == Proto::Syn {
+                b[l4 + 13] = 0x02;
+            } else {
+                b[l4 + 8..l4 + 12].copy_from_slice(&1u32.to_be_bytes());
+                b[l4 + 13] = 0x18;
+            }
             b[l4 + 12] = 5 << 4;
-            b[l4 + 13] = 0x18;
             put16(b, l4 + 14, 65535);
             l4 + 16
         }
@@ -603,5 +670,51 @@ mod tests {
         let s = spec("2001:db8::1", "2001:db8::2", Proto::Tcp, false, 64);
         let e = Templates::build(&s).unwrap_err().to_string();
         assert!(e.contains("too small"), "{e}");
+    }
+
+    #[test]
+    fn syn_and_arp_frames() {
+        let s = spec("198.18.1.2", "198.18.2.2", Proto::Syn, false, 80);
+        let t = Templates::build(&s).unwrap();
+        let (f, d) = t.frame(0, 0);
+        let mut d = d.to_vec();
+        stamp(f, &mut d, 7, 9);
+        assert_eq!(d[14 + 20 + 13], 0x02, "SYN only");
+        assert_eq!(parse_stamp(&d), Some((7, 9)));
+
+        let mut s = spec("198.18.1.2-198.18.1.3", "198.18.1.1", Proto::Arp, false, 64);
+        s.sport = Range::parse_port("1").unwrap();
+        let t = Templates::build(&s).unwrap();
+        assert_eq!(t.flows, 2);
+        let (f, d) = t.frame(1, 0);
+        let mut d = d.to_vec();
+        let before = d.clone();
+        stamp(f, &mut d, 7, 9);
+        assert_eq!(d, before, "ARP frames carry no stamp");
+        assert_eq!(d.len(), 60);
+        assert_eq!(&d[12..14], &[0x08, 0x06]);
+        assert_eq!(&d[20..22], &[0, 1], "request");
+        assert_eq!(&d[22..28], &s.src_mac);
+        assert_eq!(&d[28..32], &[198, 18, 1, 3], "sender");
+        assert_eq!(&d[38..42], &[198, 18, 1, 1], "target");
+
+        s.proto = Proto::Garp;
+        let t = Templates::build(&s).unwrap();
+        let d = t.frame(0, 0).1;
+        assert_eq!(&d[28..32], &d[38..42], "gratuitous: sender = target");
+
+        let s = spec("2001:db8::1", "2001:db8::2", Proto::Arp, false, 64);
+        assert!(Templates::build(&s).is_err());
+    }
+
+    #[test]
+    fn random_macs_are_unicast_local_and_distinct() {
+        let mut seen = std::collections::HashSet::new();
+        for n in 0..100_000u64 {
+            let m = random_mac(n);
+            assert_eq!(m[0] & 0x03, 0x02, "locally administered unicast");
+            seen.insert(m);
+        }
+        assert_eq!(seen.len(), 100_000);
     }
 }
