@@ -67,7 +67,8 @@ struct Args {
     #[arg(long, default_value_t = 0)]
     run_for: u64,
     /// Take over from the vrouterd listening on this handover socket (default:
-    /// `[control] handover-socket`, or `<control socket>.handover.sock`).
+    /// `[control] handover-socket`, or next to the control socket:
+    /// `vrouterd.sock` → `vrouterd.handover.sock`).
     #[arg(long, value_name = "SOCKET", num_args = 0..=1, default_missing_value = "")]
     takeover: Option<String>,
     /// Log filter (tracing syntax, e.g. `info`, `vrouter_dataplane=debug`).
