@@ -138,7 +138,9 @@ pub struct Api {
     cfg: ApiConfig,
     poll: Poll,
     events: Events,
-    listener: UnixListener,
+    /// `None` until [`Api::listen`] (a new vrouterd taking over applies the
+    /// old one's state before it may bind the socket).
+    listener: Option<UnixListener>,
     conns: HashMap<Token, Conn>,
     next: usize,
     scopes: HashMap<String, Scope>,
@@ -153,6 +155,129 @@ pub struct Api {
     links: Option<Vec<Arc<crate::control::WorkerLink>>>,
     /// See `EVENT_BACKLOG`.
     event_backlog: usize,
+    /// The state that came over the socket, for a hot restart.
+    ledger: Ledger,
+}
+
+/// The objects changed over the control socket, each with the last change
+/// applied to it (an add or replace, or a delete of a configured object):
+/// replayed in a new vrouterd, it rebuilds what the socket built on top of
+/// the configuration (docs/HOT-RESTART.md). Learned state (MACs, ARP/ND
+/// neighbours) is not here: it is learned again.
+#[derive(Debug, Default)]
+struct Ledger {
+    /// (replay rank, object key) → last change.
+    objs: BTreeMap<(u8, String), Op>,
+}
+
+impl Ledger {
+    /// The replay rank and key of a change; `None` for ops that leave no
+    /// state (mac.flush, shows).
+    fn key(op: &Op) -> Option<(u8, String)> {
+        let j = |parts: &[&str]| parts.join("|");
+        let ip_of = |a: &str| a.split('/').next().unwrap_or(a).to_string();
+        Some(match op {
+            Op::AddressAdd(a) | Op::AddressDel(a) => (0, j(&[&a.interface, &ip_of(&a.address)])),
+            Op::NeighborAdd(n) => (1, j(&[&n.interface, &n.ip])),
+            Op::NeighborDel(k) => (1, j(&[&k.interface, &k.ip])),
+            Op::StaticMacAdd(m) | Op::StaticMacDel(m) => {
+                (2, j(&[&m.bridge, &m.mac.to_ascii_lowercase()]))
+            }
+            Op::VxlanFloodAdd(f) | Op::VxlanFloodDel(f) => {
+                (3, j(&[&f.vtep, &f.vni.to_string(), &f.remote]))
+            }
+            Op::VxlanMacAdd(m) | Op::VxlanMacDel(m) => (
+                4,
+                j(&[
+                    &m.vtep,
+                    &m.vni.to_string(),
+                    &m.mac.to_ascii_lowercase(),
+                    &m.remote,
+                ]),
+            ),
+            Op::RouteAdd(r) | Op::RouteReplace(r) => {
+                (5, j(&[r.vrf.as_deref().unwrap_or(""), &r.prefix]))
+            }
+            Op::RouteDel(k) => (5, j(&[k.vrf.as_deref().unwrap_or(""), &k.prefix])),
+            Op::EndpointAdd(e) => (6, j(&[&e.namespace, &e.name])),
+            Op::EndpointDel(k) => (6, j(&[&k.namespace, &k.name])),
+            Op::ServiceAdd(v) | Op::ServiceReplace(v) => (7, j(&[&v.namespace, &v.name])),
+            Op::ServiceDel(k) => (7, j(&[&k.namespace, &k.name])),
+            Op::PolicyAdd(v) | Op::PolicyReplace(v) => (8, j(&[&v.namespace, &v.name])),
+            Op::PolicyDel(k) => (8, j(&[&k.namespace, &k.name])),
+            _ => return None,
+        })
+    }
+
+    fn record(&mut self, op: &Op) {
+        if let Some(k) = Self::key(op) {
+            // An add replays as a replace, so an object a new configuration
+            // also defines is not refused as existing.
+            let op = match op {
+                Op::RouteAdd(r) => Op::RouteReplace(r.clone()),
+                Op::ServiceAdd(v) => Op::ServiceReplace(v.clone()),
+                Op::PolicyAdd(v) => Op::PolicyReplace(v.clone()),
+                o => o.clone(),
+            };
+            self.objs.insert(k, op);
+        }
+    }
+
+    /// Deletes (dependents first), then adds and replaces (dependencies
+    /// first).
+    fn replay(&self) -> (Vec<Op>, Vec<Op>) {
+        let is_del = |o: &Op| {
+            matches!(
+                o,
+                Op::AddressDel(_)
+                    | Op::NeighborDel(_)
+                    | Op::StaticMacDel(_)
+                    | Op::VxlanFloodDel(_)
+                    | Op::VxlanMacDel(_)
+                    | Op::RouteDel(_)
+                    | Op::EndpointDel(_)
+                    | Op::ServiceDel(_)
+                    | Op::PolicyDel(_)
+            )
+        };
+        let dels = self
+            .objs
+            .values()
+            .rev()
+            .filter(|o| is_del(o))
+            .cloned()
+            .collect();
+        let adds = self.objs.values().filter(|o| !is_del(o)).cloned().collect();
+        (dels, adds)
+    }
+}
+
+/// A sync scope as a snapshot carries it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ScopeSnapshot {
+    pub scope: String,
+    pub generation: u64,
+    pub routes: Vec<proto::Route>,
+    pub neighbors: Vec<proto::Neighbor>,
+    pub endpoints: Vec<proto::Endpoint>,
+    pub services: Vec<proto::Service>,
+    pub policies: Vec<proto::Policy>,
+}
+
+/// The control-socket state of a vrouterd, handed to the one taking over:
+/// the changes to replay on top of the configuration, in order, and the
+/// sync scopes (so an agent's next `sync` is a diff, not a rebuild).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct Snapshot {
+    /// Deletes of configured objects; replayed first, tolerating absence.
+    pub deletes: Vec<Op>,
+    /// Adds and replaces.
+    pub changes: Vec<Op>,
+    pub scopes: Vec<ScopeSnapshot>,
+    /// Neighbours learned from ARP/ND, so the new vrouterd forwards at once
+    /// instead of holding packets while it resolves them again.
+    #[serde(default)]
+    pub learned: Vec<proto::Neighbor>,
 }
 
 fn api_err(e: ControlError) -> ApiError {
@@ -169,6 +294,40 @@ fn invalid(msg: impl Into<String>) -> ApiError {
 impl Api {
     /// Binds the socket (mode 0600; a stale socket file is replaced).
     pub fn bind(cfg: ApiConfig, ports: Vec<PortInfo>) -> Result<Api, ApiSetupError> {
+        let mut a = Self::unbound(cfg, ports)?;
+        a.listen()?;
+        Ok(a)
+    }
+
+    /// The control plane without its socket yet (see [`Api::listen`]).
+    pub fn unbound(cfg: ApiConfig, ports: Vec<PortInfo>) -> Result<Api, ApiSetupError> {
+        let poll = Poll::new().map_err(|source| ApiSetupError::Io {
+            path: cfg.path.display().to_string(),
+            source,
+        })?;
+        Ok(Api {
+            cfg,
+            poll,
+            events: Events::with_capacity(256),
+            listener: None,
+            conns: HashMap::new(),
+            next: 1,
+            scopes: HashMap::new(),
+            endpoints: BTreeMap::new(),
+            svc_objs: Default::default(),
+            ports,
+            stats: ApiStats::default(),
+            traces: std::collections::VecDeque::new(),
+            capture: None,
+            links: None,
+            event_backlog: EVENT_BACKLOG,
+            ledger: Ledger::default(),
+        })
+    }
+
+    /// Binds the socket (mode 0600; a stale socket file is replaced).
+    pub fn listen(&mut self) -> Result<(), ApiSetupError> {
+        let cfg = &self.cfg;
         let path = cfg.path.display().to_string();
         let io = |source| ApiSetupError::Io {
             path: path.clone(),
@@ -190,27 +349,111 @@ impl Api {
         }
         let mut listener = UnixListener::bind(&cfg.path).map_err(io)?;
         std::fs::set_permissions(&cfg.path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
-        let poll = Poll::new().map_err(io)?;
-        poll.registry()
+        self.poll
+            .registry()
             .register(&mut listener, LISTENER, Interest::READABLE)
             .map_err(io)?;
-        Ok(Api {
-            cfg,
-            poll,
-            events: Events::with_capacity(256),
-            listener,
-            conns: HashMap::new(),
-            next: 1,
-            scopes: HashMap::new(),
-            endpoints: BTreeMap::new(),
-            svc_objs: Default::default(),
-            ports,
-            stats: ApiStats::default(),
-            traces: std::collections::VecDeque::new(),
-            capture: None,
-            links: None,
-            event_backlog: EVENT_BACKLOG,
-        })
+        self.listener = Some(listener);
+        Ok(())
+    }
+
+    /// Replaces the ports `show.ports` describes (once they are open).
+    pub fn set_ports(&mut self, ports: Vec<PortInfo>) {
+        self.ports = ports;
+    }
+
+    /// The state that came over the socket, and the learned neighbours (see
+    /// [`Snapshot`]).
+    pub fn snapshot(&self, router: &Router) -> Snapshot {
+        let t = router.tables();
+        let learned = router
+            .neighbors()
+            .into_iter()
+            .filter(|(_, _, n)| !n.is_static)
+            .filter_map(|(i, ip, n)| {
+                Some(proto::Neighbor {
+                    interface: t.iface(i)?.name.clone(),
+                    ip: ip.to_string(),
+                    mac: n.mac.to_string(),
+                })
+            })
+            .collect();
+        let (deletes, changes) = self.ledger.replay();
+        let scopes = self
+            .scopes
+            .iter()
+            .map(|(name, sc)| ScopeSnapshot {
+                scope: name.clone(),
+                generation: sc.generation,
+                routes: sc.routes.values().cloned().collect(),
+                neighbors: sc.neighbors.values().cloned().collect(),
+                endpoints: sc.endpoints.values().cloned().collect(),
+                services: sc.services.values().cloned().collect(),
+                policies: sc.policies.values().cloned().collect(),
+            })
+            .collect();
+        Snapshot {
+            deletes,
+            changes,
+            scopes,
+            learned,
+        }
+    }
+
+    /// Applies another vrouterd's [`Snapshot`] on top of the configuration
+    /// (before the workers start). Deletes of what the configuration no
+    /// longer has are skipped; any other failure is returned with the op.
+    pub fn restore(&mut self, router: &mut Router, snap: &Snapshot) -> Result<usize, ApiError> {
+        for n in &snap.learned {
+            // A neighbour the new configuration has no subnet for is skipped:
+            // it would be learned again if it still mattered.
+            if let Ok((iface, ip, Some(mac))) =
+                parse_neighbor(router, &n.interface, &n.ip, Some(&n.mac))
+                && let Err(e) = router.set_neighbor(iface, ip, mac, false)
+            {
+                tracing::debug!(%e, "learned neighbour not restored");
+            }
+        }
+        self.apply_all(router, &snap.deletes, true)?;
+        // An address the configuration has already is there: not an error.
+        let changes: Vec<Op> = snap
+            .changes
+            .iter()
+            .filter(|op| match op {
+                Op::AddressAdd(a) => !has_address(router, &a.interface, &a.address),
+                _ => true,
+            })
+            .cloned()
+            .collect();
+        self.apply_all(router, &changes, false)?;
+        for s in &snap.scopes {
+            let mut sc = Scope {
+                generation: s.generation,
+                ..Scope::default()
+            };
+            for r in &s.routes {
+                sc.routes
+                    .insert((r.vrf.clone(), r.prefix.clone()), r.clone());
+            }
+            for n in &s.neighbors {
+                sc.neighbors
+                    .insert((n.interface.clone(), n.ip.clone()), n.clone());
+            }
+            for e in &s.endpoints {
+                sc.endpoints
+                    .insert((e.namespace.clone(), e.name.clone()), e.clone());
+            }
+            for v in &s.services {
+                sc.services
+                    .insert((v.namespace.clone(), v.name.clone()), v.clone());
+            }
+            for v in &s.policies {
+                sc.policies
+                    .insert((v.namespace.clone(), v.name.clone()), v.clone());
+            }
+            self.scopes.insert(s.scope.clone(), sc);
+        }
+        Ok(snap.deletes.len() + snap.changes.len())
     }
 
     /// Sets the output a subscriber may have pending before its events are
@@ -264,7 +507,10 @@ impl Api {
 
     fn accept(&mut self) {
         loop {
-            let (mut stream, _) = match self.listener.accept() {
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
+            let (mut stream, _) = match listener.accept() {
                 Ok(s) => s,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(_) => return,
@@ -715,8 +961,15 @@ impl Api {
         Ok(ops.len())
     }
 
-    /// Applies one change; returns the ops that undo it.
+    /// Applies one change and records it in the ledger; returns the ops
+    /// that undo it (an undo is applied, and recorded, the same way).
     fn apply(&mut self, router: &mut Router, op: &Op) -> Result<Vec<Op>, ApiError> {
+        let undo = self.apply_change(router, op)?;
+        self.ledger.record(op);
+        Ok(undo)
+    }
+
+    fn apply_change(&mut self, router: &mut Router, op: &Op) -> Result<Vec<Op>, ApiError> {
         match op {
             Op::RouteAdd(r) | Op::RouteReplace(r) => {
                 let (vrf, prefix, len, via, iface, action) = parse_route(router, r)?;
@@ -1476,6 +1729,24 @@ fn show_interfaces(router: &Router) -> Value {
         })
         .collect();
     json!(v)
+}
+
+/// True if interface `name` has address `addr` (`a.b.c.d` or with a length).
+fn has_address(router: &Router, name: &str, addr: &str) -> bool {
+    let Ok(id) = iface_id(router, name) else {
+        return false;
+    };
+    let Some(ip) = addr
+        .split('/')
+        .next()
+        .and_then(|s| s.parse::<IpAddr>().ok())
+    else {
+        return false;
+    };
+    router.tables().iface(id).is_some_and(|f| match ip {
+        IpAddr::V4(a) => f.ip4.iter().any(|n| n.addr == a),
+        IpAddr::V6(a) => f.ip6.iter().any(|n| n.addr == a),
+    })
 }
 
 fn parse_v4(s: &str) -> Result<std::net::Ipv4Addr, ApiError> {

@@ -303,6 +303,9 @@ pub struct ControlCfg {
     /// Gids allowed to connect.
     pub allowed_gids: Vec<u32>,
     pub max_connections: usize,
+    /// Socket a new vrouterd connects to for a hot restart (`--takeover`);
+    /// empty: next to the control socket (`<name>.handover.sock`).
+    pub handover_socket: String,
     /// Bytes of unread output a subscriber may have before its events are
     /// dropped (counted).
     pub event_backlog: usize,
@@ -315,6 +318,7 @@ impl Default for ControlCfg {
             allowed_uids: vec![0],
             allowed_gids: Vec::new(),
             max_connections: 64,
+            handover_socket: String::new(),
             event_backlog: 1 << 20,
         }
     }

@@ -28,6 +28,7 @@ pub mod conntrack;
 pub mod control;
 pub mod ethernet;
 pub mod graph;
+pub mod handover;
 pub mod ip;
 pub mod l2;
 pub mod metrics;

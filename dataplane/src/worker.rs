@@ -34,6 +34,15 @@ pub enum WorkerError {
     Port(#[from] crate::port::PortError),
 }
 
+/// Descriptors of one worker for a hot restart (see [`Worker::takeover_fds`]).
+#[derive(Debug)]
+pub struct TakeoverFds {
+    pub memfd: std::os::fd::OwnedFd,
+    pub frames: u32,
+    /// (position among the worker's ports, socket, XSKMAP).
+    pub ports: Vec<(usize, std::os::fd::OwnedFd, std::os::fd::OwnedFd)>,
+}
+
 /// See the module doc.
 pub struct Worker {
     pub link: Arc<WorkerLink>,
@@ -49,11 +58,32 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// A worker owning `ports`, with a pool of `frames` frames.
+    /// A worker owning `ports`, with a pool of `frames` frames. The pool is
+    /// shared memory (a memfd) when the system allows it, so a new vrouterd
+    /// can take it over (docs/HOT-RESTART.md).
     pub fn new(
         shared: Arc<Shared>,
         ports: Vec<Box<dyn Port>>,
         frames: u32,
+        poll: PollMode,
+        idle_sleep: Duration,
+    ) -> Result<Self, WorkerError> {
+        let pool = match FramePool::new_shared(frames) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(%e, "frame pool in private memory: this vrouterd cannot hand over its AF_XDP ports");
+                FramePool::new(frames)?
+            }
+        };
+        Self::with_pool(shared, ports, pool, poll, idle_sleep)
+    }
+
+    /// A worker owning `ports` and `pool` (a pool taken over from another
+    /// vrouterd, whose adopted ports are set up already).
+    pub fn with_pool(
+        shared: Arc<Shared>,
+        ports: Vec<Box<dyn Port>>,
+        pool: FramePool,
         poll: PollMode,
         idle_sleep: Duration,
     ) -> Result<Self, WorkerError> {
@@ -71,7 +101,7 @@ impl Worker {
             .iter()
             .map(|_| Vec::with_capacity(crate::graph::ARENA))
             .collect();
-        let mut pool = FramePool::new(frames)?;
+        let mut pool = pool;
         let mut ports = ports;
         let mut ctx = crate::port::AttachCtx::default();
         for p in ports.iter_mut() {
@@ -154,6 +184,57 @@ impl Worker {
                 .add(vrouter_buf::cycles().wrapping_sub(t0));
         }
         n
+    }
+
+    /// What a new vrouterd needs to take this worker's pool and AF_XDP
+    /// ports over: duplicates of the pool's memfd and of each adoptable
+    /// port's (socket, XSKMAP) descriptors, with the port's position.
+    /// `None` if the pool is private memory.
+    pub fn takeover_fds(&self) -> std::io::Result<Option<TakeoverFds>> {
+        let Some(memfd) = self.pool.memfd() else {
+            return Ok(None);
+        };
+        let mut ports = Vec::new();
+        for (k, p) in self.ports.iter().enumerate() {
+            if let Some((sock, map)) = p.takeover_fds() {
+                // SAFETY: both descriptors are open for as long as the port
+                // lives, and the port outlives this call.
+                let (sock, map) = unsafe {
+                    (
+                        std::os::fd::BorrowedFd::borrow_raw(sock).try_clone_to_owned()?,
+                        std::os::fd::BorrowedFd::borrow_raw(map).try_clone_to_owned()?,
+                    )
+                };
+                ports.push((k, sock, map));
+            }
+        }
+        Ok(Some(TakeoverFds {
+            memfd: memfd.try_clone_to_owned()?,
+            frames: self.pool.frames(),
+            ports,
+        }))
+    }
+
+    /// Prepares a stopped worker for the switch-over of a hot restart: its
+    /// adoptable ports will leave their kernel objects alone when dropped,
+    /// the other ports are closed now (the new vrouterd opens them again),
+    /// and the frames lent to kernel rings are returned — with no buffer
+    /// owned after `run` ended, every other frame is free. The worker itself
+    /// (its memory) may be dropped later, off the critical path.
+    pub fn hand_over(&mut self) -> Vec<u32> {
+        for p in self.ports.iter_mut() {
+            if p.takeover_fds().is_some() {
+                p.set_keep_on_drop(true);
+            }
+        }
+        self.ports.retain(|p| p.takeover_fds().is_some());
+        if self.pool.owned() != 0 {
+            tracing::warn!(
+                owned = self.pool.owned(),
+                "buffers still owned at the switch-over: their frames count as free"
+            );
+        }
+        self.pool.lent_frames()
     }
 
     /// True when every port's input is exhausted and nothing is held.

@@ -374,6 +374,12 @@ impl Topology {
     /// Starts vrouterd in namespace `n` with `config`; waits until it runs.
     /// Its output goes to `<dir>/vrouterd-<k>.log`. Stopped on drop.
     pub fn start_vrouterd(&mut self, n: &str, config: &str) -> usize {
+        self.start_vrouterd_args(n, config, &[])
+    }
+
+    /// [`Topology::start_vrouterd`] with extra command-line arguments (e.g.
+    /// `--takeover`).
+    pub fn start_vrouterd_args(&mut self, n: &str, config: &str, args: &[&str]) -> usize {
         let k = self.daemons.len();
         let cfg = self.dir.join(format!("vrouterd-{k}.toml"));
         let mut config = config.to_string();
@@ -388,6 +394,7 @@ impl Topology {
             .arg(vrouterd())
             .arg("--config")
             .arg(&cfg)
+            .args(args)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
@@ -440,6 +447,26 @@ impl Topology {
     /// The process id of vrouterd `k`.
     pub fn pid(&self, k: usize) -> u32 {
         self.daemons[k].id()
+    }
+
+    /// Waits up to `timeout` for vrouterd `k` to exit; its exit code
+    /// (`None` if it still runs or died of a signal).
+    pub fn wait_vrouterd(&mut self, k: usize, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(st)) = self.daemons[k].try_wait() {
+                return st.code();
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// True while vrouterd `k` runs.
+    pub fn vrouterd_running(&mut self, k: usize) -> bool {
+        matches!(self.daemons[k].try_wait(), Ok(None))
     }
 
     /// Kills vrouterd `k` with SIGKILL (a crash).

@@ -1,6 +1,7 @@
 //! Frame pools and packet buffer handles.
 
 use std::alloc::{Layout, alloc_zeroed, dealloc};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 
 /// Size of one frame. A power of two, so a frame can be an AF_XDP UMEM chunk.
@@ -34,6 +35,13 @@ pub enum BufError {
     /// A buffer was returned to a pool it does not belong to.
     #[error("buffer does not belong to this pool")]
     ForeignBuffer,
+    /// A shared (memfd) region could not be created or mapped.
+    #[error("shared frame pool of {frames} frames: {what} (os error {errno})")]
+    Shared {
+        frames: u32,
+        what: &'static str,
+        errno: i32,
+    },
 }
 
 /// An owned handle to one frame and the packet window in it.
@@ -268,6 +276,9 @@ pub struct FramePool {
     ext_first: u32,
     ext_end: u32,
     ext_return: Option<Box<dyn FnMut(u32) + Send>>,
+    /// The memfd behind a shared region (mapped `MAP_SHARED`, unmapped on
+    /// drop); `None` for a heap region.
+    shm: Option<OwnedFd>,
 }
 
 // SAFETY: the pool owns its region; the raw base pointer is only a handle to
@@ -305,7 +316,132 @@ impl FramePool {
             ext_first: 0,
             ext_end: 0,
             ext_return: None,
+            shm: None,
         })
+    }
+
+    /// Like [`FramePool::new`], but the region is a memfd mapped
+    /// `MAP_SHARED`, so another process can map the same frames
+    /// ([`FramePool::memfd`], [`FramePool::from_shared`]): what a hot
+    /// restart hands over with an AF_XDP UMEM.
+    pub fn new_shared(frames: u32) -> Result<Self, BufError> {
+        let size = (frames as usize)
+            .checked_mul(FRAME_SIZE)
+            .filter(|&s| s > 0)
+            .ok_or(BufError::Alloc(frames))?;
+        let shared = |what| BufError::Shared {
+            frames,
+            what,
+            errno: std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+        };
+        // SAFETY: a NUL-terminated name; memfd_create has no other inputs.
+        let fd = unsafe { libc::memfd_create(c"vrouter-frames".as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(shared("memfd_create"));
+        }
+        // SAFETY: `fd` was just returned by memfd_create and is owned here.
+        let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        // SAFETY: ftruncate on the owned memfd; a new memfd reads as zeros.
+        if unsafe { libc::ftruncate(fd.as_raw_fd(), size as libc::off_t) } != 0 {
+            return Err(shared("ftruncate"));
+        }
+        Self::from_shared(fd, frames, &[])
+    }
+
+    /// Maps the memfd `fd` of a shared pool of `frames` frames (made by
+    /// [`FramePool::new_shared`], maybe in another process) with no free
+    /// frame: every frame starts lent.
+    fn map_shared(fd: OwnedFd, frames: u32) -> Result<Self, BufError> {
+        let size = (frames as usize)
+            .checked_mul(FRAME_SIZE)
+            .filter(|&s| s > 0)
+            .ok_or(BufError::Alloc(frames))?;
+        let layout = Layout::from_size_align(size, PAGE).map_err(|_| BufError::Alloc(frames))?;
+        let shared = |what, errno| BufError::Shared {
+            frames,
+            what,
+            errno,
+        };
+        // SAFETY: fstat fills a plain-data struct for an fd we own.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: as above; `st` is a valid out-pointer.
+        if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 || (st.st_size as usize) < size {
+            return Err(shared("the region is smaller than the pool", 0));
+        }
+        // SAFETY: a fresh shared mapping of `size` bytes of a file at least
+        // that long; no existing memory is affected. MAP_FAILED is checked.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                size,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(shared(
+                "mmap",
+                std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+            ));
+        }
+        let base = NonNull::new(p.cast::<u8>()).ok_or(BufError::Alloc(frames))?;
+        Ok(FramePool {
+            base,
+            frames,
+            layout,
+            free: Vec::with_capacity(frames as usize),
+            state: vec![LENT; frames as usize],
+            ext_first: 0,
+            ext_end: 0,
+            ext_return: None,
+            shm: Some(fd),
+        })
+    }
+
+    /// Maps a shared pool handed over by another process: frames in `lent`
+    /// stay lent (they sit in kernel rings), every other frame is free.
+    /// The other process must own no buffer of the region any more.
+    pub fn from_shared(fd: OwnedFd, frames: u32, lent: &[u32]) -> Result<Self, BufError> {
+        let mut pool = Self::map_shared(fd, frames)?;
+        pool.state.fill(NOT_LENT);
+        for &f in lent {
+            let Some(s) = pool.state.get_mut(f as usize) else {
+                return Err(BufError::Shared {
+                    frames,
+                    what: "a lent frame is outside the pool",
+                    errno: 0,
+                });
+            };
+            *s = LENT;
+        }
+        pool.free = (0..frames)
+            .rev()
+            .filter(|&f| pool.state[f as usize] == NOT_LENT)
+            .collect();
+        Ok(pool)
+    }
+
+    /// The memfd of a shared pool (see [`FramePool::new_shared`]).
+    pub fn memfd(&self) -> Option<BorrowedFd<'_>> {
+        self.shm.as_ref().map(|f| f.as_fd())
+    }
+
+    /// Frames lent to kernel rings. With no buffer outstanding, every other
+    /// frame is free: this list is the pool's whole ownership state.
+    pub fn lent_frames(&self) -> Vec<u32> {
+        (0..self.frames)
+            .filter(|&f| {
+                self.state[f as usize] == LENT && (f < self.ext_first || f >= self.ext_end)
+            })
+            .collect()
+    }
+
+    /// Frames owned by buffers (neither free nor lent).
+    pub fn owned(&self) -> usize {
+        let lent = self.state.iter().filter(|&&s| s == LENT).count();
+        (self.frames as usize).saturating_sub(self.free.len() + lent)
     }
 
     /// Gives the last `count` frames of the pool (all of which must be
@@ -555,7 +691,16 @@ impl FramePool {
 
 impl Drop for FramePool {
     fn drop(&mut self) {
-        if self.free.len() == self.frames as usize {
+        if self.shm.is_some() {
+            // The memory stays in the memfd (and in any other process or
+            // kernel ring using it): unmapping only removes this view. With
+            // a buffer still owned it stays mapped (invariant 3).
+            if self.free.len() + self.lent_frames().len() == self.frames as usize {
+                // SAFETY: mapped in `map_shared` with this size; no
+                // PacketBuf of this pool exists any more (counted above).
+                unsafe { libc::munmap(self.base.as_ptr().cast(), self.layout.size()) };
+            }
+        } else if self.free.len() == self.frames as usize {
             // SAFETY: allocated in `new` with this layout; every frame is free,
             // so no PacketBuf or kernel ring refers to the region any more.
             unsafe { dealloc(self.base.as_ptr(), self.layout) };
@@ -567,6 +712,45 @@ impl Drop for FramePool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shared_pool_is_taken_over_with_its_lent_frames() {
+        let mut a = FramePool::new_shared(16).unwrap();
+        // Frame 0 goes to a "fill ring", frame 1 carries a packet to "TX".
+        let fill = a.lend_free().unwrap();
+        let mut b = a.alloc().unwrap();
+        b.write(b"hello").unwrap();
+        let tx = a.lend(b).unwrap();
+        assert_eq!(a.owned(), 0);
+        let lent = a.lent_frames();
+        assert_eq!(lent, vec![0, 1]);
+        let fd = a.memfd().unwrap().try_clone_to_owned().unwrap();
+        let mut n = FramePool::from_shared(fd, 16, &lent).unwrap();
+        assert_eq!(n.available(), 14);
+        // The new pool sees the bytes the old one wrote, and the frames in
+        // the rings come back to it, not to the old pool.
+        let got = n.adopt(tx, 5).unwrap();
+        assert_eq!(got.data(), b"hello");
+        n.free(got);
+        n.reclaim(fill).unwrap();
+        assert_eq!(n.available(), 16);
+        assert!(n.reclaim(fill).is_err(), "a frame comes back once");
+        // Never handed out twice: no free frame of the new pool is lent.
+        let mut seen = std::collections::HashSet::new();
+        while let Some(b) = n.alloc() {
+            assert!(seen.insert(b.frame_index()));
+        }
+        assert_eq!(seen.len(), 16);
+        assert!(
+            FramePool::from_shared(a.memfd().unwrap().try_clone_to_owned().unwrap(), 16, &[16])
+                .is_err()
+        );
+        assert!(
+            FramePool::from_shared(a.memfd().unwrap().try_clone_to_owned().unwrap(), 32, &[])
+                .is_err(),
+            "region too small"
+        );
+    }
 
     #[test]
     fn lent_range_goes_back_through_its_hook() {

@@ -21,10 +21,16 @@
 //! On close the socket leaves the map, and the last socket of an interface
 //! detaches the program; at open, a redirect program left attached by a
 //! crashed vrouterd is detached first.
+//!
+//! Hot restart (docs/HOT-RESTART.md): the old vrouterd hands the socket and
+//! the XSKMAP over ([`Port::takeover_fds`]) and leaves both as they are on
+//! drop ([`Port::set_keep_on_drop`]); the new one maps the rings of the bound
+//! socket again ([`AfXdpPort::adopt`]) and goes on from the ring indices in
+//! the shared ring memory. The program and the map entry never change.
 
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -166,6 +172,8 @@ pub struct AfXdpPort {
     copy_mode: bool,
     stats: Arc<PortStats>,
     polls: u32,
+    /// Handed over to a new vrouterd: leave the map entry and the program.
+    keep: bool,
 }
 
 impl AfXdpPort {
@@ -217,6 +225,81 @@ impl AfXdpPort {
             copy_mode: true,
             stats: Arc::default(),
             polls: 0,
+            keep: false,
+        })
+    }
+
+    /// Takes over a socket that another vrouterd bound and registered (its
+    /// descriptor `fd`, received with the XSKMAP's `map_fd`): maps its four
+    /// rings again (the kernel allows mmap of a bound socket) and goes on
+    /// from the indices in them. The program stays attached and the map
+    /// entry points to this same socket, so nothing is detached or
+    /// re-inserted. The frames in the rings must be lent in the worker's pool
+    /// (`FramePool::from_shared`). The port leaves the map entry and the
+    /// program alone when dropped until `set_keep_on_drop(false)` (after
+    /// the switch-over), so a takeover that fails earlier does not disturb
+    /// the old vrouterd.
+    pub fn adopt(
+        index: u16,
+        name: &str,
+        cfg: &AfXdpConfig,
+        fd: OwnedFd,
+        map_fd: OwnedFd,
+    ) -> Result<Self, PortError> {
+        let ifindex = sys::ifindex(&cfg.interface).map_err(|e| err(name, "interface", e))?;
+        let mac = match cfg.mac {
+            Some(m) => m,
+            None => {
+                sys::if_mac(&cfg.interface).map_err(|e| err(name, "reading the MAC address", e))?
+            }
+        };
+        let size = cfg.ring_size;
+        let map = |e| err(name, "mapping the rings of the handed-over socket", e);
+        // SAFETY: xdp_mmap_offsets is plain data; all-zero is valid.
+        let mut off: libc::xdp_mmap_offsets = unsafe { std::mem::zeroed() };
+        sys::getsockopt(&fd, libc::SOL_XDP, libc::XDP_MMAP_OFFSETS, &mut off).map_err(map)?;
+        let desc = std::mem::size_of::<libc::xdp_desc>();
+        let rings = Rings {
+            rx: Ring::map(&fd, &off.rx, size, desc, libc::XDP_PGOFF_RX_RING).map_err(map)?,
+            tx: Ring::map(&fd, &off.tx, size, desc, libc::XDP_PGOFF_TX_RING).map_err(map)?,
+            fill: Ring::map(&fd, &off.fr, size, 8, libc::XDP_UMEM_PGOFF_FILL_RING as i64)
+                .map_err(map)?,
+            comp: Ring::map(
+                &fd,
+                &off.cr,
+                size,
+                8,
+                libc::XDP_UMEM_PGOFF_COMPLETION_RING as i64,
+            )
+            .map_err(map)?,
+        };
+        // SAFETY: xdp_options is plain data; all-zero is valid.
+        let mut opts: libc::xdp_options = unsafe { std::mem::zeroed() };
+        sys::getsockopt(&fd, libc::SOL_XDP, libc::XDP_OPTIONS, &mut opts)
+            .map_err(|e| err(name, "reading the socket's mode", e))?;
+        let zero_copy = opts.flags & libc::XDP_OPTIONS_ZEROCOPY != 0;
+        {
+            let mut open = OPEN.lock().unwrap_or_else(|e| e.into_inner());
+            *open
+                .get_or_insert_with(HashMap::new)
+                .entry(ifindex)
+                .or_insert(0) += 1;
+        }
+        Ok(AfXdpPort {
+            index,
+            name: name.to_string(),
+            mac,
+            ifindex,
+            cfg: cfg.clone(),
+            fd,
+            rings: Some(rings),
+            map_fd: map_fd.into_raw_fd(),
+            mode: if zero_copy { "zero-copy" } else { "copy" },
+            copy_mode: !zero_copy,
+            stats: Arc::default(),
+            polls: 0,
+            // Until the switch-over, the old vrouterd owns the map entry.
+            keep: true,
         })
     }
 
@@ -392,17 +475,28 @@ impl AfXdpPort {
     }
 
     /// Copy mode sends at most a small batch (32 in Linux) per `sendto`:
-    /// kick again while descriptors are still waiting in the TX ring, or
-    /// they would sit there until the next burst to this port.
+    /// kick again while descriptors are still waiting in the TX ring and
+    /// the kernel makes progress (at most `MAX_KICKS`, one syscall per 32
+    /// frames), or a burst larger than a batch would sit there until the
+    /// next poll loop and, under load, fill the ring. Zero-copy drivers are
+    /// kicked once, when they ask.
     #[inline]
     fn flush_tx(&self) {
+        const MAX_KICKS: u32 = 16;
         let Some(r) = &self.rings else { return };
         let tx = &r.tx;
-        if tx.prod().load(Ordering::Relaxed) != tx.cons().load(Ordering::Acquire)
-            && (self.copy_mode || tx.needs_wakeup())
-            && sys::kick_tx(&self.fd).is_err()
-        {
-            PortStats::add(&self.stats.tx_errors, 1);
+        for _ in 0..MAX_KICKS {
+            let cons = tx.cons().load(Ordering::Acquire);
+            if tx.prod().load(Ordering::Relaxed) == cons || !(self.copy_mode || tx.needs_wakeup()) {
+                return;
+            }
+            if sys::kick_tx(&self.fd).is_err() {
+                PortStats::add(&self.stats.tx_errors, 1);
+                return;
+            }
+            if !self.copy_mode || tx.cons().load(Ordering::Acquire) == cons {
+                return;
+            }
         }
     }
 
@@ -436,6 +530,10 @@ impl Port for AfXdpPort {
     }
 
     fn attach(&mut self, pool: &mut FramePool, ctx: &mut AttachCtx) -> Result<(), PortError> {
+        if self.rings.is_some() {
+            // Adopted from another vrouterd: set up already.
+            return Ok(());
+        }
         let name = self.name.clone();
         self.setup(pool, &mut ctx.umem_fd)
             .map_err(|e| err(&name, "AF_XDP set-up", e))?;
@@ -524,9 +622,7 @@ impl Port for AfXdpPort {
             tx.prod().store(prod.wrapping_add(n), Ordering::Release);
             // Copy mode transmits only inside sendto(); zero-copy drivers
             // say when they need a kick.
-            if (self.copy_mode || tx.needs_wakeup()) && sys::kick_tx(&self.fd).is_err() {
-                PortStats::add(&self.stats.tx_errors, 1);
-            }
+            self.flush_tx();
         }
         PortStats::add(&self.stats.tx_packets, u64::from(n));
         PortStats::add(&self.stats.tx_bytes, bytes);
@@ -537,10 +633,28 @@ impl Port for AfXdpPort {
     fn stats(&self) -> &Arc<PortStats> {
         &self.stats
     }
+
+    fn takeover_fds(&self) -> Option<(RawFd, RawFd)> {
+        (self.rings.is_some() && self.map_fd >= 0).then(|| (self.fd.as_raw_fd(), self.map_fd))
+    }
+
+    fn set_keep_on_drop(&mut self, keep: bool) {
+        self.keep = keep;
+    }
 }
 
 impl Drop for AfXdpPort {
     fn drop(&mut self) {
+        if self.keep {
+            // A new vrouterd owns the socket's place in the map and the
+            // program now; closing our descriptors leaves both alone.
+            if self.map_fd >= 0 {
+                // SAFETY: map_fd is ours (a duplicate went to the new
+                // vrouterd) and is closed once.
+                unsafe { libc::close(self.map_fd) };
+            }
+            return;
+        }
         if self.map_fd >= 0 {
             let key = self.cfg.queue;
             // SAFETY: key is a live u32 matching the map's key size.

@@ -21,6 +21,7 @@ pub mod sys;
 pub mod tap;
 mod xdp_ffi;
 
+use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -164,6 +165,19 @@ pub trait Port: Send {
     fn flush(&mut self) -> Result<(), PortError> {
         Ok(())
     }
+
+    /// The kernel objects a new vrouterd adopts to take this port over
+    /// without a gap (AF_XDP: the socket and its XSKMAP). `None`: the port
+    /// is closed by the old vrouterd and opened again by the new one.
+    fn takeover_fds(&self) -> Option<(RawFd, RawFd)> {
+        None
+    }
+
+    /// With `true`, dropping the port closes only this process's
+    /// descriptors and leaves the kernel objects (map entry, program) alone:
+    /// the port was handed over, or is adopted and the takeover has not
+    /// reached the switch-over yet (the old vrouterd still uses them).
+    fn set_keep_on_drop(&mut self, _keep: bool) {}
 }
 
 /// The MAC a port gets when none is configured: locally administered,
