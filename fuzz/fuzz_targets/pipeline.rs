@@ -10,8 +10,8 @@
 //! | 3 `pod` | pod ports bridged behind a BVI with services (VIP, NodePort, remote backend), a NetworkPolicy, anti-spoofing bindings, a small conntrack with a pod quota | 0 uplink (routed), 1 pod0, 2 pod1 |
 //! | 4 `ip6` | IPv6 routing, a smaller MTU, glean | 0 net1, 1 net2 |
 //!
-//! Input: byte 0 selects the mode (`b % 5`) and, unless bit 7 is set, the
-//! port (`(b >> 3) % ports`); the rest is one frame. With bit 7 set the rest
+//! Input: byte 0 selects the mode (`(b & 7) % 5`) and, unless bit 7 is
+//! set, the port (`(b >> 3) % ports`); the rest is one frame. With bit 7 set the rest
 //! is a vector of records `[port, len_lo, len_hi, frame...]` (the last one
 //! may be short), received in one poll. Every node keeps its state between
 //! inputs (learned MACs and neighbours, flows, held packets), as a running
@@ -406,6 +406,12 @@ thread_local! {
     ]);
 }
 
+thread_local! {
+    /// `VROUTER_FUZZ_COUNTERS=1`: print each node's non-zero counters after
+    /// each input (to see what a corpus reaches: replay it file by file).
+    static SHOW_COUNTERS: bool = std::env::var_os("VROUTER_FUZZ_COUNTERS").is_some();
+}
+
 /// Splits the input into (port, frame) pairs.
 fn frames(data: &[u8], ports: usize) -> Vec<(usize, &[u8])> {
     let Some((&sel, rest)) = data.split_first() else {
@@ -431,7 +437,7 @@ fuzz_target!(|data: &[u8]| {
     let Some(&sel) = data.first() else { return };
     NODES.with(|nodes| {
         let mut nodes = nodes.borrow_mut();
-        let mode = usize::from(sel) % nodes.len();
+        let mode = usize::from(sel & 0x07) % nodes.len();
         let node = &mut nodes[mode];
         let input = frames(data, node.rx.len());
         let before = node.rx_seen();
@@ -458,5 +464,14 @@ fuzz_target!(|data: &[u8]| {
         );
         assert_eq!(node.counter(Counter::GraphLost), 0, "graph-lost");
         assert_eq!(node.counter(Counter::GraphLoop), 0, "graph-loop");
+        if SHOW_COUNTERS.with(|s| *s) {
+            let c: Vec<String> = Counter::ALL
+                .iter()
+                .map(|&c| (c, node.counter(c)))
+                .filter(|&(_, n)| n > 0)
+                .map(|(c, n)| format!("{}={n}", c.name()))
+                .collect();
+            eprintln!("mode {mode}: {}", c.join(" "));
+        }
     });
 });
