@@ -41,9 +41,13 @@ for t in "${TARGETS[@]}"; do
   log="$scratch/$t.log"
   echo "== fuzz $t for ${SECS}s" >&2
   rc=0
+  # -timeout: a unit that runs 60 s is a hang. Coverage instrumentation makes
+  # some legitimate units slow: a config with a default route builds a FIB
+  # whose /0 writes all 16M tbl24 entries (1-11 s instrumented, on a loaded
+  # machine).
   # shellcheck disable=SC2086
   nice -n 10 cargo $TC fuzz run -O -s "$SAN" "$t" "$scratch/$t" "corpus/$t" -- \
-    -max_total_time="$SECS" -print_final_stats=1 -rss_limit_mb=4096 -timeout=10 \
+    -max_total_time="$SECS" -print_final_stats=1 -rss_limit_mb=4096 -timeout=60 \
     >"$log" 2>&1 || rc=$?
   EXECS[$t]=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
   RATE[$t]=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -n 1)
