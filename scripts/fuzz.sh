@@ -8,8 +8,9 @@
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
 #
-# Needs cargo-fuzz (scripts/deps.sh installs it). Builds without a sanitizer
-# (`-s none`) so a stable toolchain works; FUZZ_SANITIZER=address uses ASan
+# Needs cargo-fuzz (scripts/deps.sh installs it). Builds optimised with
+# debug assertions and overflow checks (`-O -a`) and without a sanitizer
+# (`-s none`), so a stable toolchain works; FUZZ_SANITIZER=address uses ASan
 # (nightly: FUZZ_TOOLCHAIN=+nightly). Runs under `nice`: the machine is shared.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,7 +31,7 @@ fi
 cd fuzz
 echo "== build the fuzz targets (sanitizer: $SAN)" >&2
 # shellcheck disable=SC2086
-nice -n 10 cargo $TC fuzz build -O -s "$SAN"
+nice -n 10 cargo $TC fuzz build -O -a -s "$SAN"
 
 scratch=$(mktemp -d /tmp/vrouter-fuzz.XXXXXX)
 trap 'rm -rf "$scratch"' EXIT
@@ -46,7 +47,7 @@ for t in "${TARGETS[@]}"; do
   # whose /0 writes all 16M tbl24 entries (1-11 s instrumented, on a loaded
   # machine).
   # shellcheck disable=SC2086
-  nice -n 10 cargo $TC fuzz run -O -s "$SAN" "$t" "$scratch/$t" "corpus/$t" -- \
+  nice -n 10 cargo $TC fuzz run -O -a -s "$SAN" "$t" "$scratch/$t" "corpus/$t" -- \
     -max_total_time="$SECS" -print_final_stats=1 -rss_limit_mb=4096 -timeout=60 \
     >"$log" 2>&1 || rc=$?
   EXECS[$t]=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
