@@ -55,3 +55,6 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 # bpffs for libxdp (AF_XDP ports); harmless if already mounted.
 mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf 2>/dev/null || true
+# cargo-fuzz for the fuzz targets (fuzz/, scripts/fuzz.sh); builds with the
+# stable toolchain (`-s none`).
+command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked

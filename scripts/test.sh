@@ -23,4 +23,9 @@ echo "== build"
 cargo build --workspace --all-targets --locked "${FEATURES[@]}"
 echo "== tests"
 cargo test --workspace --locked "${FEATURES[@]}" -- --test-threads="$(nproc)"
+# Each fuzz target for a short, bounded time from its seed corpus (5 targets
+# x 25 s; the first build of fuzz/ takes longer). A crash fails CI and
+# leaves its input under fuzz/artifacts/<target>/.
+echo "== fuzz (25 s per target)"
+scripts/fuzz.sh "${FUZZ_SECONDS:-25}"
 echo "== all tests passed"

@@ -279,7 +279,7 @@ impl ArpRepr {
     }
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn read_all(bytes: &[u8]) {
     if let Ok(p) = ArpPacket::new_checked(bytes) {
         let _ = (

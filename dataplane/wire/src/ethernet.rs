@@ -191,7 +191,7 @@ impl EthernetRepr {
     }
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn read_all(bytes: &[u8]) {
     if let Ok(f) = EthernetFrame::new_checked(bytes) {
         let _ = (f.dst_addr(), f.src_addr(), f.ethertype(), f.payload().len());

@@ -367,7 +367,7 @@ impl<'a> Icmpv4Repr<'a> {
     }
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn read_all(bytes: &[u8]) {
     if let Ok(p) = Icmpv4Packet::new_checked(bytes) {
         let _ = (

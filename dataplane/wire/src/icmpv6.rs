@@ -783,7 +783,7 @@ impl<'a> Icmpv6Repr<'a> {
     }
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn read_all(bytes: &[u8]) {
     let a = Ipv6Addr::LOCALHOST;
     if let Ok(p) = Icmpv6Packet::new_checked(bytes) {

@@ -447,7 +447,7 @@ impl Ipv4Repr {
     }
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn read_all(bytes: &[u8]) {
     if let Ok(p) = Ipv4Packet::new_checked(bytes) {
         let _ = (

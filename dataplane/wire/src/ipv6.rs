@@ -377,7 +377,7 @@ pub fn skip_extension_headers(
     Ok((e.protocol, e.offset))
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn read_all(bytes: &[u8]) {
     if let Ok(p) = Ipv6Packet::new_checked(bytes) {
         let _ = (

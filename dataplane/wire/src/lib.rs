@@ -43,6 +43,26 @@ pub mod vxlan;
 #[cfg(test)]
 mod fuzz_tests;
 
+/// For the cargo-fuzz targets (fuzz/): runs every checked constructor, every
+/// getter and every `Repr::parse` of each view over the same bytes.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzz_api {
+    /// Reads `bytes` as each header in turn; panics only on a broken contract.
+    pub fn read_all(bytes: &[u8]) {
+        crate::ethernet::read_all(bytes);
+        crate::vlan::read_all(bytes);
+        crate::arp::read_all(bytes);
+        crate::ipv4::read_all(bytes);
+        crate::ipv6::read_all(bytes);
+        crate::icmpv4::read_all(bytes);
+        crate::icmpv6::read_all(bytes);
+        crate::udp::read_all(bytes);
+        crate::tcp::read_all(bytes);
+        crate::vxlan::read_all(bytes);
+    }
+}
+
 pub use arp::{ArpOperation, ArpPacket, ArpRepr};
 pub use error::{Result, WireError};
 pub use ethernet::{EtherType, EthernetFrame, EthernetRepr};

@@ -416,7 +416,7 @@ impl TcpRepr {
     }
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn read_all(bytes: &[u8]) {
     if let Ok(p) = TcpPacket::new_checked(bytes) {
         let _ = (

@@ -233,7 +233,7 @@ impl UdpRepr {
     }
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn read_all(bytes: &[u8]) {
     if let Ok(p) = UdpPacket::new_checked(bytes) {
         let _ = (

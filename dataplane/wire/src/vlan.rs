@@ -178,7 +178,7 @@ impl VlanRepr {
     }
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn read_all(bytes: &[u8]) {
     if let Ok(t) = VlanTag::new_checked(bytes) {
         let _ = (

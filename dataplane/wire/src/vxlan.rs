@@ -148,7 +148,7 @@ impl VxlanRepr {
     }
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn read_all(bytes: &[u8]) {
     if let Ok(h) = VxlanHeader::new_checked(bytes) {
         let _ = (h.flags(), h.i_flag(), h.vni(), h.payload().len());
