@@ -45,6 +45,9 @@ pub struct AfXdpConfig {
     pub mac: Option<MacAddr>,
 }
 
+/// Descriptors the kernel sends per `sendto` in copy mode (TX_BATCH_SIZE).
+const TX_BATCH: u32 = 32;
+
 /// AF_XDP sockets open per interface, to detach the program with the last.
 static OPEN: Mutex<Option<HashMap<i32, usize>>> = Mutex::new(None);
 
@@ -373,11 +376,36 @@ impl AfXdpPort {
     fn flush_tx(&self) {
         let Some(r) = &self.rings else { return };
         let tx = &r.tx;
-        if tx.prod().load(Ordering::Relaxed) != tx.cons().load(Ordering::Acquire)
-            && (self.copy_mode || tx.needs_wakeup())
-            && sys::kick_tx(&self.fd).is_err()
-        {
-            PortStats::add(&self.stats.tx_errors, 1);
+        let pending = tx
+            .prod()
+            .load(Ordering::Relaxed)
+            .wrapping_sub(tx.cons().load(Ordering::Acquire));
+        if pending > 0 && (self.copy_mode || tx.needs_wakeup()) {
+            self.kick(pending);
+        }
+    }
+
+    /// Kicks TX for `pending` descriptors. In copy mode the kernel takes at
+    /// most 32 per `sendto` (TX_BATCH_SIZE), so one kick per 32, stopping
+    /// once the ring is empty: a single kick per burst let bursts larger
+    /// than that pile up until the ring was full (`tx-ring-full` drops after
+    /// the worker had been descheduled). One syscall per 32 frames.
+    fn kick(&self, pending: u32) {
+        let Some(r) = &self.rings else { return };
+        let tx = &r.tx;
+        let kicks = if self.copy_mode {
+            pending.div_ceil(TX_BATCH) + 1
+        } else {
+            1
+        };
+        for _ in 0..kicks {
+            if sys::kick_tx(&self.fd).is_err() {
+                PortStats::add(&self.stats.tx_errors, 1);
+                return;
+            }
+            if tx.prod().load(Ordering::Relaxed) == tx.cons().load(Ordering::Acquire) {
+                return;
+            }
         }
     }
 
@@ -497,8 +525,8 @@ impl Port for AfXdpPort {
             tx.prod().store(prod.wrapping_add(n), Ordering::Release);
             // Copy mode transmits only inside sendto(); zero-copy drivers
             // say when they need a kick.
-            if (self.copy_mode || tx.needs_wakeup()) && sys::kick_tx(&self.fd).is_err() {
-                PortStats::add(&self.stats.tx_errors, 1);
+            if self.copy_mode || tx.needs_wakeup() {
+                self.kick(prod.wrapping_add(n).wrapping_sub(cons));
             }
         }
         PortStats::add(&self.stats.tx_packets, u64::from(n));
