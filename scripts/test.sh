@@ -23,4 +23,7 @@ echo "== build"
 cargo build --workspace --all-targets --locked "${FEATURES[@]}"
 echo "== tests"
 cargo test --workspace --locked "${FEATURES[@]}" -- --test-threads="$(nproc)"
+echo "== soak (2 minutes)"
+# Debug binaries from the build above; docs/TESTING.md says what it checks.
+nice -n 10 bash scripts/soak.sh -d 120 --bin-dir target/debug --rate 1000
 echo "== all tests passed"
