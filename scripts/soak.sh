@@ -105,7 +105,7 @@ cleanup() {
   local rc=$?
   set +e
   stop_pid "$CHURN_PID"; stop_pid "$SAMPLER_PID"
-  for p in "${TRAFFIC_PIDS[@]}"; do stop_pid "$p" INT; done
+  for p in "${TRAFFIC_PIDS[@]}"; do stop_pid "$p" TERM; done
   stop_pid "$APID"; stop_pid "$VPID"; stop_pid "$EPID"
   for n in "${NS[@]}"; do ip netns del "$P$n" 2>/dev/null; done
   if [ "$KEEP" = 1 ] || [ "$rc" != 0 ]; then log "logs kept in $WORK"; else rm -rf "$WORK"; fi
@@ -235,7 +235,19 @@ bpffs_pins > "$WORK/pins.start"
 RUN=0
 RUNS=$WORK/runs.tsv # run pid start end how
 : > "$RUNS"
-start_vrouterd() {
+START_FAILURES=0
+start_vrouterd() { # start_vrouterd: up to 5 tries; a failed start is logged and counted
+  local try
+  for try in 1 2 3 4 5; do
+    start_vrouterd_once && return 0
+    START_FAILURES=$((START_FAILURES + 1))
+    log "vrouterd did not start (try $try): $(grep -v '^ \|^$\|libbpf\|libxdp' "$WORK/vrouterd.$RUN.log" | tail -3 | tr '\n' ' ')"
+    printf '%s\t%s\n' "$(now)" "$RUN" >> "$WORK/start-failures.tsv"
+    sleep 1
+  done
+  log "vrouterd did not start 5 times"; exit 1
+}
+start_vrouterd_once() {
   RUN=$((RUN + 1))
   # Not through ns(): $! must be vrouterd's own PID (ip netns exec and nice
   # exec it). vrouterd runs at nice 0 whatever the soak's own niceness: on a
@@ -251,7 +263,12 @@ start_vrouterd() {
     kill -0 "$VPID" 2>/dev/null || break
     sleep 0.05
   done
-  grep -q "vrouterd running" "$WORK/vrouterd.$RUN.log" || { cat "$WORK/vrouterd.$RUN.log" >&2; log "vrouterd did not start"; exit 1; }
+  if ! grep -q "vrouterd running" "$WORK/vrouterd.$RUN.log"; then
+    kill -KILL "$VPID" 2>/dev/null; wait "$VPID" 2>/dev/null
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$RUN" "$VPID" "$(now)" "$(now)" "FAILED" "$(now)" >> "$RUNS"
+    VPID=""
+    return 1
+  fi
   RUN_START=$(now)
 }
 stop_vrouterd() { # stop_vrouterd <TERM|KILL>
@@ -483,6 +500,10 @@ def steady(path):
             off += 65536
         s += off
         rep.append((t, s)); last = s
+    top = -1; reordered = 0
+    for _, s in rep:
+        reordered += s < top
+        top = max(top, s)
     rep.sort(key=lambda r: r[1])
     lost = inside = 0; outside = []
     for (t1, s1), (t2, s2) in zip(rep, rep[1:]):
@@ -497,7 +518,7 @@ def steady(path):
         else:
             outside.append({"from": round(t1 - t0, 3), "to": round(t2 - t0, 3), "lost": n})
     sent = rep[-1][1] - rep[0][1] + 1 if rep else 0
-    return {"sent": sent, "received": len(rep), "lost": lost, "lost_in_restart_windows": inside,
+    return {"sent": sent, "received": len(rep), "reordered": reordered, "lost": lost, "lost_in_restart_windows": inside,
             "lost_outside": sum(o["lost"] for o in outside), "gaps_outside": outside[:20]}
 
 steady_res = {n: steady(f"{w}/steady.{n}.txt") for n in ("v4", "v6", "v4-endpoint")}
@@ -520,8 +541,12 @@ for f in sorted(glob.glob(f"{w}/flow.*.json")):
 
 # Runs: balance from each clean exit's report.
 runs = []
+failed_starts = []
 for line in open(f"{w}/runs.tsv"):
     run, pid, s, e, how, sig = line.strip().split("\t")
+    if how == "FAILED":
+        failed_starts.append(int(run))
+        continue
     runs.append({"run": int(run), "pid": int(pid), "start": float(s), "end": float(e), "stop": how,
                  "signal": float(sig)})
 
@@ -662,6 +687,8 @@ for line in open(f"{w}/churn.tsv"):
     d["ok" if res == "ok" else "failed"] += 1
     if res != "ok" and not any(ws - 1 <= float(t) <= we for ws, we, _ in windows):
         outside_fail += 1
+if failed_starts:
+    fail(f"vrouterd failed to start {len(failed_starts)} time(s) (then started on a retry): runs {failed_starts}")
 if not churn.get("routes.add", {}).get("ok"):
     fail("churn: no route batch applied")
 
@@ -676,6 +703,7 @@ res = {
     "runs": runs, "frames": frames, "xdp": xdp,
     "churn": churn, "churn_failed_outside_windows": outside_fail,
     "agent_panics": agent_log.count("panicked"),
+    "vrouterd_failed_starts": failed_starts,
     "failures": failures, "ok": not failures,
 }
 if as_json == "1":
@@ -684,7 +712,7 @@ else:
     print(f"soak: {duration} s, {len(windows)} vrouterd restarts, {agent_restarts} agent restarts")
     print(f"  packets sent: {res['packets_sent']}")
     for n, s in steady_res.items():
-        print(f"  steady {n}: sent {s['sent']}, lost {s['lost']} ({s['lost_in_restart_windows']} in restart windows, {s['lost_outside']} outside)")
+        print(f"  steady {n}: sent {s['sent']}, lost {s['lost']} ({s['lost_in_restart_windows']} in restart windows, {s['lost_outside']} outside), {s['reordered']} replies reordered")
     for n, f in flows.items():
         print(f"  flow {n}: {f}")
     for r in runs:
@@ -697,6 +725,8 @@ else:
     print(f"  frames: {frames}")
     print(f"  xdp: {xdp}")
     print(f"  churn: {churn} (failed outside restart windows: {outside_fail})")
+    if failed_starts:
+        print(f"  vrouterd failed to start (retried): runs {failed_starts}; see vrouterd.<run>.log")
     print("  result: " + ("PASS" if not failures else "FAIL\n    " + "\n    ".join(failures)))
 sys.exit(0 if not failures else 1)
 PY

@@ -49,7 +49,9 @@ unsafe extern "C" {
 }
 
 /// libbpf's `struct bpf_xdp_query_opts` as of libbpf 1.1 (`sz` says which
-/// version the caller knows; later fields are left alone).
+/// version the caller knows; later fields are left alone). The tail padding
+/// is a field so that it is zero: libbpf refuses options whose bytes past
+/// the last field it knows are not (`OPTS_VALID`).
 #[repr(C)]
 #[derive(Default)]
 pub struct XdpQueryOpts {
@@ -59,6 +61,7 @@ pub struct XdpQueryOpts {
     pub hw_prog_id: u32,
     pub skb_prog_id: u32,
     pub attach_mode: u8,
+    pub _pad: [u8; 7],
 }
 
 const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
@@ -157,13 +160,11 @@ fn attached_direct(ifindex: i32) -> Option<(String, u32)> {
 pub fn detach_xsk_program(ifindex: i32) -> bool {
     // Without bpffs (as in `ip netns exec`) libxdp attaches the program
     // directly: detach it through libbpf. A dispatcher is libxdp's.
-    match attached_direct(ifindex) {
-        None => return false,
-        Some((name, flag)) if name == XSK_PROG => {
-            // SAFETY: a plain syscall wrapper; no options.
-            return unsafe { bpf_xdp_detach(ifindex, flag, std::ptr::null()) } == 0;
-        }
-        Some(_) => {}
+    if let Some((name, flag)) = attached_direct(ifindex)
+        && name == XSK_PROG
+    {
+        // SAFETY: a plain syscall wrapper; no options.
+        return unsafe { bpf_xdp_detach(ifindex, flag, std::ptr::null()) } == 0;
     }
     let names = attached_programs(ifindex);
     if names.is_empty() || names.iter().any(|n| n != XSK_PROG) {
@@ -179,5 +180,19 @@ pub fn detach_xsk_program(ifindex: i32) -> bool {
         let r = xdp_multiprog__detach(mp);
         xdp_multiprog__close(mp);
         r == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::XdpQueryOpts;
+
+    /// The layout libbpf 1.1 expects (`sizeof`, `offsetof(attach_mode)` in C).
+    #[test]
+    fn query_opts_match_libbpf() {
+        assert_eq!(std::mem::size_of::<XdpQueryOpts>(), 32);
+        assert_eq!(std::mem::offset_of!(XdpQueryOpts, attach_mode), 24);
+        let o = XdpQueryOpts::default();
+        assert_eq!(o._pad, [0; 7]);
     }
 }
