@@ -17,6 +17,7 @@ PKGS=(
   libdpdk-dev dpdk dpdk-dev                    # DPDK port, testpmd, test-fib
   openvswitch-switch-dpdk                      # OVS-DPDK peer of scripts/bench-compare.sh
   etcd-server protobuf-compiler                # agent's etcd backend: test server, etcd-client's protos
+  bpftool                                      # soak.sh: XDP programs attached and loaded
 )
 
 missing=()

@@ -28,4 +28,7 @@ cargo test --workspace --locked "${FEATURES[@]}" -- --test-threads="$(nproc)"
 # leaves its input under fuzz/artifacts/<target>/.
 echo "== fuzz (25 s per target)"
 scripts/fuzz.sh "${FUZZ_SECONDS:-25}"
+echo "== soak (2 minutes)"
+# Debug binaries from the build above; docs/TESTING.md says what it checks.
+nice -n 10 bash scripts/soak.sh -d 120 --bin-dir target/debug --rate 1000
 echo "== all tests passed"

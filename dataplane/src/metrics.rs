@@ -429,6 +429,25 @@ pub fn render<'a>(
             p.sample(name, &[("worker", &w.id.to_string())], f(&w.stats));
         }
     }
+    type Gauge = (&'static str, &'static str, WField);
+    let gauges: [Gauge; 2] = [
+        (
+            "vrouter_worker_frames",
+            "Frames in the worker's pool",
+            |s| s.frames.get(),
+        ),
+        (
+            "vrouter_worker_frames_available",
+            "Free frames in the worker's pool (back to its start value when idle, else frames leaked)",
+            |s| s.frames_available.get(),
+        ),
+    ];
+    for (name, help, f) in gauges {
+        p.family(name, "gauge", &format!("{help}, per worker."));
+        for w in &workers {
+            p.sample(name, &[("worker", &w.id.to_string())], f(&w.stats));
+        }
+    }
     p.family(
         "vrouter_worker_trace_lost_total",
         "counter",

@@ -112,13 +112,15 @@ pub fn render(t: &Tables, ports: &[(String, PortCounters)], workers: &[Arc<Worke
         };
         let _ = writeln!(
             o,
-            "  worker {}: busy polls {} idle polls {} busy cycles {} idle cycles {} ({:.1}% busy)",
+            "  worker {}: busy polls {} idle polls {} busy cycles {} idle cycles {} ({:.1}% busy) frames {} available {}",
             w.id,
             s.busy_polls.get(),
             s.idle_polls.get(),
             bc,
             ic,
-            busy
+            busy,
+            s.frames.get(),
+            s.frames_available.get()
         );
     }
     if rx > 0 {

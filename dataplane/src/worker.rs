@@ -107,6 +107,8 @@ impl Worker {
         for p in ports.iter_mut() {
             p.attach(&mut pool, &mut ctx)?;
         }
+        link.stats.frames.set(u64::from(pool.frames()));
+        link.stats.frames_available.set(pool.available() as u64);
         Ok(Worker {
             link,
             shared,
@@ -135,6 +137,7 @@ impl Worker {
             n += port.rx_burst(&mut self.pool, &mut self.pipeline.pkts, room.min(BURST));
         }
         if n == 0 && self.pipeline.held() == 0 {
+            stats.frames_available.set(self.pool.available() as u64);
             stats.idle_polls.add(1);
             stats
                 .idle_cycles
@@ -183,6 +186,7 @@ impl Worker {
                 .idle_cycles
                 .add(vrouter_buf::cycles().wrapping_sub(t0));
         }
+        stats.frames_available.set(self.pool.available() as u64);
         n
     }
 

@@ -66,10 +66,11 @@ counters! {
     L2BadSourceMac = "l2-bad-source-mac", Drop, "source MAC is multicast, broadcast or zero";
     L2SameInterface = "l2-same-interface", Drop, "destination MAC is behind the interface the frame came in on";
     L2SplitHorizon = "l2-split-horizon", Drop, "destination is in the ingress interface's split-horizon group";
-    L2FloodNoBuffer = "l2-flood-no-buffer", Drop, "no frame to replicate a flooded packet into";
+    L2FloodNoBuffer = "l2-flood-no-buffer", Drop, "no frame to replicate a flooded packet into (a copy not made: not a received packet)";
     L2FloodEmpty = "l2-flood-empty", Drop, "flooded frame had no other member to go to";
     L2UnknownDropped = "l2-unknown-unicast-dropped", Drop, "unknown unicast in a domain that does not flood it";
     L2Flooded = "l2-flooded", Event, "frame flooded (unknown unicast, broadcast or multicast)";
+    L2FloodCopies = "l2-flood-copies", Event, "copies made of flooded frames (packets the router adds: RX + copies = TX + drops)";
     L2MtuExceeded = "l2-mtu-exceeded", Drop, "bridged frame larger than the output interface MTU";
     // ARP
     ArpMalformed = "arp-malformed", Drop, "ARP packet truncated or not Ethernet/IPv4";

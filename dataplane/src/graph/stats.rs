@@ -22,6 +22,12 @@ impl Stat {
         self.0.store(self.0.load(Relaxed).wrapping_add(n), Relaxed);
     }
 
+    /// Sets a gauge. Only the owning worker may call this.
+    #[inline(always)]
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Relaxed);
+    }
+
     /// Current value.
     #[inline]
     pub fn get(&self) -> u64 {
@@ -146,6 +152,12 @@ pub struct WorkerStats {
     /// Cycles spent in polls that found packets / found none.
     pub busy_cycles: Stat,
     pub idle_cycles: Stat,
+    /// Gauges, set once per poll loop: frames in the worker's pool, and
+    /// those free in it (not in a port ring, the arena, a TX batch or the
+    /// glean queue). Idle, `frames_available` returns to its start value;
+    /// lower means frames leaked.
+    pub frames: Stat,
+    pub frames_available: Stat,
 }
 
 impl Default for WorkerStats {
@@ -165,6 +177,8 @@ impl WorkerStats {
             idle_polls: Stat::default(),
             busy_cycles: Stat::default(),
             idle_cycles: Stat::default(),
+            frames: Stat::default(),
+            frames_available: Stat::default(),
         }
     }
 

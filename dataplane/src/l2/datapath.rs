@@ -328,6 +328,7 @@ pub fn flood(cx: &mut Ctx, pkts: &mut Vec<Pkt>, input: &[u16], q: &mut Queues) {
                 cx.stats.count(Counter::L2FloodNoBuffer, 1);
                 continue;
             };
+            cx.stats.count(Counter::L2FloodCopies, 1);
             let j = pkts.len() as u16;
             pkts.push(Pkt { buf, meta });
             send(cx, b.bvi, &mut pkts[j as usize], q, j, m);

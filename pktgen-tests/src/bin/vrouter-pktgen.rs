@@ -130,6 +130,10 @@ struct SendArgs {
     /// Milliseconds to keep receiving after the last frame.
     #[arg(long, default_value_t = 500)]
     drain_ms: u64,
+    /// With --rate: microseconds to sleep when no frame is due (0: spin, the
+    /// most precise pacing; a few hundred leave the CPU to others).
+    #[arg(long, default_value_t = 0)]
+    idle_sleep_us: u64,
     /// Pin the generator to this CPU.
     #[arg(long)]
     core: Option<usize>,
@@ -367,6 +371,7 @@ fn send(a: SendArgs) -> Result<ExitCode> {
         count: a.count,
         batch: a.batch,
         drain: Duration::from_millis(a.drain_ms),
+        idle_sleep: Duration::from_micros(a.idle_sleep_us),
     });
     if a.json {
         println!(

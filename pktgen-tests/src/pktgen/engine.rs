@@ -201,6 +201,10 @@ pub struct RunOpts {
     pub batch: usize,
     /// How long to keep receiving after the last frame left.
     pub drain: Duration,
+    /// Sleep when no frame is due at the requested rate (zero: spin, the
+    /// most precise pacing; non-zero leaves the CPU to others, as a soak on
+    /// a shared machine needs).
+    pub idle_sleep: Duration,
 }
 
 /// What one run sent and received.
@@ -364,6 +368,9 @@ impl Generator {
                 bytes += b;
             }
             self.poll();
+            if want == 0 && !o.idle_sleep.is_zero() {
+                std::thread::sleep(o.idle_sleep);
+            }
         }
         let seconds = elapsed.as_secs_f64();
         // Drain: until everything sent has arrived, or the drain time ends.
@@ -554,6 +561,7 @@ impl Generator {
             count: None,
             batch: s.batch,
             drain: s.drain,
+            idle_sleep: Duration::ZERO,
         });
         let loss = r.loss_ratio.unwrap_or(1.0);
         Trial {
