@@ -255,8 +255,7 @@ pub fn routes(c: &Cluster, cfg: &Config, overlay: &mut Vec<OverlayRoute>) -> Vec
                         vrf: None,
                         prefix: cidr.clone(),
                         via: vec![ip.to_string()],
-                        interface: None,
-                        action: None,
+                        ..Default::default()
                     });
                 }
                 Mode::Overlay => {
@@ -269,7 +268,7 @@ pub fn routes(c: &Cluster, cfg: &Config, overlay: &mut Vec<OverlayRoute>) -> Vec
                         prefix: cidr.clone(),
                         via: Vec::new(),
                         interface: Some(format!("vxlan{}-{ip}", cfg.vni)),
-                        action: None,
+                        ..Default::default()
                     });
                     overlay.push(OverlayRoute {
                         prefix: cidr.clone(),

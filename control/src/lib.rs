@@ -6,6 +6,7 @@
 //! crate knows nothing of the dataplane and never touches packets.
 
 pub mod client;
+pub mod naming;
 pub mod proto;
 
 pub use client::{Client, ClientError};
