@@ -86,6 +86,7 @@ fn main() -> anyhow::Result<()> {
         node: "n1".into(),
         mode: Mode::HostGw,
         vni: 1,
+        pod_bridge: "pods".into(),
     };
     let rss0 = rss_kib();
     // The API objects, as the watcher hands them over.
