@@ -254,7 +254,7 @@ async fn main() -> anyhow::Result<()> {
             .status();
         let _ = child.wait();
         println!(
-            "vrouter-agent (release binary) RSS after its full sync: {} MiB ({:.1} s to sync)",
+            "vrouter-agent binary RSS after its full sync: {} MiB ({:.1} s to sync)",
             rss / 1024,
             t.elapsed().as_secs_f64()
         );
