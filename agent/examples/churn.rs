@@ -18,7 +18,7 @@ use k8s_openapi::api::discovery::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use vrouter_agent::model::{self, Cluster, ServiceInfo, ServicePort};
 use vrouter_agent::sync::Applier;
-use vrouter_agent::translate::{Config, Mode, translate};
+use vrouter_agent::translate::{Config, Mode, Translator};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -86,6 +86,7 @@ fn main() -> anyhow::Result<()> {
         node: "n1".into(),
         mode: Mode::HostGw,
         vni: 1,
+        pod_bridge: "pods".into(),
     };
     let rss0 = rss_kib();
     // The API objects, as the watcher hands them over.
@@ -118,7 +119,9 @@ fn main() -> anyhow::Result<()> {
     drop(slices);
     let t_extract = t0.elapsed();
     let t1 = Instant::now();
-    let d = translate(&c, &cfg);
+    let mut tr = Translator::new(cfg);
+    tr.update(&mut c);
+    let d = tr.desired().clone();
     let t_translate = t1.elapsed();
     println!(
         "{} services x {} endpoints = {} backends: extract {:.1} ms, translate {:.1} ms",
@@ -159,17 +162,19 @@ fn main() -> anyhow::Result<()> {
         (t_extract + t_translate + t_sync).as_secs_f64() * 1e3
     );
     // Single endpoint changes: a slice changes one endpoint; extract,
-    // translate, apply the changed scope.
+    // translate what changed (one Service), apply the changed scope.
     let mut lat: Vec<Duration> = Vec::new();
     for i in 0..a.changes {
         let s = (i * 7919) % a.services;
         let sl = slice(s, a.endpoints, i + 1);
         let t = Instant::now();
         if let Some((k, v)) = model::slice_info(&sl) {
-            c.slices.insert(k, v);
+            c.set_slice(k, Some(v));
         }
-        let d = translate(&c, &cfg);
-        let st = ap.apply(&d, false).context("incremental sync")?;
+        let changed = tr.update(&mut c);
+        let st = ap
+            .apply_scopes(tr.desired(), false, Some(&changed))
+            .context("incremental sync")?;
         lat.push(t.elapsed());
         if st.scopes != 1 {
             anyhow::bail!("expected one scope to change, {} did", st.scopes);

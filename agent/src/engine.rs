@@ -1,9 +1,13 @@
 //! The sync engine: sources (Kubernetes watchers, etcd) update the shared
-//! [`Cluster`] and signal; the engine debounces the signals, translates the
-//! cluster and applies the changed scopes. On a control-socket failure it
-//! keeps the last desired state and retries with exponential back-off; a
-//! new connection is always followed by a full resync.
+//! [`Cluster`] (which records what changed) and signal; the engine
+//! translates what changed ([`Translator`]) and applies the changed scopes.
+//! A change after a quiet spell is applied at once; changes that follow
+//! within `debounce` of an apply are collected and applied together. On a
+//! control-socket failure it keeps the last desired state and retries with
+//! exponential back-off; a new connection is always followed by a full
+//! resync.
 
+use std::collections::BTreeSet;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -11,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::model::Cluster;
 use crate::sync::{Applier, ApplyStats};
-use crate::translate::{Config, Desired, translate};
+use crate::translate::{Config, Translator};
 
 /// What a source tells the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +31,7 @@ pub enum Signal {
 /// Engine tuning.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    /// How long to collect changes before applying them.
+    /// The least time between two applies (changes within it are batched).
     pub debounce: Duration,
     /// First retry delay after a failure (doubles up to `max_backoff`).
     pub min_backoff: Duration,
@@ -43,7 +47,7 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
-            debounce: Duration::from_millis(50),
+            debounce: Duration::from_millis(10),
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(10),
             wait_for_sources: 0,
@@ -60,6 +64,8 @@ pub struct EngineStatus {
     pub failures: u64,
     pub last: ApplyStats,
     pub last_error: Option<String>,
+    /// When the last successful apply was acknowledged by vrouterd.
+    pub last_done: Option<Instant>,
 }
 
 /// The shared cluster and the signal channel, handed to sources.
@@ -136,11 +142,18 @@ fn run(
     cfg: Config,
     ecfg: EngineConfig,
 ) {
+    let mut translator = Translator::new(cfg);
     let mut dirty = false;
     let mut full = true;
+    // Compare every scope with what vrouterd acknowledged (the periodic
+    // re-check: endpoints whose interface appeared meanwhile).
+    let mut compare_all = true;
+    // Scopes changed by the translation and not yet acknowledged.
+    let mut pending: BTreeSet<String> = BTreeSet::new();
     let mut resyncs_seen = 0usize;
     let mut backoff = ecfg.min_backoff;
     let mut retry_at: Option<Instant> = None;
+    let mut last_apply: Option<Instant> = None;
     loop {
         // Wait for a signal, or for the retry time.
         let timeout = retry_at
@@ -151,15 +164,19 @@ fn run(
             Err(RecvTimeoutError::Timeout) => {
                 if retry_at.is_none() {
                     dirty = true;
+                    compare_all = true;
                 }
                 None
             }
             Err(RecvTimeoutError::Disconnected) => return,
         };
         let mut signals: Vec<Signal> = first.into_iter().collect();
-        if !signals.is_empty() {
-            // Debounce: collect what arrives in the window.
-            std::thread::sleep(ecfg.debounce);
+        signals.extend(rx.try_iter());
+        if !signals.is_empty()
+            && let Some(wait) = last_apply.and_then(|t| ecfg.debounce.checked_sub(t.elapsed()))
+        {
+            // Applied a moment ago: collect what arrives until `debounce`.
+            std::thread::sleep(wait);
             signals.extend(rx.try_iter());
         }
         for s in &signals {
@@ -179,23 +196,28 @@ fn run(
         if !dirty || resyncs_seen < ecfg.wait_for_sources {
             continue;
         }
-        let desired: Desired = {
-            let c = match shared.cluster.lock() {
+        {
+            let mut c = match shared.cluster.lock() {
                 Ok(c) => c,
                 Err(p) => p.into_inner(),
             };
-            translate(&c, &cfg)
-        };
+            pending.extend(translator.update(&mut c));
+        }
         let t0 = Instant::now();
-        match applier.apply(&desired, full) {
+        let only = (!compare_all).then_some(&pending);
+        match applier.apply_scopes(translator.desired(), full, only) {
             Ok(stats) if stats.scopes == 0 => {
                 tracing::debug!(full, "re-checked: nothing to send");
                 dirty = false;
                 full = false;
+                compare_all = false;
+                pending.clear();
                 backoff = ecfg.min_backoff;
                 retry_at = None;
             }
             Ok(stats) => {
+                let done = Instant::now();
+                last_apply = Some(done);
                 tracing::info!(
                     full,
                     scopes = stats.scopes,
@@ -213,13 +235,17 @@ fn run(
                     }
                     st.last = stats;
                     st.last_error = None;
+                    st.last_done = Some(done);
                 }
                 dirty = false;
                 full = false;
+                compare_all = false;
+                pending.clear();
                 backoff = ecfg.min_backoff;
                 retry_at = None;
             }
             Err(e) => {
+                last_apply = Some(Instant::now());
                 tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "apply failed; keeping the last desired state");
                 if e.is_connection() {
                     full = true;

@@ -172,7 +172,13 @@ async fn watch_once(cfg: &EtcdConfig, shared: &Shared) -> Result<(), EtcdError> 
         revision = rev,
         "subnet leases listed; full resync"
     );
-    shared.update(|c| c.nodes = nodes, Signal::Resync);
+    shared.update(
+        |c| {
+            c.nodes = nodes;
+            c.mark_all();
+        },
+        Signal::Resync,
+    );
     let mut stream = c
         .watch(
             prefix,
@@ -197,9 +203,7 @@ async fn watch_once(cfg: &EtcdConfig, shared: &Shared) -> Result<(), EtcdError> 
                     if let Some(l) = parse(kv.key(), kv.value()) {
                         tracing::info!(node = %l.node, cidr = %l.pod_cidr, "subnet lease");
                         shared.update(
-                            |c| {
-                                c.nodes.insert(l.node.clone(), l.node_info());
-                            },
+                            |c| c.set_node(l.node.clone(), Some(l.node_info())),
                             Signal::Changed,
                         );
                     }
@@ -211,13 +215,12 @@ async fn watch_once(cfg: &EtcdConfig, shared: &Shared) -> Result<(), EtcdError> 
                     tracing::info!(%key, "subnet lease expired or released");
                     shared.update(
                         |c| match gone {
-                            Some(l) => {
-                                c.nodes.remove(&l.node);
-                            }
+                            Some(l) => c.set_node(l.node.clone(), None),
                             None => {
                                 let cidr =
                                     key.rsplit('/').next().unwrap_or("").replacen('-', "/", 1);
                                 c.nodes.retain(|_, n| !n.pod_cidrs.contains(&cidr));
+                                c.dirty.nodes = true;
                             }
                         },
                         Signal::Changed,

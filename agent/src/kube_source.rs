@@ -62,6 +62,7 @@ pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, SourceError> {
 
 type Extract<K, V> = fn(&K) -> Option<(String, V)>;
 type MapOf<V> = fn(&mut Cluster) -> &mut BTreeMap<String, V>;
+type SetOf<V> = fn(&mut Cluster, String, Option<V>);
 
 fn obj_key<K: Resource>(o: &K) -> String {
     match o.namespace() {
@@ -77,6 +78,7 @@ async fn watch_kind<K, V>(
     shared: Shared,
     extract: Extract<K, V>,
     map: MapOf<V>,
+    set: SetOf<V>,
 ) where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
     V: Send + 'static,
@@ -99,31 +101,28 @@ async fn watch_kind<K, V>(
             Ok(Event::InitDone) => {
                 let b = buffer.take().unwrap_or_default();
                 tracing::info!(kind, objects = b.len(), "listed; full resync");
-                shared.update(|c| *map(c) = b, Signal::Resync);
+                shared.update(
+                    |c| {
+                        *map(c) = b;
+                        c.mark_all();
+                    },
+                    Signal::Resync,
+                );
             }
             Ok(Event::Apply(o)) => {
                 let key = obj_key(&o);
                 let v = extract(&o);
                 shared.update(
                     |c| match v {
-                        Some((k, v)) => {
-                            map(c).insert(k, v);
-                        }
-                        None => {
-                            map(c).remove(&key);
-                        }
+                        Some((k, v)) => set(c, k, Some(v)),
+                        None => set(c, key, None),
                     },
                     Signal::Changed,
                 );
             }
             Ok(Event::Delete(o)) => {
                 let key = obj_key(&o);
-                shared.update(
-                    |c| {
-                        map(c).remove(&key);
-                    },
-                    Signal::Changed,
-                );
+                shared.update(|c| set(c, key, None), Signal::Changed);
             }
             Err(e) => {
                 // The watcher relists (410 Gone included) after back-off;
@@ -143,6 +142,7 @@ pub fn spawn_watchers(client: Client, shared: &Shared) -> Vec<tokio::task::JoinH
             shared.clone(),
             |n| model::node_info(n).map(|i| (i.name.clone(), i)),
             |c| &mut c.nodes,
+            Cluster::set_node,
         )),
         tokio::spawn(watch_kind(
             Api::<Pod>::all(client.clone()),
@@ -150,6 +150,7 @@ pub fn spawn_watchers(client: Client, shared: &Shared) -> Vec<tokio::task::JoinH
             shared.clone(),
             model::pod_info,
             |c| &mut c.pods,
+            Cluster::set_pod,
         )),
         tokio::spawn(watch_kind(
             Api::<Namespace>::all(client.clone()),
@@ -157,6 +158,7 @@ pub fn spawn_watchers(client: Client, shared: &Shared) -> Vec<tokio::task::JoinH
             shared.clone(),
             model::namespace_info,
             |c| &mut c.namespaces,
+            Cluster::set_namespace,
         )),
         tokio::spawn(watch_kind(
             Api::<Service>::all(client.clone()),
@@ -164,6 +166,7 @@ pub fn spawn_watchers(client: Client, shared: &Shared) -> Vec<tokio::task::JoinH
             shared.clone(),
             model::service_info,
             |c| &mut c.services,
+            Cluster::set_service,
         )),
         tokio::spawn(watch_kind(
             Api::<EndpointSlice>::all(client.clone()),
@@ -171,6 +174,7 @@ pub fn spawn_watchers(client: Client, shared: &Shared) -> Vec<tokio::task::JoinH
             shared.clone(),
             model::slice_info,
             |c| &mut c.slices,
+            Cluster::set_slice,
         )),
         tokio::spawn(watch_kind(
             Api::<NetworkPolicy>::all(client),
@@ -178,6 +182,7 @@ pub fn spawn_watchers(client: Client, shared: &Shared) -> Vec<tokio::task::JoinH
             shared.clone(),
             model::policy_info,
             |c| &mut c.policies,
+            Cluster::set_policy,
         )),
     ]
 }

@@ -60,9 +60,15 @@ struct Args {
     /// etcd backend: the lease TTL in seconds (renewed every third of it).
     #[arg(long, default_value_t = 10)]
     lease_ttl: i64,
-    /// How long changes are collected before they are applied (ms).
-    #[arg(long, default_value_t = 50)]
+    /// The least time between two applies (ms): a change after a quiet
+    /// spell is applied at once, changes that follow within this time are
+    /// collected and applied together.
+    #[arg(long, default_value_t = 10)]
     debounce_ms: u64,
+    /// The bridge domain pods are bridged into (the CNI netconf's
+    /// `bridge`): their endpoints go on its routed interface `bvi-<bridge>`.
+    #[arg(long, default_value = vrouter_control::naming::DEFAULT_POD_BRIDGE)]
+    pod_bridge: String,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -120,6 +126,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             node: args.node_name.clone(),
             mode: args.mode,
             vni: args.vni,
+            pod_bridge: args.pod_bridge.clone(),
         },
         EngineConfig {
             debounce: Duration::from_millis(args.debounce_ms),
@@ -171,6 +178,7 @@ async fn run_etcd(args: Args) -> anyhow::Result<()> {
             node: args.node_name.clone(),
             mode: args.mode,
             vni: args.vni,
+            pod_bridge: args.pod_bridge.clone(),
         },
         EngineConfig {
             debounce: Duration::from_millis(args.debounce_ms),

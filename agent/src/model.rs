@@ -14,10 +14,11 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 pub const ANN_VTEP_IP: &str = "vrouter.io/vtep-ip";
 /// Node annotation carrying the MAC of the node's VXLAN (L3 VNI) interface.
 pub const ANN_VTEP_MAC: &str = "vrouter.io/vtep-mac";
-/// Pod annotation naming the vrouterd interface of the pod (written by the
-/// CNI plugin); without it the name is [`pod_interface`].
+/// Pod annotation naming the vrouterd interface of the pod's endpoint;
+/// without it, the pod bridge's routed interface (`bvi-pods`).
 pub const ANN_POD_INTERFACE: &str = "vrouter.io/interface";
-/// Pod annotation with the pod's MAC; without it the MAC is [`pod_mac`].
+/// Pod annotation with the pod's MAC; without it the MAC is [`pod_mac`]
+/// (what the CNI plugin sets).
 pub const ANN_POD_MAC: &str = "vrouter.io/mac";
 /// EndpointSlice label naming its Service.
 pub const LABEL_SERVICE_NAME: &str = "kubernetes.io/service-name";
@@ -146,6 +147,10 @@ pub struct PolicyInfo {
 }
 
 /// Everything the agent knows, keyed by name (`ns/name` for namespaced).
+///
+/// Sources change it through the `set_*` methods (or replace a whole map
+/// and call [`Cluster::mark_all`]), which record in [`Cluster::dirty`] what
+/// the incremental translation (`translate::Translator`) must redo.
 #[derive(Debug, Clone, Default)]
 pub struct Cluster {
     pub nodes: BTreeMap<String, NodeInfo>,
@@ -154,6 +159,167 @@ pub struct Cluster {
     pub services: BTreeMap<Key, ServiceInfo>,
     pub slices: BTreeMap<Key, SliceInfo>,
     pub policies: BTreeMap<Key, PolicyInfo>,
+    /// What changed since the last translation.
+    pub dirty: Dirty,
+    /// EndpointSlices (`ns/slice`) of each Service (`ns/service`), kept by
+    /// [`Cluster::set_slice`] and rebuilt by [`Cluster::reindex`].
+    slice_index: BTreeMap<Key, std::collections::BTreeSet<Key>>,
+}
+
+/// What changed in a [`Cluster`] since it was last translated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dirty {
+    /// Translate everything (a relist, a map replaced whole).
+    pub all: bool,
+    /// Nodes changed: the route scope.
+    pub nodes: bool,
+    /// Pods changed (`ns/name`): their endpoint shards.
+    pub pods: std::collections::BTreeSet<Key>,
+    /// Services whose objects must be rebuilt (`ns/service`): the Service
+    /// itself or one of its EndpointSlices changed.
+    pub services: std::collections::BTreeSet<Key>,
+    /// Policies must be resolved again (a policy, a pod's labels or
+    /// addresses, or a namespace changed).
+    pub policies: bool,
+}
+
+impl Dirty {
+    /// Whether anything is marked.
+    pub fn any(&self) -> bool {
+        self.all
+            || self.nodes
+            || self.policies
+            || !self.pods.is_empty()
+            || !self.services.is_empty()
+    }
+}
+
+impl Cluster {
+    /// Marks everything for translation (after a map was replaced whole).
+    pub fn mark_all(&mut self) {
+        self.dirty.all = true;
+    }
+
+    /// Rebuilds the Service → EndpointSlices index (after `slices` was
+    /// changed other than through [`Cluster::set_slice`]).
+    pub fn reindex(&mut self) {
+        self.slice_index.clear();
+        for (k, s) in &self.slices {
+            self.slice_index
+                .entry(format!("{}/{}", s.namespace, s.service))
+                .or_default()
+                .insert(k.clone());
+        }
+    }
+
+    /// The keys of the EndpointSlices of Service `namespace/service`.
+    pub fn slices_of(&self, namespace: &str, service: &str) -> impl Iterator<Item = &Key> {
+        self.slice_index
+            .get(&format!("{namespace}/{service}"))
+            .into_iter()
+            .flatten()
+    }
+
+    /// Adds, changes (`Some`) or removes (`None`) a node.
+    pub fn set_node(&mut self, key: String, v: Option<NodeInfo>) {
+        let changed = match v {
+            Some(v) => self.nodes.insert(key, v.clone()).as_ref() != Some(&v),
+            None => self.nodes.remove(&key).is_some(),
+        };
+        self.dirty.nodes |= changed;
+    }
+
+    /// Adds, changes or removes a pod.
+    pub fn set_pod(&mut self, key: Key, v: Option<PodInfo>) {
+        let old = match v {
+            Some(v) => {
+                let old = self.pods.insert(key.clone(), v);
+                if old.as_ref() == self.pods.get(&key) {
+                    return;
+                }
+                old
+            }
+            None => match self.pods.remove(&key) {
+                Some(o) => Some(o),
+                None => return,
+            },
+        };
+        // Policies resolve pods by labels and addresses; a pod whose only
+        // change is, say, its phase leaves them alone.
+        let new = self.pods.get(&key);
+        fn relevant(p: Option<&PodInfo>) -> Option<(&BTreeMap<String, String>, &[IpAddr], bool)> {
+            p.map(|p| (&p.labels, p.ips.as_slice(), p.host_network))
+        }
+        if !self.policies.is_empty() && relevant(old.as_ref()) != relevant(new) {
+            self.dirty.policies = true;
+        }
+        self.dirty.pods.insert(key);
+    }
+
+    /// Adds, changes or removes a namespace (its labels).
+    pub fn set_namespace(&mut self, key: String, v: Option<BTreeMap<String, String>>) {
+        let changed = match v {
+            Some(v) => self.namespaces.insert(key, v.clone()).as_ref() != Some(&v),
+            None => self.namespaces.remove(&key).is_some(),
+        };
+        self.dirty.policies |= changed && !self.policies.is_empty();
+    }
+
+    /// Adds, changes or removes a Service.
+    pub fn set_service(&mut self, key: Key, v: Option<ServiceInfo>) {
+        let changed = match v {
+            Some(v) => self.services.insert(key.clone(), v.clone()).as_ref() != Some(&v),
+            None => self.services.remove(&key).is_some(),
+        };
+        if changed {
+            self.dirty.services.insert(key);
+        }
+    }
+
+    /// Adds, changes or removes an EndpointSlice (its Service is marked,
+    /// and the Service it belonged to before, if another).
+    pub fn set_slice(&mut self, key: Key, v: Option<SliceInfo>) {
+        let old = match v {
+            Some(v) => {
+                let k = self.slices.insert(key.clone(), v);
+                if k.as_ref() == self.slices.get(&key) {
+                    return;
+                }
+                k
+            }
+            None => match self.slices.remove(&key) {
+                Some(o) => Some(o),
+                None => return,
+            },
+        };
+        if let Some(o) = &old {
+            let svc = format!("{}/{}", o.namespace, o.service);
+            if let Some(set) = self.slice_index.get_mut(&svc) {
+                set.remove(&key);
+                if set.is_empty() {
+                    self.slice_index.remove(&svc);
+                }
+            }
+            self.dirty.services.insert(svc);
+        }
+        if let Some(n) = self.slices.get(&key) {
+            let svc = format!("{}/{}", n.namespace, n.service);
+            self.slice_index
+                .entry(svc.clone())
+                .or_default()
+                .insert(key.clone());
+            self.dirty.services.insert(svc);
+        }
+    }
+
+    /// Adds, changes or removes a NetworkPolicy.
+    pub fn set_policy(&mut self, key: Key, v: Option<PolicyInfo>) {
+        let changed = match v {
+            Some(v) => self.policies.insert(key, v.clone()).as_ref() != Some(&v),
+            None => self.policies.remove(&key).is_some(),
+        };
+        self.dirty.policies |= changed;
+    }
 }
 
 fn key(ns: &str, name: &str) -> Key {
@@ -164,31 +330,13 @@ fn parse_ips<'a>(it: impl IntoIterator<Item = &'a String>) -> Vec<IpAddr> {
     it.into_iter().filter_map(|s| s.parse().ok()).collect()
 }
 
-/// The interface name the agent assumes for a pod without the
-/// `vrouter.io/interface` annotation: `vr` + 12 hex digits of the FNV-1a
-/// hash of `namespace/name` (14 characters, within Linux's 15).
-pub fn pod_interface(namespace: &str, name: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in namespace.bytes().chain([b'/']).chain(name.bytes()) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("vr{:012x}", h & 0xffff_ffff_ffff)
-}
-
 /// The MAC the agent assumes for a pod without the `vrouter.io/mac`
-/// annotation: `02:58:` + its first IPv4 address (locally administered).
-pub fn pod_mac(ips: &[IpAddr]) -> Option<String> {
-    ips.iter().find_map(|ip| match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            Some(format!(
-                "02:58:{:02x}:{:02x}:{:02x}:{:02x}",
-                o[0], o[1], o[2], o[3]
-            ))
-        }
-        IpAddr::V6(_) => None,
-    })
+/// annotation: the CNI plugin's, [`vrouter_control::naming::pod_mac`] of
+/// its first address.
+pub fn pod_mac(ips: &[IpAddr]) -> String {
+    ips.first()
+        .map(|ip| vrouter_control::naming::pod_mac(*ip))
+        .unwrap_or_default()
 }
 
 /// Extracts a Node.

@@ -3,7 +3,7 @@
 //! each with a generation that grows across restarts (milliseconds since
 //! the epoch, or the last one + 1).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -122,6 +122,18 @@ impl Applier {
     /// have restarted). On error, the scopes not acknowledged stay pending
     /// and the next call sends them; a broken connection is dropped.
     pub fn apply(&mut self, d: &Desired, full: bool) -> Result<ApplyStats, SyncError> {
+        self.apply_scopes(d, full, None)
+    }
+
+    /// As [`Applier::apply`], comparing only the scopes in `only` (those
+    /// the translation changed) when given and not `full`: with 100k
+    /// backends, comparing every scope would cost more than the change.
+    pub fn apply_scopes(
+        &mut self,
+        d: &Desired,
+        full: bool,
+        only: Option<&BTreeSet<String>>,
+    ) -> Result<ApplyStats, SyncError> {
         let mut full = full;
         if self.client.is_none() {
             let c = Client::connect(&self.socket, "vrouter-agent")?;
@@ -129,10 +141,10 @@ impl Applier {
             self.client = Some(c);
             full = true;
         }
-        let r = self.interfaces().and_then(|ifs| {
-            let filtered = filter_endpoints(d, &ifs);
-            self.send(filtered.as_ref().unwrap_or(d), full)
-        });
+        let only = if full { None } else { only };
+        let r = self
+            .interfaces()
+            .and_then(|ifs| self.send(d, full, only, &ifs));
         if let Err(e) = &r
             && e.is_connection()
         {
@@ -158,14 +170,38 @@ impl Applier {
             .unwrap_or_default())
     }
 
-    fn send(&mut self, d: &Desired, full: bool) -> Result<ApplyStats, SyncError> {
+    fn send(
+        &mut self,
+        d: &Desired,
+        full: bool,
+        only: Option<&BTreeSet<String>>,
+        ifs: &HashSet<String>,
+    ) -> Result<ApplyStats, SyncError> {
         let mut stats = ApplyStats::default();
-        let mut pending: Vec<(u64, &str)> = Vec::new();
+        let mut pending: Vec<(u64, &str, ScopeState)> = Vec::new();
         let client = self
             .client
             .as_mut()
             .ok_or_else(|| SyncError::Protocol("not connected".into()))?;
-        for (scope, state) in &d.scopes {
+        let unacked: Vec<&String> = d
+            .scopes
+            .keys()
+            .filter(|k| !self.applied.contains_key(*k))
+            .collect();
+        let candidates: Box<dyn Iterator<Item = (&String, &ScopeState)>> = match only {
+            None => Box::new(d.scopes.iter()),
+            Some(set) => Box::new(
+                set.iter()
+                    .chain(unacked.iter().copied())
+                    .collect::<BTreeSet<&String>>()
+                    .into_iter()
+                    .filter_map(|k| d.scopes.get_key_value(k)),
+            ),
+        };
+        for (scope, state) in candidates {
+            let filtered = filter_scope(scope, state, ifs);
+            let orig = state;
+            let state = filtered.as_ref().unwrap_or(orig);
             if !full && self.applied.get(scope) == Some(state) {
                 continue;
             }
@@ -198,11 +234,11 @@ impl Applier {
             }
             stats.bytes += line.len() + 1;
             client.send_raw(&line)?;
-            pending.push((id, scope));
+            pending.push((id, scope, filtered.unwrap_or_else(|| orig.clone())));
         }
         // Responses come in request order.
         let mut first_err = None;
-        for (id, scope) in pending {
+        for (id, scope, sent) in pending {
             let v = loop {
                 let v = client.read_line()?;
                 if v.get("event").is_none() {
@@ -240,9 +276,7 @@ impl Applier {
             stats.removed += n("removed");
             stats.unchanged += n("unchanged");
             stats.scopes += 1;
-            if let Some(state) = d.scopes.get(scope) {
-                self.applied.insert(scope.to_string(), state.clone());
-            }
+            self.applied.insert(scope.to_string(), sent);
         }
         match first_err {
             Some(e) => Err(e),
@@ -254,24 +288,17 @@ impl Applier {
 /// Leaves out endpoints whose interface vrouterd does not have (yet: the
 /// CNI plugin makes it), so that one pod being set up does not make
 /// vrouterd refuse the whole scope. `None`: nothing left out.
-pub fn filter_endpoints(d: &Desired, ifs: &HashSet<String>) -> Option<Desired> {
-    let missing = d
-        .scopes
-        .values()
-        .flat_map(|s| &s.endpoints)
-        .any(|e| !ifs.contains(&e.interface));
-    if !missing {
+pub fn filter_scope(scope: &str, s: &ScopeState, ifs: &HashSet<String>) -> Option<ScopeState> {
+    if s.endpoints.iter().all(|e| ifs.contains(&e.interface)) {
         return None;
     }
-    let mut out = d.clone();
-    for (scope, s) in &mut out.scopes {
-        s.endpoints.retain(|e| {
-            let ok = ifs.contains(&e.interface);
-            if !ok {
-                tracing::debug!(scope, pod = %format!("{}/{}", e.namespace, e.name), interface = %e.interface, "interface not in vrouterd yet: endpoint left out");
-            }
-            ok
-        });
-    }
+    let mut out = s.clone();
+    out.endpoints.retain(|e| {
+        let ok = ifs.contains(&e.interface);
+        if !ok {
+            tracing::debug!(scope, pod = %format!("{}/{}", e.namespace, e.name), interface = %e.interface, "interface not in vrouterd yet: endpoint left out");
+        }
+        ok
+    });
     Some(out)
 }

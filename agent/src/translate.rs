@@ -3,11 +3,12 @@
 //!
 //! Scopes (each sent whole with `sync`):
 //! - `agent/routes`: routes to the other nodes' pod CIDRs (host-gw: via the
-//!   node's InternalIP; overlay: into the node's VXLAN tunnel interface);
+//!   node's InternalIP; overlay: an overlay route to the node's VTEP with its
+//!   VXLAN device's MAC);
 //! - `agent/endpoints/<i>`: the pods of this node (shard `i` of
 //!   [`ENDPOINT_SHARDS`] by `namespace/name`);
-//! - `agent/services/<i>`: one object per Service port, backends from the
-//!   EndpointSlices ([`SERVICE_SHARDS`] shards, so one change re-sends a
+//! - `agent/services/<i>`: one object per Service port (shard by the
+//!   Service), backends from the EndpointSlices ([`SERVICE_SHARDS`] shards, so one change re-sends a
 //!   1/64th and no request line nears the 1 MiB limit at 10k services);
 //! - `agent/policies/<i>`: NetworkPolicies that select pods of this node,
 //!   with their selectors resolved to addresses.
@@ -16,11 +17,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use serde::Serialize;
-use vrouter_control::{Endpoint, Route};
+use vrouter_control::{Endpoint, Route, naming};
 
-use crate::model::{
-    Cluster, Peer, PodInfo, PolicyInfo, PortRef, Rule, Selector, pod_interface, pod_mac,
-};
+use crate::model::{Cluster, Peer, PodInfo, PolicyInfo, PortRef, Rule, Selector, pod_mac};
 
 /// Shards of the endpoint scope.
 pub const ENDPOINT_SHARDS: usize = 4;
@@ -52,6 +51,9 @@ pub struct Config {
     pub mode: Mode,
     /// The L3 VNI of the overlay.
     pub vni: u32,
+    /// The bridge domain pods are bridged into (their endpoints go on its
+    /// routed interface, `bvi-<bridge>`; `vrouter_control::naming`).
+    pub pod_bridge: String,
 }
 
 /// A service object as `service.add` / `sync` take it.
@@ -123,15 +125,6 @@ pub struct PortObj {
     pub end_port: Option<u16>,
 }
 
-/// An L3-overlay route as vrouterd's `[[vni]] routes` describe it: the pod
-/// CIDR, the remote VTEP and the inner destination MAC.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct OverlayRoute {
-    pub prefix: String,
-    pub remote: IpAddr,
-    pub mac: String,
-}
-
 /// The desired content of one scope.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ScopeState {
@@ -146,8 +139,6 @@ pub struct ScopeState {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Desired {
     pub scopes: BTreeMap<String, ScopeState>,
-    /// Overlay mode: the routes with their VTEP MAC.
-    pub overlay: Vec<OverlayRoute>,
 }
 
 impl Desired {
@@ -202,12 +193,11 @@ pub fn translate(c: &Cluster, cfg: &Config) -> Desired {
             .into_iter()
             .map(|s| (s, ScopeState::default()))
             .collect(),
-        overlay: Vec::new(),
     };
     if cfg.mode == Mode::None {
         return d;
     }
-    let routes = routes(c, cfg, &mut d.overlay);
+    let routes = routes(c, cfg);
     if let Some(s) = d.scopes.get_mut(ROUTE_SCOPE) {
         s.routes = routes;
     }
@@ -220,15 +210,47 @@ pub fn translate(c: &Cluster, cfg: &Config) -> Desired {
         }
     }
     for svc in services(c, cfg) {
-        let k = format!("{}/{}", svc.namespace, svc.name);
-        if let Some(s) = d
-            .scopes
-            .get_mut(&format!("agent/services/{}", shard(&k, SERVICE_SHARDS)))
-        {
+        if let Some(s) = d.scopes.get_mut(&service_scope(&svc)) {
             s.services.push(svc);
         }
     }
-    for p in policies(c, cfg) {
+    set_policies(&mut d, policies(c, cfg));
+    for s in d.scopes.values_mut() {
+        s.endpoints
+            .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        s.services
+            .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    }
+    d
+}
+
+/// The scope of a pod's endpoint (`ns/name`).
+pub fn endpoint_scope(key: &str) -> String {
+    format!("agent/endpoints/{}", shard(key, ENDPOINT_SHARDS))
+}
+
+/// The scope of a Service's objects: by the Service (`ns/name`), so that
+/// all its ports share one scope.
+pub fn service_scope_of(namespace: &str, service: &str) -> String {
+    format!(
+        "agent/services/{}",
+        shard(&format!("{namespace}/{service}"), SERVICE_SHARDS)
+    )
+}
+
+fn service_scope(o: &ServiceObj) -> String {
+    let service = o.name.rsplit_once('/').map_or(o.name.as_str(), |(s, _)| s);
+    service_scope_of(&o.namespace, service)
+}
+
+/// Replaces every policy scope's content.
+fn set_policies(d: &mut Desired, pols: Vec<PolicyObj>) {
+    for i in 0..POLICY_SHARDS {
+        if let Some(s) = d.scopes.get_mut(&format!("agent/policies/{i}")) {
+            s.policies.clear();
+        }
+    }
+    for p in pols {
         let k = format!("{}/{}", p.namespace, p.name);
         if let Some(s) = d
             .scopes
@@ -237,11 +259,150 @@ pub fn translate(c: &Cluster, cfg: &Config) -> Desired {
             s.policies.push(p);
         }
     }
-    d
 }
 
-/// Routes to the other nodes' pod CIDRs.
-pub fn routes(c: &Cluster, cfg: &Config, overlay: &mut Vec<OverlayRoute>) -> Vec<Route> {
+/// Incremental translation: keeps the desired state and redoes only what
+/// the cluster's [`crate::model::Dirty`] names — one Service's objects,
+/// one pod's endpoint, the routes, the policies — so that one changed
+/// EndpointSlice costs one Service, not the cluster.
+pub struct Translator {
+    cfg: Config,
+    desired: Desired,
+    fresh: bool,
+}
+
+impl Translator {
+    pub fn new(cfg: Config) -> Translator {
+        Translator {
+            cfg,
+            desired: Desired::default(),
+            fresh: true,
+        }
+    }
+
+    /// The desired state as of the last [`Translator::update`].
+    pub fn desired(&self) -> &Desired {
+        &self.desired
+    }
+
+    /// Brings the desired state up to date with `c` and clears its dirty
+    /// marks. Returns the scopes whose content changed.
+    pub fn update(&mut self, c: &mut Cluster) -> std::collections::BTreeSet<String> {
+        let dirty = std::mem::take(&mut c.dirty);
+        let mut changed = std::collections::BTreeSet::new();
+        if self.fresh || dirty.all || self.cfg.mode == Mode::None {
+            c.reindex();
+            let next = translate(c, &self.cfg);
+            for (k, v) in &next.scopes {
+                if self.fresh || self.desired.scopes.get(k) != Some(v) {
+                    changed.insert(k.clone());
+                }
+            }
+            self.desired = next;
+            self.fresh = false;
+            return changed;
+        }
+        if dirty.nodes {
+            let routes = routes(c, &self.cfg);
+            if let Some(s) = self.desired.scopes.get_mut(ROUTE_SCOPE)
+                && s.routes != routes
+            {
+                s.routes = routes;
+                changed.insert(ROUTE_SCOPE.to_string());
+            }
+        }
+        for key in &dirty.pods {
+            let scope = endpoint_scope(key);
+            let Some(s) = self.desired.scopes.get_mut(&scope) else {
+                continue;
+            };
+            let (ns, name) = key.split_once('/').unwrap_or(("", key));
+            let before = s.endpoints.len();
+            let old = s
+                .endpoints
+                .iter()
+                .position(|e| e.namespace == ns && e.name == name)
+                .map(|i| s.endpoints.remove(i));
+            let new = c
+                .pods
+                .get(key)
+                .filter(|p| p.node == self.cfg.node)
+                .and_then(|p| pod_endpoint(p, &self.cfg));
+            if old != new || s.endpoints.len() != before {
+                changed.insert(scope);
+            }
+            if let Some(e) = new {
+                let at = s
+                    .endpoints
+                    .partition_point(|x| (&x.namespace, &x.name) < (&e.namespace, &e.name));
+                s.endpoints.insert(at, e);
+            }
+        }
+        if !dirty.services.is_empty() {
+            for key in &dirty.services {
+                let (ns, name) = key.split_once('/').unwrap_or(("", key));
+                let scope = service_scope_of(ns, name);
+                let my: Vec<&crate::model::SliceInfo> = c
+                    .slices_of(ns, name)
+                    .filter_map(|k| c.slices.get(k))
+                    .collect();
+                let objs = c
+                    .services
+                    .get(key)
+                    .map(|svc| service_objs(svc, &my, &self.cfg))
+                    .unwrap_or_default();
+                let Some(s) = self.desired.scopes.get_mut(&scope) else {
+                    continue;
+                };
+                let prefix = format!("{name}/");
+                let old: Vec<ServiceObj> = s
+                    .services
+                    .iter()
+                    .filter(|o| o.namespace == ns && o.name.starts_with(&prefix))
+                    .cloned()
+                    .collect();
+                if old == objs {
+                    continue;
+                }
+                s.services
+                    .retain(|o| !(o.namespace == ns && o.name.starts_with(&prefix)));
+                for o in objs {
+                    let at = s
+                        .services
+                        .partition_point(|x| (&x.namespace, &x.name) < (&o.namespace, &o.name));
+                    s.services.insert(at, o);
+                }
+                changed.insert(scope);
+            }
+        }
+        if dirty.policies {
+            let before: Vec<(String, Vec<PolicyObj>)> = (0..POLICY_SHARDS)
+                .map(|i| format!("agent/policies/{i}"))
+                .map(|k| {
+                    let v = self
+                        .desired
+                        .scopes
+                        .get(&k)
+                        .map(|s| s.policies.clone())
+                        .unwrap_or_default();
+                    (k, v)
+                })
+                .collect();
+            set_policies(&mut self.desired, policies(c, &self.cfg));
+            for (k, v) in before {
+                if self.desired.scopes.get(&k).map(|s| &s.policies) != Some(&v) {
+                    changed.insert(k);
+                }
+            }
+        }
+        changed
+    }
+}
+
+/// Routes to the other nodes' pod CIDRs: host-gw via the node's
+/// InternalIP; overlay to the node's VTEP (from its annotations) with its
+/// VXLAN device's MAC as inner destination, on the L3 VNI.
+pub fn routes(c: &Cluster, cfg: &Config) -> Vec<Route> {
     let mut out = Vec::new();
     for n in c.nodes.values().filter(|n| n.name != cfg.node) {
         for cidr in n.pod_cidrs.iter().filter(|p| valid_prefix(p)) {
@@ -255,8 +416,7 @@ pub fn routes(c: &Cluster, cfg: &Config, overlay: &mut Vec<OverlayRoute>) -> Vec
                         vrf: None,
                         prefix: cidr.clone(),
                         via: vec![ip.to_string()],
-                        interface: None,
-                        action: None,
+                        ..Default::default()
                     });
                 }
                 Mode::Overlay => {
@@ -265,16 +425,11 @@ pub fn routes(c: &Cluster, cfg: &Config, overlay: &mut Vec<OverlayRoute>) -> Vec
                         continue;
                     };
                     out.push(Route {
-                        vrf: None,
                         prefix: cidr.clone(),
-                        via: Vec::new(),
-                        interface: Some(format!("vxlan{}-{ip}", cfg.vni)),
-                        action: None,
-                    });
-                    overlay.push(OverlayRoute {
-                        prefix: cidr.clone(),
-                        remote: ip,
-                        mac: mac.clone(),
+                        remote: Some(ip.to_string()),
+                        mac: Some(mac.clone()),
+                        vni: Some(cfg.vni),
+                        ..Default::default()
                     });
                 }
                 Mode::L2 | Mode::None => {}
@@ -282,15 +437,18 @@ pub fn routes(c: &Cluster, cfg: &Config, overlay: &mut Vec<OverlayRoute>) -> Vec
         }
     }
     out.sort_by(|a, b| a.prefix.cmp(&b.prefix));
-    overlay.sort();
     out
 }
 
-fn pod_endpoint(p: &PodInfo) -> Option<Endpoint> {
+/// A pod's endpoint: its addresses, its MAC (`vrouter.io/mac`, else the
+/// shared convention `vrouter_control::naming::pod_mac`) and the pod
+/// bridge's routed interface (`vrouter.io/interface` overrides it), as the
+/// CNI plugin registers it.
+pub fn pod_endpoint(p: &PodInfo, cfg: &Config) -> Option<Endpoint> {
     if p.host_network || p.ips.is_empty() {
         return None;
     }
-    let mac = p.mac.clone().or_else(|| pod_mac(&p.ips))?;
+    let mac = p.mac.clone().unwrap_or_else(|| pod_mac(&p.ips));
     Some(Endpoint {
         namespace: p.namespace.clone(),
         name: p.name.clone(),
@@ -300,7 +458,7 @@ fn pod_endpoint(p: &PodInfo) -> Option<Endpoint> {
         interface: p
             .interface
             .clone()
-            .unwrap_or_else(|| pod_interface(&p.namespace, &p.name)),
+            .unwrap_or_else(|| naming::bridge_interface(&cfg.pod_bridge)),
     })
 }
 
@@ -309,7 +467,7 @@ pub fn endpoints(c: &Cluster, cfg: &Config) -> Vec<(String, Endpoint)> {
     c.pods
         .iter()
         .filter(|(_, p)| p.node == cfg.node)
-        .filter_map(|(k, p)| Some((k.clone(), pod_endpoint(p)?)))
+        .filter_map(|(k, p)| Some((k.clone(), pod_endpoint(p, cfg)?)))
         .collect()
 }
 
@@ -332,58 +490,69 @@ pub fn services(c: &Cluster, cfg: &Config) -> Vec<ServiceObj> {
     }
     let mut out = Vec::new();
     for svc in c.services.values() {
-        if svc.ips.is_empty() {
-            continue;
-        }
-        let ips: Vec<String> = svc.ips.iter().map(ToString::to_string).collect();
         let my = slices
             .get(&(svc.namespace.as_str(), svc.name.as_str()))
             .map(Vec::as_slice)
             .unwrap_or_default();
-        for sp in &svc.ports {
-            let Some(proto) = protocol(&sp.protocol) else {
-                tracing::debug!(service = %svc.name, protocol = %sp.protocol, "protocol not supported: port skipped");
+        out.extend(service_objs(svc, my, cfg));
+    }
+    out
+}
+
+/// The objects of one Service (one per port), from its slices.
+pub fn service_objs(
+    svc: &crate::model::ServiceInfo,
+    my: &[&crate::model::SliceInfo],
+    cfg: &Config,
+) -> Vec<ServiceObj> {
+    let mut out = Vec::new();
+    if svc.ips.is_empty() {
+        return out;
+    }
+    let ips: Vec<String> = svc.ips.iter().map(ToString::to_string).collect();
+    for sp in &svc.ports {
+        let Some(proto) = protocol(&sp.protocol) else {
+            tracing::debug!(service = %svc.name, protocol = %sp.protocol, "protocol not supported: port skipped");
+            continue;
+        };
+        let mut backends = Vec::new();
+        for sl in my {
+            let Some((_, port, _)) = sl
+                .ports
+                .iter()
+                .find(|(n, _, pr)| *n == sp.name && pr.eq_ignore_ascii_case(&sp.protocol))
+            else {
                 continue;
             };
-            let mut backends = Vec::new();
-            for sl in my {
-                let Some((_, port, _)) = sl
-                    .ports
-                    .iter()
-                    .find(|(n, _, pr)| *n == sp.name && pr.eq_ignore_ascii_case(&sp.protocol))
-                else {
-                    continue;
-                };
-                for e in sl.endpoints.iter().filter(|e| e.ready) {
-                    let local = e.node.as_deref() == Some(cfg.node.as_str());
-                    for ip in &e.ips {
-                        backends.push(Backend {
-                            ip: ip.to_string(),
-                            port: *port,
-                            local,
-                        });
-                    }
+            for e in sl.endpoints.iter().filter(|e| e.ready) {
+                let local = e.node.as_deref() == Some(cfg.node.as_str());
+                for ip in &e.ips {
+                    backends.push(Backend {
+                        ip: ip.to_string(),
+                        port: *port,
+                        local,
+                    });
                 }
             }
-            backends.sort();
-            backends.dedup();
-            let port_name = if sp.name.is_empty() {
-                sp.port.to_string()
-            } else {
-                sp.name.clone()
-            };
-            out.push(ServiceObj {
-                namespace: svc.namespace.clone(),
-                name: format!("{}/{}", svc.name, port_name),
-                ips: ips.clone(),
-                port: sp.port,
-                protocol: proto,
-                node_port: sp.node_port,
-                external_local: svc.external_local,
-                affinity_timeout_s: svc.affinity_timeout_s,
-                backends,
-            });
         }
+        backends.sort();
+        backends.dedup();
+        let port_name = if sp.name.is_empty() {
+            sp.port.to_string()
+        } else {
+            sp.name.clone()
+        };
+        out.push(ServiceObj {
+            namespace: svc.namespace.clone(),
+            name: format!("{}/{}", svc.name, port_name),
+            ips: ips.clone(),
+            port: sp.port,
+            protocol: proto,
+            node_port: sp.node_port,
+            external_local: svc.external_local,
+            affinity_timeout_s: svc.affinity_timeout_s,
+            backends,
+        });
     }
     out
 }

@@ -164,6 +164,7 @@ async fn leases_routes_expiry_and_etcd_restart() {
             node: "n1".into(),
             mode: Mode::HostGw,
             vni: 1,
+            pod_bridge: "pods".into(),
         },
         EngineConfig {
             wait_for_sources: 1,

@@ -151,6 +151,7 @@ async fn nodes_pods_and_resyncs_reach_vrouterd() {
             node: "n1".into(),
             mode: Mode::HostGw,
             vni: 1,
+            pod_bridge: "pods".into(),
         },
         EngineConfig {
             wait_for_sources: kube_source::KINDS,

@@ -102,6 +102,7 @@ fn cfg(mode: Mode) -> Config {
         node: "n1".into(),
         mode,
         vni: 1,
+        pod_bridge: "pods".into(),
     }
 }
 
@@ -120,7 +121,7 @@ fn host_gw_routes_other_nodes_via_internal_ip() {
             ("198.19.3.0/24".into(), vec!["198.18.0.3".into()]),
         ]
     );
-    assert!(d.overlay.is_empty());
+    assert!(r.iter().all(|r| r.remote.is_none() && r.mac.is_none()));
 }
 
 #[test]
@@ -129,10 +130,14 @@ fn overlay_routes_need_the_vtep_annotations() {
     let r = &d.scopes[ROUTE_SCOPE].routes;
     assert_eq!(r.len(), 1, "n3 has no VTEP annotation: {r:?}");
     assert_eq!(r[0].prefix, "198.19.2.0/24");
-    assert_eq!(r[0].interface.as_deref(), Some("vxlan1-198.18.0.2"));
-    assert_eq!(d.overlay.len(), 1);
-    assert_eq!(d.overlay[0].mac, "02:76:78:00:00:02");
-    assert_eq!(d.overlay[0].remote.to_string(), "198.18.0.2");
+    // An overlay route (route.add with `remote`): the node's VTEP, its
+    // VXLAN device's MAC, the L3 VNI; no gateway, no interface.
+    assert_eq!(r[0].remote.as_deref(), Some("198.18.0.2"));
+    assert_eq!(r[0].mac.as_deref(), Some("02:76:78:00:00:02"));
+    assert_eq!(r[0].vni, Some(1));
+    assert!(r[0].via.is_empty() && r[0].interface.is_none());
+    let line = serde_json::to_string(&r[0]).unwrap();
+    assert!(line.contains(r#""remote":"198.18.0.2""#), "{line}");
 }
 
 #[test]
@@ -196,10 +201,19 @@ fn endpoints_are_the_pods_of_this_node() {
         .find(|(_, e)| e.name == "web-1")
         .expect("web-1")
         .1;
+    // The CNI plugin's convention (vrouter_control::naming): the MAC
+    // follows the address, the endpoint is on the pod bridge's BVI.
     assert_eq!(web.mac, "02:58:c6:13:01:0a");
+    assert_eq!(
+        web.mac,
+        vrouter_control::naming::pod_mac("198.19.1.10".parse().unwrap())
+    );
     assert_eq!(web.ips, ["198.19.1.10"]);
-    assert_eq!(web.interface, model::pod_interface("default", "web-1"));
-    assert!(web.interface.len() <= 15);
+    assert_eq!(web.interface, "bvi-pods");
+    let mut other = cfg(Mode::HostGw);
+    other.pod_bridge = "pods2".into();
+    let eps2 = translate::endpoints(&c, &other);
+    assert!(eps2.iter().all(|(_, e)| e.interface == "bvi-pods2"));
     // The endpoints are spread over the endpoint scopes, each once.
     let d = translate(&c, &cfg(Mode::HostGw));
     let n: usize = d.scopes.values().map(|s| s.endpoints.len()).sum();
@@ -375,5 +389,124 @@ fn shards_are_stable_and_in_range() {
     );
     for i in 0..1000 {
         assert!(translate::shard(&format!("ns/s{i}"), 64) < 64);
+    }
+}
+
+/// The incremental translation (what the engine runs per change) always
+/// ends where a full translation of the same cluster does, and reports
+/// exactly the scopes whose content changed.
+#[test]
+fn incremental_translation_equals_the_full_one() {
+    let mut c = service_cluster();
+    let pol: NetworkPolicy = obj(json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"namespace": "default", "name": "db"},
+        "spec": {"podSelector": {"matchLabels": {"app": "db"}},
+                 "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "web"}}}]}]}
+    }));
+    let (k, v) = model::policy_info(&pol).expect("policy");
+    c.policies.insert(k, v);
+    for mode in [Mode::Overlay, Mode::HostGw] {
+        let cfg = cfg(mode);
+        let mut c = c.clone();
+        let mut t = translate::Translator::new(cfg.clone());
+        let first = t.update(&mut c);
+        assert_eq!(first.len(), all_scopes().len(), "the first is full");
+        assert_eq!(t.desired(), &translate(&c, &cfg));
+        let mut check = |c: &mut Cluster, what: &str| {
+            let before = t.desired().clone();
+            let changed = t.update(c);
+            let full = translate(c, &cfg);
+            assert_eq!(t.desired(), &full, "{what}");
+            let differ: std::collections::BTreeSet<String> = full
+                .scopes
+                .iter()
+                .filter(|(k, v)| before.scopes.get(*k) != Some(v))
+                .map(|(k, _)| k.clone())
+                .collect();
+            assert_eq!(changed, differ, "{what}");
+            assert!(!c.dirty.any(), "{what}: marks cleared");
+            changed
+        };
+        // An endpoint of a Service's slice changes: that Service's scope.
+        let mut sl = c.slices["default/web-abc"].clone();
+        sl.endpoints[1].ready = false;
+        c.set_slice("default/web-abc".into(), Some(sl.clone()));
+        let ch = check(&mut c, "slice endpoint not ready");
+        assert_eq!(ch.len(), 1, "{ch:?}");
+        assert!(ch.iter().all(|s| s.starts_with("agent/services/")));
+        // The same object again: nothing.
+        c.set_slice("default/web-abc".into(), Some(sl));
+        assert!(check(&mut c, "same slice").is_empty());
+        // A second slice of the same Service, then the Service's port
+        // removed, then the Service gone.
+        let mut sl2 = c.slices["default/web-abc"].clone();
+        sl2.name = "web-def".into();
+        sl2.endpoints[0].ips = vec!["198.19.1.77".parse().unwrap()];
+        c.set_slice("default/web-def".into(), Some(sl2));
+        check(&mut c, "second slice");
+        let mut svc = c.services["default/web"].clone();
+        svc.ports.truncate(1);
+        c.set_service("default/web".into(), Some(svc));
+        check(&mut c, "service port removed");
+        c.set_slice("default/web-def".into(), None);
+        check(&mut c, "slice deleted");
+        c.set_service("default/web".into(), None);
+        check(&mut c, "service deleted");
+        // A pod of this node appears; one moves; one goes.
+        let (k, v) = model::pod_info(&pod(
+            "default",
+            "new",
+            "n1",
+            "198.19.1.40",
+            json!({"app": "web"}),
+        ))
+        .expect("pod");
+        c.set_pod(k, Some(v));
+        let ch = check(&mut c, "pod added (endpoint + policy peer)");
+        assert!(
+            ch.iter().any(|s| s.starts_with("agent/endpoints/")),
+            "{ch:?}"
+        );
+        assert!(
+            ch.iter().any(|s| s.starts_with("agent/policies/")),
+            "{ch:?}"
+        );
+        c.set_pod("default/db-1".into(), None);
+        check(&mut c, "pod deleted");
+        let (k, v) = model::pod_info(&pod(
+            "other",
+            "cli",
+            "n2",
+            "198.19.2.31",
+            json!({"role": "client"}),
+        ))
+        .expect("pod");
+        c.set_pod(k, Some(v));
+        check(&mut c, "remote pod changed");
+        // Nodes: the VTEP annotation of n3 arrives; n2 leaves.
+        let i = model::node_info(&node(
+            "n3",
+            "198.19.3.0/24",
+            "198.18.0.3",
+            Some(("198.18.0.3", "02:76:78:00:00:03")),
+        ))
+        .expect("node");
+        c.set_node("n3".into(), Some(i));
+        check(&mut c, "node annotated");
+        c.set_node("n2".into(), None);
+        check(&mut c, "node left");
+        // Namespaces and policies.
+        c.set_namespace(
+            "other".into(),
+            Some([("team".to_string(), "b".to_string())].into()),
+        );
+        check(&mut c, "namespace labels");
+        c.set_policy("default/db".into(), None);
+        check(&mut c, "policy deleted");
+        // A relist replaces a map whole.
+        c.slices.clear();
+        c.mark_all();
+        check(&mut c, "relist");
     }
 }

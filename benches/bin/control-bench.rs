@@ -80,8 +80,7 @@ fn main() {
         // 1M distinct /24s spread over 1.0.0.0 - 16.x (no overlap with our subnets).
         prefix: format!("{}.{}.{}.0/24", 1 + (k >> 16), (k >> 8) & 255, k & 255),
         via: vec![gws[(k % 4) as usize].to_string()],
-        interface: None,
-        action: None,
+        ..Default::default()
     };
     // The request lines are serialised before the clock starts, then sent
     // pipelined from a second socket-writer thread while this thread reads

@@ -52,6 +52,11 @@ pub fn mac_here(dev: &str) -> Result<String> {
         .map_err(|e| CniError::new(code::IO, format!("reading {}", p.display())).details(e))
 }
 
+/// Sets the MAC address of `dev` in our own namespace.
+pub fn set_mac_here(dev: &str, mac: &str) -> Result<()> {
+    ip(None, &["link", "set", "dev", dev, "address", mac]).map(|_| ())
+}
+
 /// True if the namespace file exists.
 pub fn netns_exists(netns: &str) -> bool {
     !netns.is_empty() && Path::new(netns).exists()

@@ -3,6 +3,7 @@
 use std::collections::{HashMap, HashSet};
 
 use serde_json::{Value, json};
+use vrouter_control::naming;
 use vrouter_control::proto::info;
 use vrouter_control::{
     Batch, BatchOp, Client, ClientError, Endpoint, EndpointKey, Op, StaticMac, code as api_code,
@@ -84,7 +85,9 @@ fn add(env: &Env, conf: &NetConf) -> Result<Value> {
     let mut client = connect(conf)?;
     let (slot, bvi) = free_port(conf, &store, &mut client)?;
     let ip = store.next_free(&conf.subnet, conf.gateway)?;
-    let mac = link::mac_here(&slot.device)?;
+    // The shared convention (vrouter_control::naming): the agent assumes
+    // this MAC for the pod too.
+    let mac = naming::pod_mac(ip);
     let alloc = Allocation {
         ip,
         container_id: env.container_id.clone(),
@@ -98,6 +101,7 @@ fn add(env: &Env, conf: &NetConf) -> Result<Value> {
     store.put(&alloc)?;
     // From here on, a failure undoes what was done.
     let wired = (|| {
+        link::set_mac_here(&slot.device, &mac)?;
         link::move_in(&slot.device, &env.netns, &env.ifname)?;
         link::configure(
             &env.netns,

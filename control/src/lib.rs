@@ -7,6 +7,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod client;
+pub mod naming;
 pub mod proto;
 
 pub use client::{Client, ClientError};

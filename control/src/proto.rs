@@ -150,6 +150,9 @@ pub enum Op {
     EndpointDel(EndpointKey),
     #[serde(rename = "show.vteps")]
     ShowVteps,
+    /// Overlay routes (prefix → remote VTEP + inner MAC) of a VRF or all.
+    #[serde(rename = "show.overlay-routes")]
+    ShowOverlayRoutes(OverlaySel),
     /// Adds a remote VTEP to an L2 VNI's flood list (and accepts it).
     #[serde(rename = "vxlan.flood.add")]
     VxlanFloodAdd(VxlanRemote),
@@ -243,6 +246,7 @@ impl Op {
         "endpoint.add",
         "endpoint.del",
         "show.vteps",
+        "show.overlay-routes",
         "vxlan.flood.add",
         "vxlan.flood.del",
         "vxlan.mac.add",
@@ -384,8 +388,17 @@ pub struct RouteSel {
     pub family: Option<String>,
 }
 
-/// A static route.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// Selects overlay routes: of one VRF (default all).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverlaySel {
+    #[serde(default)]
+    pub vrf: Option<String>,
+}
+
+/// A static route: through gateways (`via`), onto an interface, an
+/// `action`, or (with `remote`) an overlay route into a VXLAN tunnel.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Route {
     #[serde(default)]
@@ -398,6 +411,20 @@ pub struct Route {
     /// `drop` or `unreachable` instead of `via`.
     #[serde(default)]
     pub action: Option<String>,
+    /// Overlay route: the remote VTEP address (another node's VTEP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
+    /// Overlay route: the inner destination MAC (the remote node's VXLAN
+    /// device on that VNI). Required with `remote`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    /// Overlay route: the L3 VNI; default the VNI bound to the route's VRF.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vni: Option<u32>,
+    /// Overlay route: the local VTEP; needed only when several VTEPs carry
+    /// an L3 VNI of the VRF.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vtep: Option<String>,
 }
 
 /// Names a route.
@@ -855,6 +882,20 @@ pub mod info {
         pub tx_packets: u64,
         pub tx_bytes: u64,
         pub tunnels: Vec<VxlanTunnel>,
+    }
+
+    /// An overlay route (`show.overlay-routes`).
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct OverlayRoute {
+        pub vrf: String,
+        pub prefix: String,
+        pub vtep: String,
+        pub vni: u32,
+        pub remote: String,
+        /// Inner destination MAC.
+        pub mac: String,
+        /// The tunnel interface (`vxlan<VNI>-<remote>`).
+        pub interface: String,
     }
 
     /// One (VNI, remote VTEP) tunnel.

@@ -878,6 +878,7 @@ impl Api {
             Op::ShowErrors => Ok(show_counters(router, &self.stats, true)),
             Op::ShowRuntime => Ok(show_runtime(router)),
             Op::ShowVteps => Ok(show_vteps(router)),
+            Op::ShowOverlayRoutes(sel) => show_overlay_routes(router, sel),
             Op::ShowServices => Ok(crate::service::api::show_services(router)),
             Op::ShowPolicies => Ok(crate::service::api::show_policies(router)),
             Op::ShowConntrack => Ok(crate::service::api::show_conntrack(router)),
@@ -973,6 +974,7 @@ impl Api {
         match op {
             Op::RouteAdd(r) | Op::RouteReplace(r) => {
                 let (vrf, prefix, len, via, iface, action) = parse_route(router, r)?;
+                let overlay = parse_overlay(r)?;
                 let old = router.static_route(vrf, prefix, len);
                 if old.is_some() && matches!(op, Op::RouteAdd(_)) {
                     return Err(ApiError::new(
@@ -980,9 +982,28 @@ impl Api {
                         format!("route {}: exists (use route.replace)", r.prefix),
                     ));
                 }
-                router
-                    .add_static_route(vrf, prefix, len, &via, iface, action)
-                    .map_err(api_err)?;
+                match overlay {
+                    Some((remote, mac)) => {
+                        if !via.is_empty() || iface.is_some() || action.is_some() {
+                            return Err(invalid(format!(
+                                "route {}: an overlay route (`remote`) takes no `via`, `interface` or `action`",
+                                r.prefix
+                            )));
+                        }
+                        let to = crate::control::OverlayTarget {
+                            vtep: r.vtep.as_deref(),
+                            vni: r.vni,
+                            remote,
+                            mac,
+                        };
+                        router
+                            .add_overlay_route_to(vrf, prefix, len, &to)
+                            .map_err(api_err)?;
+                    }
+                    None => router
+                        .add_static_route(vrf, prefix, len, &via, iface, action)
+                        .map_err(api_err)?,
+                }
                 Ok(vec![match old {
                     Some(o) => Op::RouteReplace(route_of(router, r.vrf.clone(), &r.prefix, &o)),
                     None => Op::RouteDel(proto::RouteKey {
@@ -1644,12 +1665,58 @@ fn parse_route(router: &Router, r: &proto::Route) -> Result<ParsedRoute, ApiErro
     Ok((vrf, prefix, len, via, iface, action))
 }
 
+/// The remote VTEP and inner MAC of an overlay route (`remote` given).
+fn parse_overlay(r: &proto::Route) -> Result<Option<(IpAddr, MacAddr)>, ApiError> {
+    let Some(remote) = &r.remote else {
+        if r.mac.is_some() || r.vni.is_some() || r.vtep.is_some() {
+            return Err(invalid(format!(
+                "route {}: `mac`, `vni` and `vtep` are for overlay routes (with `remote`)",
+                r.prefix
+            )));
+        }
+        return Ok(None);
+    };
+    let remote: IpAddr = remote.parse().map_err(|_| {
+        invalid(format!(
+            "route {}: remote `{remote}` is not an IP address",
+            r.prefix
+        ))
+    })?;
+    let Some(mac) = &r.mac else {
+        return Err(invalid(format!(
+            "route {}: an overlay route needs `mac` (the remote VXLAN device's)",
+            r.prefix
+        )));
+    };
+    let mac = parse_mac(mac, true).map_err(|e| invalid(format!("route {}: {e}", r.prefix)))?;
+    Ok(Some((remote, mac)))
+}
+
 fn route_of(
     router: &Router,
     vrf: Option<String>,
     prefix: &str,
     s: &crate::control::StaticSpec,
 ) -> proto::Route {
+    if let Some(mac) = s.overlay {
+        let t = router.tables();
+        let tunnel = s
+            .iface
+            .and_then(|i| t.iface(i))
+            .and_then(|f| f.tunnel)
+            .and_then(|k| t.vxlan.tunnels.get(k as usize));
+        if let Some(tn) = tunnel {
+            return proto::Route {
+                vrf,
+                prefix: prefix.to_string(),
+                remote: Some(tn.remote.to_string()),
+                mac: Some(mac.to_string()),
+                vni: Some(tn.vni),
+                vtep: t.vxlan.vteps.get(tn.vtep as usize).map(|v| v.name.clone()),
+                ..proto::Route::default()
+            };
+        }
+    }
     proto::Route {
         vrf,
         prefix: prefix.to_string(),
@@ -1662,7 +1729,40 @@ fn route_of(
             RouteAction::Drop => "drop".to_string(),
             RouteAction::Unreachable => "unreachable".to_string(),
         }),
+        ..proto::Route::default()
     }
+}
+
+fn show_overlay_routes(router: &Router, sel: &proto::OverlaySel) -> Result<Value, ApiError> {
+    let vrf = sel
+        .vrf
+        .as_deref()
+        .map(|v| vrf_of(router, Some(v)))
+        .transpose()?;
+    let t = router.tables();
+    let v: Vec<info::OverlayRoute> = router
+        .overlay_routes(vrf)
+        .into_iter()
+        .map(|o| info::OverlayRoute {
+            vrf: t
+                .vrfs
+                .get(o.vrf as usize)
+                .map(|v| v.name.clone())
+                .unwrap_or_default(),
+            prefix: format!("{}/{}", o.prefix, o.len),
+            vtep: t
+                .vxlan
+                .vteps
+                .get(o.vtep as usize)
+                .map(|v| v.name.clone())
+                .unwrap_or_default(),
+            vni: o.vni,
+            remote: o.remote.to_string(),
+            mac: o.mac.to_string(),
+            interface: t.iface(o.iface).map(|f| f.name.clone()).unwrap_or_default(),
+        })
+        .collect();
+    Ok(json!(v))
 }
 
 fn parse_neighbor(

@@ -27,6 +27,7 @@ use arc_swap::ArcSwap;
 use vrouter_wire::MacAddr;
 
 mod vxlan;
+pub use vxlan::{OverlayRouteInfo, OverlayTarget};
 
 use crate::config::{self, Config, ConfigError, Driver, RouteAction};
 use crate::graph::WorkerStats;
@@ -271,6 +272,9 @@ pub struct Router {
     failed: HashMap<(u16, IpAddr), u32>,
     /// Services, policies and pod bindings (`crate::service`).
     pub svc: crate::service::ServiceState,
+    /// Tunnel interfaces whose remote VTEP is accepted only because an
+    /// overlay route added at run time points at it (`control::vxlan`).
+    overlay_remotes: std::collections::HashSet<u16>,
 }
 
 /// A static route as configured.
@@ -279,6 +283,8 @@ pub struct StaticSpec {
     pub via: Vec<IpAddr>,
     pub iface: Option<u16>,
     pub action: Option<RouteAction>,
+    /// An overlay route: `iface` is the tunnel, this the inner MAC.
+    pub overlay: Option<MacAddr>,
 }
 
 fn ll6_of(mac: MacAddr) -> Ipv6Addr {
@@ -365,6 +371,7 @@ impl Router {
             stats: ControlStats::default(),
             notices: std::collections::VecDeque::new(),
             failed: HashMap::new(),
+            overlay_remotes: std::collections::HashSet::new(),
             svc: crate::service::ServiceState::new(cfg.service_settings()),
         };
         let vrf_names: Vec<String> = std::iter::once("default".to_string())
@@ -889,6 +896,13 @@ impl Router {
         if vrf as usize >= self.vrfs.len() {
             return Err(invalid(object(), "no such VRF"));
         }
+        if iface.is_some_and(|i| self.t.iface(i).is_some_and(|f| f.tunnel.is_some())) {
+            return Err(invalid(
+                object(),
+                "a VXLAN tunnel interface is reached by an overlay route (remote VTEP and MAC)",
+            ));
+        }
+        let old_tunnel = self.overlay_tunnel_at(key);
         let mut via: Vec<IpAddr> = via.to_vec();
         via.sort_unstable();
         via.dedup();
@@ -947,7 +961,11 @@ impl Router {
                 }
             }
         };
-        self.route_set(key, Source::Static, nh)
+        self.route_set(key, Source::Static, nh)?;
+        if let Some(i) = old_tunnel {
+            self.overlay_release(i);
+        }
+        Ok(())
     }
 
     /// Removes a static route.
@@ -959,7 +977,14 @@ impl Router {
     ) -> Result<(), ControlError> {
         let key = net_key(vrf, prefix, len);
         match self.route_of(key) {
-            Some(r) if r.source == Source::Static => self.route_unset(key),
+            Some(r) if r.source == Source::Static => {
+                let old_tunnel = self.overlay_tunnel_at(key);
+                self.route_unset(key)?;
+                if let Some(i) = old_tunnel {
+                    self.overlay_release(i);
+                }
+                Ok(())
+            }
             _ => Err(ControlError::NotFound {
                 object: format!("route {prefix}/{len}"),
                 reason: "no such static route".into(),
@@ -981,21 +1006,31 @@ impl Router {
                 via: Vec::new(),
                 iface: None,
                 action: Some(RouteAction::Drop),
+                overlay: None,
             },
             NhKey::Unreachable => StaticSpec {
                 via: Vec::new(),
                 iface: None,
                 action: Some(RouteAction::Unreachable),
+                overlay: None,
             },
-            NhKey::Glean(i) | NhKey::Local(i) | NhKey::Overlay(i, _) => StaticSpec {
+            NhKey::Glean(i) | NhKey::Local(i) => StaticSpec {
                 via: Vec::new(),
                 iface: Some(*i),
                 action: None,
+                overlay: None,
+            },
+            NhKey::Overlay(i, mac) => StaticSpec {
+                via: Vec::new(),
+                iface: Some(*i),
+                action: None,
+                overlay: Some(*mac),
             },
             NhKey::Neighbor(i, ip) => StaticSpec {
                 via: vec![*ip],
                 iface: gw_spec(*i, *ip),
                 action: None,
+                overlay: None,
             },
             NhKey::Ecmp(members) => {
                 let mut via = Vec::new();
@@ -1010,6 +1045,7 @@ impl Router {
                     via,
                     iface,
                     action: None,
+                    overlay: None,
                 }
             }
         })

@@ -794,3 +794,285 @@ fn hostile_vxlan_never_panics_or_leaks() {
         );
     }
 }
+
+fn api(tag: &str) -> vrouter_dataplane::api::Api {
+    let path = std::env::temp_dir().join(format!("vrouter-vx-{tag}-{}.sock", std::process::id()));
+    vrouter_dataplane::api::Api::bind(
+        vrouter_dataplane::api::ApiConfig {
+            path,
+            allowed_uids: vec![0],
+            allowed_gids: vec![],
+            max_connections: 4,
+        },
+        Vec::new(),
+    )
+    .unwrap()
+}
+
+fn overlay_route(prefix: &str, remote: &str, mac: &str) -> vrouter_control::proto::Route {
+    vrouter_control::proto::Route {
+        prefix: prefix.into(),
+        remote: Some(remote.into()),
+        mac: Some(mac.into()),
+        ..Default::default()
+    }
+}
+
+const C_VX: &str = "02:00:00:00:0b:03"; // node C's VXLAN device (L3 VNI)
+
+#[test]
+fn overlay_routes_over_the_control_socket() {
+    use vrouter_control::proto::{self, Op, code};
+    let mut h = Harness::new(&cfg());
+    let mut a = api("ovl");
+    let to_c = || udp_frame(POD2, R2, [198, 19, 1, 2], [198, 19, 3, 5], 1000, 20);
+    let from_c = udp_frame(C_VX, VNI1_MAC, [198, 19, 3, 5], [198, 19, 1, 2], 7, 20);
+    // Node C is not a remote VTEP of VNI 1 yet: its traffic is refused.
+    h.inject(2, vxlan_frame([198, 18, 100, 3], 1, 0x08, &from_c));
+    assert_eq!(h.counter(Counter::VxlanUnknownVtep), 1);
+    assert!(h.out(1).is_empty());
+
+    // route.add with `remote`: VNI from the VRF's binding (VNI 1).
+    a.handle(
+        &mut h.router,
+        &Op::RouteAdd(overlay_route("198.19.3.0/24", "198.18.100.3", C_VX)),
+    )
+    .unwrap();
+    h.inject(1, to_c());
+    let out = h.out(2);
+    assert_eq!(out.len(), 1);
+    let o = outer(&out[0]);
+    assert_eq!((o.dst, o.vni), ([198, 18, 100, 3], 1));
+    assert_eq!(&o.eth_dst, &mac(NODE_C), "outer: node C's underlay MAC");
+    assert_eq!(&o.inner[0..6], &mac(C_VX), "inner dst: node C's device");
+    assert_eq!(&o.inner[6..12], &mac(VNI1_MAC));
+    // ... and node C is accepted from now on.
+    h.inject(2, vxlan_frame([198, 18, 100, 3], 1, 0x08, &from_c));
+    let out = h.out(1);
+    assert_eq!(out.len(), 1);
+    assert_eq!(&out[0][0..6], &mac(POD2));
+
+    // IPv6 inner prefix, VNI given explicitly.
+    let mut r6 = overlay_route("2001:db8:3::/64", "198.18.100.3", C_VX);
+    r6.vni = Some(1);
+    r6.vtep = Some("vtep0".into());
+    a.handle(&mut h.router, &Op::RouteAdd(r6)).unwrap();
+    let shown = a
+        .handle(
+            &mut h.router,
+            &Op::ShowOverlayRoutes(proto::OverlaySel::default()),
+        )
+        .unwrap();
+    let list = shown.as_array().unwrap();
+    let prefixes: Vec<&str> = list.iter().map(|r| r["prefix"].as_str().unwrap()).collect();
+    assert_eq!(
+        prefixes,
+        [
+            "198.19.2.0/24",
+            "198.19.3.0/24",
+            "2001:db8:2::/64",
+            "2001:db8:3::/64"
+        ],
+        "{shown}"
+    );
+    let c = list
+        .iter()
+        .find(|r| r["prefix"] == "198.19.3.0/24")
+        .unwrap();
+    assert_eq!(
+        (
+            &c["remote"],
+            &c["mac"],
+            &c["vni"],
+            &c["vtep"],
+            &c["interface"]
+        ),
+        (
+            &"198.18.100.3".into(),
+            &C_VX.into(),
+            &1.into(),
+            &"vtep0".into(),
+            &"vxlan1-198.18.100.3".into()
+        )
+    );
+
+    // Errors: unknown VNI / VTEP, an L2 VNI, missing MAC, our own VTEP,
+    // the wrong family, an existing route, a tunnel as plain `interface`.
+    let err = |h: &mut Harness, a: &mut vrouter_dataplane::api::Api, r: proto::Route| {
+        a.handle(&mut h.router, &Op::RouteAdd(r)).unwrap_err()
+    };
+    let mut r = overlay_route("198.19.9.0/24", "198.18.100.3", C_VX);
+    r.vni = Some(7);
+    let e = err(&mut h, &mut a, r.clone());
+    assert_eq!(e.code, code::NOT_FOUND, "{e:?}");
+    assert!(e.message.contains("VNI 7: no such VNI"), "{e:?}");
+    r.vni = None;
+    r.vtep = Some("vtep9".into());
+    let e = err(&mut h, &mut a, r.clone());
+    assert_eq!(e.code, code::NOT_FOUND, "{e:?}");
+    assert!(e.message.contains("vtep vtep9: no such VTEP"), "{e:?}");
+    r.vtep = None;
+    r.vni = Some(100);
+    let e = err(&mut h, &mut a, r.clone());
+    assert_eq!(e.code, code::INVALID, "{e:?}");
+    assert!(e.message.contains("L2 VNI"), "{e:?}");
+    r.vni = None;
+    r.mac = None;
+    let e = err(&mut h, &mut a, r.clone());
+    assert!(e.message.contains("needs `mac`"), "{e:?}");
+    let e = err(
+        &mut h,
+        &mut a,
+        overlay_route("198.19.9.0/24", "198.18.100.1", C_VX),
+    );
+    assert!(e.message.contains("not a remote unicast VTEP"), "{e:?}");
+    let e = err(
+        &mut h,
+        &mut a,
+        overlay_route("198.19.9.0/24", "2001:db8::1", C_VX),
+    );
+    assert!(e.message.contains("not a remote unicast VTEP"), "{e:?}");
+    let e = err(
+        &mut h,
+        &mut a,
+        overlay_route("198.19.3.0/24", "198.18.100.3", C_VX),
+    );
+    assert_eq!(e.code, code::EXISTS, "{e:?}");
+    let e = err(
+        &mut h,
+        &mut a,
+        proto::Route {
+            prefix: "198.19.9.0/24".into(),
+            interface: Some("vxlan1-198.18.100.3".into()),
+            ..Default::default()
+        },
+    );
+    assert!(e.message.contains("overlay route"), "{e:?}");
+
+    // A batch that fails undoes its overlay route (and the acceptance).
+    let mut bad = overlay_route("198.19.9.0/24", "198.18.100.4", C_VX);
+    bad.vni = Some(7);
+    let e = a
+        .handle(
+            &mut h.router,
+            &Op::Batch(proto::Batch {
+                ops: vec![
+                    proto::BatchOp {
+                        op: Op::RouteAdd(overlay_route("198.19.4.0/24", "198.18.100.4", C_VX)),
+                    },
+                    proto::BatchOp {
+                        op: Op::RouteAdd(bad),
+                    },
+                ],
+            }),
+        )
+        .unwrap_err();
+    assert!(e.message.starts_with("op 1:"), "{e:?}");
+    assert!(
+        !h.router
+            .overlay_routes(None)
+            .iter()
+            .any(|r| r.remote.to_string() == "198.18.100.4")
+    );
+    assert!(
+        h.router
+            .vxlan_tunnels()
+            .iter()
+            .all(|t| t.remote.to_string() != "198.18.100.4" || !t.accepted),
+        "a failed batch leaves no accepted remote"
+    );
+
+    // route.del: the route goes, and so does node C's acceptance (it was
+    // accepted only for this route; the IPv6 one still points at it, so
+    // remove both).
+    for p in ["198.19.3.0/24", "2001:db8:3::/64"] {
+        a.handle(
+            &mut h.router,
+            &Op::RouteDel(proto::RouteKey {
+                vrf: None,
+                prefix: p.into(),
+            }),
+        )
+        .unwrap();
+    }
+    h.inject(1, to_c());
+    assert!(h.out(2).is_empty());
+    assert_eq!(h.counter(Counter::Ip4NoRoute), 1);
+    assert_eq!(h.out(1).len(), 1, "ICMP unreachable back to the pod");
+    h.inject(2, vxlan_frame([198, 18, 100, 3], 1, 0x08, &from_c));
+    assert_eq!(h.counter(Counter::VxlanUnknownVtep), 2);
+    // A configured route's remote stays accepted after its route is gone.
+    a.handle(
+        &mut h.router,
+        &Op::RouteDel(proto::RouteKey {
+            vrf: None,
+            prefix: "198.19.2.0/24".into(),
+        }),
+    )
+    .unwrap();
+    let from_b = udp_frame(B_VX, VNI1_MAC, [198, 19, 2, 5], [198, 19, 1, 2], 7, 20);
+    h.inject(2, vxlan_frame([198, 18, 100, 2], 1, 0x08, &from_b));
+    assert_eq!(h.out(1).len(), 1);
+
+    // sync: a scope of overlay routes; the same state again changes
+    // nothing; a new MAC replaces; an empty scope removes.
+    let sync = |gen_: u64, routes: Vec<proto::Route>| {
+        Op::Sync(proto::Sync {
+            scope: "agent/routes".into(),
+            generation: gen_,
+            routes,
+            neighbors: vec![],
+            endpoints: vec![],
+            services: vec![],
+            policies: vec![],
+        })
+    };
+    let v = a
+        .handle(
+            &mut h.router,
+            &sync(
+                1,
+                vec![overlay_route("198.19.3.0/24", "198.18.100.3", C_VX)],
+            ),
+        )
+        .unwrap();
+    assert_eq!(v["added"], 1, "{v}");
+    let v = a
+        .handle(
+            &mut h.router,
+            &sync(
+                2,
+                vec![overlay_route("198.19.3.0/24", "198.18.100.3", C_VX)],
+            ),
+        )
+        .unwrap();
+    assert_eq!(v["unchanged"], 1, "{v}");
+    let v = a
+        .handle(
+            &mut h.router,
+            &sync(
+                3,
+                vec![overlay_route(
+                    "198.19.3.0/24",
+                    "198.18.100.3",
+                    "02:00:00:00:0b:33",
+                )],
+            ),
+        )
+        .unwrap();
+    assert_eq!(v["changed"], 1, "{v}");
+    h.inject(1, to_c());
+    let out = h.out(2);
+    assert_eq!(out.len(), 1);
+    assert_eq!(&outer(&out[0]).inner[0..6], &mac("02:00:00:00:0b:33"));
+    let v = a.handle(&mut h.router, &sync(4, vec![])).unwrap();
+    assert_eq!(v["removed"], 1, "{v}");
+    assert!(
+        h.router
+            .overlay_routes(None)
+            .iter()
+            .all(|r| r.prefix.to_string() != "198.19.3.0")
+    );
+    h.inject(2, vxlan_frame([198, 18, 100, 3], 1, 0x08, &from_c));
+    assert_eq!(h.counter(Counter::VxlanUnknownVtep), 3);
+}

@@ -108,6 +108,11 @@ fn binary(package: &str, name: &str) -> PathBuf {
     bin
 }
 
+/// Path of the vrouter-agent binary.
+pub fn vrouter_agent() -> PathBuf {
+    binary("vrouter-agent", "vrouter-agent")
+}
+
 /// Path of the vrouterd binary.
 pub fn vrouterd() -> PathBuf {
     binary("vrouter-dataplane", "vrouterd")
@@ -219,6 +224,11 @@ impl Daemon {
     /// The control socket.
     pub fn socket(&self) -> PathBuf {
         self.dir.join("ctl.sock")
+    }
+
+    /// vrouterd's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// vrouterd's output so far.

@@ -220,6 +220,27 @@ fn two_pods_talk_and_del_is_idempotent() {
     assert_eq!(ping_stats(&out), (2, 2), "gateway: {out}");
     let eps = n.endpoints();
     assert!(eps.contains(&a) && eps.contains(&b), "{eps}");
+    // The naming convention the agent shares (vrouter_control::naming):
+    // the pod's MAC follows its address, its endpoint is on the bridge's
+    // BVI — what the agent computes for the same pod.
+    let (_, js, _) = ctl(&n.t, &["--json", "show", "endpoints"]);
+    let eps: Value = serde_json::from_str(&js).unwrap();
+    let ep = eps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["ips"][0] == a.as_str())
+        .cloned()
+        .unwrap();
+    let want_mac = vrouter_control::naming::pod_mac(a.parse().unwrap());
+    assert_eq!(ep["mac"], want_mac.as_str(), "{js}");
+    assert_eq!(
+        ep["interface"],
+        vrouter_control::naming::bridge_interface("pods").as_str(),
+        "{js}"
+    );
+    let link = n.t.exec("pa", "ip -o link show dev eth0");
+    assert!(link.contains(&want_mac), "{link}");
     assert_eq!(n.allocated().len(), 2);
     assert_eq!(n.free_devices(), 1);
     // CHECK of a healthy pod passes.

@@ -44,8 +44,7 @@ fn route(prefix: &str, via: &[&str]) -> proto::Route {
         vrf: None,
         prefix: prefix.into(),
         via: via.iter().map(|s| s.to_string()).collect(),
-        interface: None,
-        action: None,
+        ..Default::default()
     }
 }
 

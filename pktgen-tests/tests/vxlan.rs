@@ -23,6 +23,17 @@ const A_VNI1_MAC: &str = "02:76:78:00:00:01";
 /// pod `d` routed (198.19.2.2/24 via 198.19.2.1), vx1 with routes to
 /// 198.19.1.0/24. Rogue `e` (198.18.101.2) is routed by node B.
 fn topology(driver: &str) -> (Topology, usize) {
+    topology_with(
+        driver,
+        &format!(
+            r#"routes = [{{ prefix = "198.19.2.0/24", remote = "198.18.100.2", mac = "{B_VX1_MAC}" }}]"#
+        ),
+    )
+}
+
+/// As [`topology`], with `l3_routes` as the L3 VNI's `routes` line (empty:
+/// no overlay route in the configuration).
+fn topology_with(driver: &str, l3_routes: &str) -> (Topology, usize) {
     let mut t = Topology::new();
     for n in ["r", "a", "p", "b", "c", "d", "e"] {
         t.add_ns(n);
@@ -114,7 +125,7 @@ flood = ["198.18.100.2"]
 vtep = "vtep0"
 vni = 1
 vrf = "default"
-routes = [{{ prefix = "198.19.2.0/24", remote = "198.18.100.2", mac = "{B_VX1_MAC}" }}]
+{l3_routes}
 "#
         ),
     );
@@ -318,6 +329,65 @@ fn l3_overlay(driver: &str) {
     let report = t.stop_vrouterd(k);
     assert!(counter(&report, "ip4-mtu-exceeded") >= 1, "{report}");
     assert!(counter(&report, "icmp4-error-sent") >= 1, "{report}");
+}
+
+/// The L3 overlay route to node B comes over the control socket
+/// (`vrouterctl overlay add`), not from the configuration: before it,
+/// node B's VXLAN is refused; with it, pods ping both ways through the
+/// kernel's VXLAN device; after `overlay del`, traffic stops again.
+#[test]
+fn l3_overlay_route_added_over_the_control_socket() {
+    require_root!();
+    let (mut t, k) = topology_with("af-packet", "");
+    let sock = t.socket(k);
+    let ctl = |args: &[&str]| {
+        let out = Command::new(vrouterctl())
+            .arg("-s")
+            .arg(&sock)
+            .args(args)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code().unwrap_or(-1), text)
+    };
+    let (_, rx, out) = ping(&t, "p", "-c 1 -W 1 198.19.2.2");
+    assert_eq!(rx, 0, "no overlay route yet: {out}");
+    let (rc, out) = ctl(&["overlay", "add", "198.19.2.0/24", "198.18.100.2", B_VX1_MAC]);
+    assert_eq!(rc, 0, "{out}");
+    let (rc, out) = ctl(&[
+        "overlay",
+        "add",
+        "198.19.5.0/24",
+        "198.18.100.2",
+        B_VX1_MAC,
+        "--vni",
+        "9",
+    ]);
+    assert_eq!(rc, 1, "{out}");
+    assert!(out.contains("not_found") && out.contains("VNI 9"), "{out}");
+    let (rc, out) = ctl(&["show", "overlay-routes"]);
+    assert_eq!(rc, 0, "{out}");
+    assert!(
+        out.contains("198.19.2.0/24")
+            && out.contains("198.18.100.2")
+            && out.contains(B_VX1_MAC)
+            && out.contains("vxlan1-198.18.100.2"),
+        "{out}"
+    );
+    let (tx, rx, out) = ping(&t, "p", "-c 5 -i 0.2 -W 2 198.19.2.2");
+    assert_eq!((tx, rx), (5, 5), "{out}");
+    let (tx, rx, out) = ping(&t, "d", "-c 5 -i 0.2 -W 2 198.19.1.2");
+    assert_eq!((tx, rx), (5, 5), "{out}");
+    let (rc, out) = ctl(&["overlay", "del", "198.19.2.0/24"]);
+    assert_eq!(rc, 0, "{out}");
+    let (_, rx, out) = ping(&t, "d", "-c 2 -i 0.2 -W 1 198.19.1.2");
+    assert_eq!(rx, 0, "route removed, node B no longer accepted: {out}");
+    let report = t.stop_vrouterd(k);
+    assert!(counter(&report, "vxlan-unknown-vtep") >= 1, "{report}");
 }
 
 #[test]

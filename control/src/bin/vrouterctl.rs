@@ -40,6 +40,12 @@ enum Cmd {
         #[command(subcommand)]
         cmd: RouteCmd,
     },
+    /// Overlay routes: a prefix reached through a remote VTEP of the VRF's
+    /// L3 VNI, with the remote VXLAN device's MAC as inner destination.
+    Overlay {
+        #[command(subcommand)]
+        cmd: OverlayCmd,
+    },
     /// Static neighbours (ARP/ND entries).
     Neighbor {
         #[command(subcommand)]
@@ -191,6 +197,11 @@ enum Show {
     Runtime,
     /// VXLAN VTEPs and their tunnels (VNI, remote VTEP) with counters.
     Vteps,
+    /// Overlay routes: prefix, VNI, remote VTEP, inner MAC.
+    OverlayRoutes {
+        #[arg(long)]
+        vrf: Option<String>,
+    },
     /// Services with their VIPs and backends.
     Services,
     /// NetworkPolicies with per-rule counters.
@@ -244,6 +255,49 @@ enum RouteCmd {
         #[arg(long)]
         vrf: Option<String>,
     },
+}
+
+#[derive(Args, Debug)]
+struct OverlayArgs {
+    /// Another node's pod CIDR (IPv4 or IPv6).
+    prefix: String,
+    /// Its VTEP address.
+    remote: String,
+    /// Inner destination MAC (that node's VXLAN device on the VNI).
+    mac: String,
+    /// The L3 VNI (default: the one bound to the VRF).
+    #[arg(long)]
+    vni: Option<u32>,
+    /// The local VTEP (needed only when several carry the VNI).
+    #[arg(long)]
+    vtep: Option<String>,
+    #[arg(long)]
+    vrf: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum OverlayCmd {
+    /// `overlay add 198.19.2.0/24 198.18.100.2 02:76:78:00:00:01`
+    Add(OverlayArgs),
+    /// Add or replace.
+    Replace(OverlayArgs),
+    Del {
+        prefix: String,
+        #[arg(long)]
+        vrf: Option<String>,
+    },
+}
+
+fn overlay(a: OverlayArgs) -> proto::Route {
+    proto::Route {
+        vrf: a.vrf,
+        prefix: a.prefix,
+        remote: Some(a.remote),
+        mac: Some(a.mac),
+        vni: a.vni,
+        vtep: a.vtep,
+        ..Default::default()
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -349,6 +403,7 @@ fn route(a: RouteArgs) -> proto::Route {
         via,
         interface: a.interface,
         action,
+        ..Default::default()
     }
 }
 
@@ -379,6 +434,7 @@ fn op_of(cmd: Cmd) -> Result<Op, String> {
             Show::Errors => Op::ShowErrors,
             Show::Runtime => Op::ShowRuntime,
             Show::Vteps => Op::ShowVteps,
+            Show::OverlayRoutes { vrf } => Op::ShowOverlayRoutes(proto::OverlaySel { vrf }),
             Show::Services => Op::ShowServices,
             Show::Policies => Op::ShowPolicies,
             Show::Conntrack => Op::ShowConntrack,
@@ -415,6 +471,11 @@ fn op_of(cmd: Cmd) -> Result<Op, String> {
                 remote,
                 ip: None,
             }),
+        },
+        Cmd::Overlay { cmd } => match cmd {
+            OverlayCmd::Add(a) => Op::RouteAdd(overlay(a)),
+            OverlayCmd::Replace(a) => Op::RouteReplace(overlay(a)),
+            OverlayCmd::Del { prefix, vrf } => Op::RouteDel(proto::RouteKey { vrf, prefix }),
         },
         Cmd::Route { cmd } => match cmd {
             RouteCmd::Add(a) => Op::RouteAdd(route(a)),
@@ -627,6 +688,10 @@ fn print(what: &Op, v: &Value) {
         ),
         Op::ShowMac(_) => table(v, &["bridge", "mac", "interface", "static", "age"]),
         Op::ShowRoutes(_) => table(v, &["vrf", "prefix", "source", "next_hop"]),
+        Op::ShowOverlayRoutes(_) => table(
+            v,
+            &["vrf", "prefix", "vtep", "vni", "remote", "mac", "interface"],
+        ),
         Op::ShowNeighbors => table(v, &["interface", "ip", "mac", "static"]),
         Op::ShowEndpoints => table(v, &["namespace", "name", "node", "interface", "mac", "ips"]),
         Op::ShowCounters | Op::ShowErrors => table(v, &["name", "value", "drop", "help"]),

@@ -266,6 +266,233 @@ impl Router {
     }
 }
 
+/// Where an overlay route added at run time goes: a remote VTEP of an L3
+/// VNI and the inner destination MAC. `vni` defaults to the VNI bound to
+/// the route's VRF, `vtep` to the one VTEP that carries it.
+#[derive(Debug, Clone)]
+pub struct OverlayTarget<'a> {
+    pub vtep: Option<&'a str>,
+    pub vni: Option<u32>,
+    pub remote: IpAddr,
+    pub mac: MacAddr,
+}
+
+/// An overlay route as `show overlay-routes` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverlayRouteInfo {
+    pub vrf: u16,
+    pub prefix: IpAddr,
+    pub len: u8,
+    pub vtep: u16,
+    pub vni: u32,
+    pub remote: IpAddr,
+    pub mac: MacAddr,
+    pub iface: u16,
+}
+
+impl Router {
+    /// The L3 VNI (index in `Tables::vxlan.vnis`) that overlay routes of
+    /// `vrf` use.
+    fn l3_vni(
+        &self,
+        vrf: u16,
+        vtep: Option<&str>,
+        vni: Option<u32>,
+    ) -> Result<usize, ControlError> {
+        let vx = &self.t.vxlan;
+        let vrf_name = self
+            .t
+            .vrfs
+            .get(vrf as usize)
+            .map_or_else(|| vrf.to_string(), |v| v.name.clone());
+        let vtep_id =
+            match vtep {
+                Some(name) => Some(vx.vteps.iter().position(|v| v.name == name).ok_or_else(
+                    || ControlError::NotFound {
+                        object: format!("vtep {name}"),
+                        reason: "no such VTEP".into(),
+                    },
+                )? as u16),
+                None => None,
+            };
+        let found: Vec<usize> = vx
+            .vnis
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| {
+                vtep_id.is_none_or(|v| n.vtep == v)
+                    && match vni {
+                        Some(x) => n.vni == x,
+                        None => matches!(n.kind, VniKind::Routed { vrf: r } if r == vrf),
+                    }
+            })
+            .map(|(k, _)| k)
+            .collect();
+        let k = match (found.as_slice(), vni) {
+            ([k], _) => *k,
+            ([], Some(x)) => {
+                return Err(ControlError::NotFound {
+                    object: format!("VNI {x}"),
+                    reason: "no such VNI".into(),
+                });
+            }
+            ([], None) => {
+                return Err(ControlError::NotFound {
+                    object: format!("vrf {vrf_name}"),
+                    reason: "no L3 VNI is bound to this VRF".into(),
+                });
+            }
+            (_, _) => {
+                return Err(invalid(
+                    format!("vrf {vrf_name}"),
+                    "several VTEPs carry this VNI: name the vtep",
+                ));
+            }
+        };
+        let n = &vx.vnis[k];
+        match n.kind {
+            VniKind::Routed { vrf: r } if r == vrf => Ok(k),
+            VniKind::Routed { vrf: r } => Err(invalid(
+                format!("VNI {}", n.vni),
+                format!(
+                    "bound to VRF {}, not {vrf_name}",
+                    self.t.vrfs.get(r as usize).map_or("?", |v| v.name.as_str())
+                ),
+            )),
+            VniKind::Bridge { .. } => Err(invalid(
+                format!("VNI {}", n.vni),
+                "an L2 VNI (bound to a bridge) carries no routes",
+            )),
+        }
+    }
+
+    /// The tunnel interface an overlay route for exactly `key` points at.
+    pub(super) fn overlay_tunnel_at(&self, key: RouteKey) -> Option<u16> {
+        let r = self.route_of(key)?;
+        match self.nh_keys.get(r.nh as usize)? {
+            Some(NhKey::Overlay(i, _)) => Some(*i),
+            _ => None,
+        }
+    }
+
+    /// Stops accepting the remote VTEP of tunnel `iface` if it was accepted
+    /// only for run-time overlay routes and none points at it any more.
+    /// The tunnel interface itself stays (interface indices are stable).
+    pub(super) fn overlay_release(&mut self, iface: u16) {
+        if !self.overlay_remotes.contains(&iface)
+            || self
+                .nh_index
+                .keys()
+                .any(|k| matches!(k, NhKey::Overlay(i, _) if *i == iface))
+        {
+            return;
+        }
+        self.overlay_remotes.remove(&iface);
+        let mut vx = (*self.t.vxlan).clone();
+        for n in &mut vx.vnis {
+            n.remotes.retain(|r| r.1 != iface);
+        }
+        self.t.vxlan = Arc::new(vx);
+    }
+
+    /// Adds or replaces an overlay route (`route.add` with `remote`): the
+    /// tunnel to `remote` is made if missing, and `remote` is accepted as a
+    /// source of the VNI for as long as a route points at it.
+    pub fn add_overlay_route_to(
+        &mut self,
+        vrf: u16,
+        prefix: IpAddr,
+        len: u8,
+        to: &OverlayTarget<'_>,
+    ) -> Result<(), ControlError> {
+        let object = || format!("route {prefix}/{len}");
+        if vrf as usize >= self.vrfs.len() {
+            return Err(invalid(object(), "no such VRF"));
+        }
+        let k = self.l3_vni(vrf, to.vtep, to.vni)?;
+        let n = &self.t.vxlan.vnis[k];
+        let (vtep, vni, kind, vmac) = (n.vtep, n.vni, n.kind, n.mac);
+        let local = self.t.vxlan.vteps[vtep as usize].local;
+        let remote = to.remote;
+        if remote == local
+            || remote.is_multicast()
+            || remote.is_unspecified()
+            || remote.is_ipv4() != local.is_ipv4()
+        {
+            return Err(invalid(
+                object(),
+                format!("{remote} is not a remote unicast VTEP address of the VTEP's family"),
+            ));
+        }
+        if to.mac.is_multicast() || to.mac == MacAddr::ZERO {
+            return Err(invalid(
+                object(),
+                format!("inner MAC {} is not unicast", to.mac),
+            ));
+        }
+        let (iface, accepted) = match self.tunnel_iface(k, remote) {
+            Some(i) => (i, self.t.vxlan.vnis[k].remote(addr_key(remote)).is_some()),
+            None => {
+                let mut vx = (*self.t.vxlan).clone();
+                let i = self.add_tunnel(&mut vx, vtep, vni, remote, kind, vmac, false)?;
+                self.t.vxlan = Arc::new(vx);
+                (i, false)
+            }
+        };
+        let key = net_key(vrf, prefix, len);
+        let old_tunnel = self.overlay_tunnel_at(key);
+        self.add_overlay_route(vrf, prefix, len, iface, to.mac)?;
+        if !accepted {
+            let mut vx = (*self.t.vxlan).clone();
+            let list = &mut vx.vnis[k].remotes;
+            if let Err(at) = list.binary_search_by_key(&addr_key(remote), |r| r.0) {
+                list.insert(at, (addr_key(remote), iface));
+            }
+            self.t.vxlan = Arc::new(vx);
+            self.overlay_remotes.insert(iface);
+        }
+        if let Some(i) = old_tunnel.filter(|&i| i != iface) {
+            self.overlay_release(i);
+        }
+        Ok(())
+    }
+
+    /// Every overlay route (of `vrf`, or all), for `show overlay-routes`.
+    pub fn overlay_routes(&self, vrf: Option<u16>) -> Vec<OverlayRouteInfo> {
+        let vx = &self.t.vxlan;
+        let mut out = Vec::new();
+        for v in 0..self.vrfs.len() as u16 {
+            if vrf.is_some_and(|x| x != v) {
+                continue;
+            }
+            for (prefix, len, _, nh) in self.routes(v) {
+                let NextHop::Rewrite { iface, mac } = nh else {
+                    continue;
+                };
+                let Some(t) = self
+                    .t
+                    .iface(iface)
+                    .and_then(|f| f.tunnel)
+                    .and_then(|t| vx.tunnels.get(t as usize))
+                else {
+                    continue;
+                };
+                out.push(OverlayRouteInfo {
+                    vrf: v,
+                    prefix,
+                    len,
+                    vtep: t.vtep,
+                    vni: t.vni,
+                    remote: t.remote,
+                    mac,
+                    iface,
+                });
+            }
+        }
+        out
+    }
+}
+
 /// A tunnel as `show vteps` lists it.
 #[derive(Debug, Clone)]
 pub struct TunnelInfo {
