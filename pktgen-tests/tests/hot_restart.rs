@@ -299,6 +299,7 @@ fn state_from_the_control_socket_survives_the_takeover() {
         via: vec!["198.18.2.2".into()],
         interface: None,
         action: None,
+        ..Default::default()
     }))
     .unwrap();
     c.call(Op::StaticMacAdd(proto::StaticMac {
@@ -316,6 +317,7 @@ fn state_from_the_control_socket_survives_the_takeover() {
             via: vec!["198.18.2.2".into()],
             interface: None,
             action: None,
+            ..Default::default()
         }],
         neighbors: Vec::new(),
         endpoints: Vec::new(),
