@@ -45,7 +45,11 @@ while [ $# -gt 0 ]; do
   esac
 done
 source scripts/deps.sh
-cargo build --release --locked -q -p vrouter-dataplane --bin vrouterd
+# The same build as bench-compare.sh and bench-floor.sh (with the dpdk
+# feature where libdpdk is installed), so running them in turn builds once.
+FEAT=()
+pkg-config --exists libdpdk 2>/dev/null && FEAT=(--features vrouter-dataplane/dpdk)
+cargo build --release --locked -q -p vrouter-dataplane --bin vrouterd "${FEAT[@]}"
 VROUTERD="$PWD/target/release/vrouterd"
 WARMUP=2
 P="bf$$"
