@@ -362,6 +362,9 @@ run_ovs() { # run_ovs <case>
   [ -n "$OV" ] && stop_pid "$OV"
   local db; db=$(cat "$OVS_D/ovsdb.pid" 2>/dev/null || true); [ -n "$db" ] && stop_pid "$db"
   unset OVS_RUNDIR OVS_LOGDIR OVS_DBDIR OVS_SYSCONFDIR OVS_PKGDATADIR
+  # OVS's afxdp ports can leave their XDP program on our veths (seen after
+  # the VXLAN cases: the next Linux row then lost everything).
+  for i in r0 r1; do ns rtr ip link set dev "$P$i" xdp off 2>/dev/null || true; done
   huge_release
 }
 ovs_cost() { # the PMD's processing (busy) cycles per packet, like vrouterd's busy cycles
