@@ -4,6 +4,7 @@
 #include <rte_errno.h>
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
+#include <rte_lcore.h>
 #include <rte_mempool.h>
 #include "shim.h"
 
@@ -18,6 +19,8 @@ uint16_t vr_tx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint
 }
 
 void vr_pktmbuf_free(struct rte_mbuf *m) { rte_pktmbuf_free(m); }
+
+unsigned vr_lcore_id(void) { return rte_lcore_id(); }
 
 struct rte_mbuf *vr_pktmbuf_alloc(struct rte_mempool *mp) { return rte_pktmbuf_alloc(mp); }
 

@@ -25,6 +25,8 @@ uint16_t vr_rx_burst_info(uint16_t port, uint16_t queue, struct rte_mbuf **pkts,
 uint16_t vr_tx_burst_set(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n,
 			 const uint16_t *off, const uint16_t *len);
 int vr_errno(void);
+/* rte_lcore_id(): LCORE_ID_ANY (UINT32_MAX) on a thread EAL does not know. */
+unsigned vr_lcore_id(void);
 /* Calls cb(arg, mbuf) for every mbuf of a pktmbuf pool. */
 unsigned vr_mempool_mbufs(struct rte_mempool *mp, void (*cb)(void *arg, struct rte_mbuf *m), void *arg);
 #endif

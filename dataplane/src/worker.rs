@@ -250,6 +250,9 @@ impl Worker {
     /// offline input is exhausted), then releases held packets and flushes
     /// the ports.
     pub fn run(&mut self, until_done: bool) {
+        for p in self.ports.iter_mut() {
+            p.thread_start();
+        }
         let mut idle = 0u32;
         while !self.shared.stop.load(Ordering::Relaxed) {
             if self.poll_once() > 0 {

@@ -145,6 +145,11 @@ pub trait Port: Send {
         Ok(())
     }
 
+    /// Called once on the worker thread that polls the port, before its
+    /// first poll (DPDK registers the thread as an EAL lcore there, so the
+    /// port's mempool cache is used).
+    fn thread_start(&mut self) {}
+
     /// Receives up to `max` packets, appending them to `out`.
     /// Returns how many were appended.
     fn rx_burst(&mut self, pool: &mut FramePool, out: &mut Vec<Pkt>, max: usize) -> usize;
