@@ -356,6 +356,10 @@ pub struct DataplaneCfg {
     pub workers: usize,
     /// CPU cores to pin workers to (one per worker); none = unpinned.
     pub cores: Vec<usize>,
+    /// CPUs for every other vrouterd thread (control socket, metrics, EAL's
+    /// threads). Absent: the CPUs it may run on minus the worker `cores`;
+    /// `[]`: not pinned.
+    pub control_cores: Option<Vec<usize>>,
     /// Frames in each worker's buffer pool.
     pub frames: u32,
     pub poll: PollMode,
@@ -378,6 +382,7 @@ impl Default for DataplaneCfg {
         DataplaneCfg {
             workers: 1,
             cores: Vec::new(),
+            control_cores: None,
             frames: 16384,
             poll: PollMode::Busy,
             idle_sleep_us: 100,
@@ -742,6 +747,16 @@ impl Config {
             err(
                 "dataplane.cores".into(),
                 format!("{} cores listed for {} workers", d.cores.len(), d.workers),
+            );
+        }
+        if let Some(c) = d
+            .control_cores
+            .as_ref()
+            .and_then(|cs| cs.iter().find(|&&c| c >= 1024))
+        {
+            err(
+                "dataplane.control-cores".into(),
+                format!("cpu {c} is out of range 0..1024"),
             );
         }
         if d.frames < 1024 || d.frames > 1 << 22 {
@@ -1325,6 +1340,21 @@ mod tests {
         assert_eq!(e.len(), 1);
         assert!(
             e[0].starts_with("t.toml: line 4: unknown field `speed`"),
+            "{}",
+            e[0]
+        );
+    }
+
+    #[test]
+    fn control_cores_default_to_auto_and_are_checked() {
+        let c = Config::parse("t.toml", "[dataplane]\ncores = [1]\n").unwrap();
+        assert_eq!(c.dataplane.control_cores, None);
+        let c = Config::parse("t.toml", "[dataplane]\ncontrol-cores = []\n").unwrap();
+        assert_eq!(c.dataplane.control_cores, Some(vec![]));
+        let e = errors("[dataplane]\ncontrol-cores = [0, 4096]\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].contains("dataplane.control-cores: cpu 4096"),
             "{}",
             e[0]
         );

@@ -412,6 +412,10 @@ fn main() -> Result<()> {
     let cfg =
         Config::load(&args.config).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
     let nworkers = cfg.dataplane.workers;
+    // Unpinned workers get the CPUs vrouterd started with back.
+    let startup_cpus = vrouter_dataplane::port::sys::thread_affinity().unwrap_or_default();
+    let control_cpus = control_cpus(&cfg);
+    pin_control(&control_cpus);
     let plan = plan_ports(&cfg, nworkers);
     let handover_path = handover::socket_path(&cfg);
 
@@ -459,6 +463,8 @@ fn main() -> Result<()> {
         };
         opened.push((w, port));
     }
+    // Again: DPDK's EAL init pins the calling thread to its main lcore.
+    pin_control(&control_cpus);
     let mut macs: Vec<Option<vrouter_wire::MacAddr>> = vec![None; cfg.ports.len()];
     if let Some(inc) = &incoming {
         macs.clone_from(&inc.macs);
@@ -618,6 +624,7 @@ fn main() -> Result<()> {
             }
         });
         let core = cfg.dataplane.cores.get(w).copied();
+        let unpin = (core.is_none() && !control_cpus.is_empty()).then(|| startup_cpus.clone());
         handles.push(
             std::thread::Builder::new()
                 .name(format!("vrouter-w{w}"))
@@ -626,6 +633,11 @@ fn main() -> Result<()> {
                         && !core_affinity::set_for_current(core_affinity::CoreId { id: c })
                     {
                         tracing::warn!(worker = w, core = c, "could not pin worker");
+                    }
+                    if let Some(cpus) = unpin.filter(|c| !c.is_empty())
+                        && let Err(e) = vrouter_dataplane::port::sys::set_thread_affinity(&cpus)
+                    {
+                        tracing::warn!(worker = w, %e, "could not unpin worker");
                     }
                     worker.run(offline);
                     worker
@@ -853,6 +865,39 @@ fn main() -> Result<()> {
     router.process_events();
     print(&router);
     Ok(())
+}
+
+/// The CPUs for vrouterd's non-worker threads (`[dataplane] control-cores`;
+/// by default those it may run on minus the workers' cores, so the control
+/// loop, which wakes every 500 µs, never preempts a busy-polling worker).
+/// Empty: leave them unpinned.
+fn control_cpus(cfg: &Config) -> Vec<usize> {
+    if let Some(c) = &cfg.dataplane.control_cores {
+        return c.clone();
+    }
+    if cfg.dataplane.cores.is_empty() {
+        return Vec::new();
+    }
+    match vrouter_dataplane::port::sys::thread_affinity() {
+        Ok(all) => all
+            .into_iter()
+            .filter(|c| !cfg.dataplane.cores.contains(c))
+            .collect(),
+        Err(e) => {
+            tracing::warn!(%e, "reading the CPU affinity; control threads not pinned");
+            Vec::new()
+        }
+    }
+}
+
+fn pin_control(cpus: &[usize]) {
+    if cpus.is_empty() {
+        return;
+    }
+    match vrouter_dataplane::port::sys::set_thread_affinity(cpus) {
+        Ok(()) => tracing::debug!(?cpus, "control threads pinned"),
+        Err(e) => tracing::warn!(%e, ?cpus, "could not pin the control threads"),
+    }
 }
 
 /// The kernel interfaces behind ports, for link-state events: (port, interface).
