@@ -895,3 +895,65 @@ fn observability_ops_round_trip_and_refuse_bad_input() {
     .unwrap();
     c.call(Op::CaptureStop).unwrap();
 }
+
+/// The CPUs of a `Cpus_allowed_list` line ("0-2,5").
+fn cpu_list(s: &str) -> Vec<usize> {
+    s.split(',')
+        .filter(|p| !p.is_empty())
+        .flat_map(|p| match p.split_once('-') {
+            Some((a, b)) => a.parse::<usize>().unwrap()..=b.parse::<usize>().unwrap(),
+            None => p.parse::<usize>().unwrap()..=p.parse::<usize>().unwrap(),
+        })
+        .collect()
+}
+
+/// (thread name, allowed CPUs) of every thread of `pid`.
+fn thread_cpus(pid: u32) -> Vec<(String, Vec<usize>)> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .map(|t| {
+            let t = t.unwrap().path();
+            let comm = std::fs::read_to_string(t.join("comm")).unwrap();
+            let status = std::fs::read_to_string(t.join("status")).unwrap();
+            let list = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                .unwrap()
+                .trim()
+                .to_string();
+            (comm.trim().to_string(), cpu_list(&list))
+        })
+        .collect()
+}
+
+#[test]
+fn control_threads_stay_off_the_worker_cores() {
+    let me = thread_cpus(std::process::id())[0].1.clone();
+    if me.len() < 2 {
+        eprintln!("skipped: needs two CPUs, this test may use {me:?}");
+        return;
+    }
+    let worker = *me.last().unwrap();
+    let d = Daemon::start(&format!("[dataplane]\ncores = [{worker}]\n{CFG}"), "");
+    let threads = thread_cpus(d.pid());
+    let w = threads.iter().find(|(n, _)| n == "vrouter-w0").unwrap();
+    assert_eq!(w.1, vec![worker], "{threads:?}");
+    let others: Vec<_> = threads.iter().filter(|(n, _)| n != "vrouter-w0").collect();
+    assert!(!others.is_empty());
+    for (name, cpus) in others {
+        assert!(
+            !cpus.contains(&worker),
+            "{name} may run on the worker's core: {threads:?}"
+        );
+        assert!(!cpus.is_empty());
+    }
+    drop(d);
+    // `control-cores = []`: not pinned, the main thread keeps every CPU.
+    let d = Daemon::start(
+        &format!("[dataplane]\ncores = [{worker}]\ncontrol-cores = []\n{CFG}"),
+        "",
+    );
+    let threads = thread_cpus(d.pid());
+    let main = threads.iter().find(|(n, _)| n == "vrouterd").unwrap();
+    assert_eq!(main.1, me, "{threads:?}");
+}
