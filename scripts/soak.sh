@@ -337,8 +337,9 @@ SAMPLER_PID=$!
 # a VM's vCPU paused by the hypervisor), softirq backlog drops and squeezes
 # (/proc/net/softnet_stat: packets the kernel dropped before any socket saw
 # them), and vrouterd's worker thread's run and run-queue wait time
-# (schedstat: starved by other work). The loss analysis reads it around each
-# gap of a steady flow to say where the packets were held and lost.
+# (schedstat: starved by other work), state, CPU and wait channel (blocked).
+# The loss analysis reads it around each gap of a steady flow to say where
+# the packets were held and lost.
 python3 - "$WORK" > /dev/null 2>&1 <<'PY' &
 import glob, os, sys, time
 w = sys.argv[1]
@@ -357,6 +358,7 @@ while True:
         f = line.split()
         drops.append(int(f[1], 16)); squeezes.append(int(f[2], 16))
     run = wait = -1
+    state = "-"
     try:
         pid = int(open(f"{w}/vpid").read())
         if tid[0] != pid:
@@ -366,9 +368,13 @@ while True:
                     tid = (pid, c.split("/")[4])
         if tid[1]:
             run, wait, _ = (int(x) for x in open(f"/proc/{pid}/task/{tid[1]}/schedstat").read().split())
+            # State, last CPU, and where in the kernel it sleeps.
+            st = open(f"/proc/{pid}/task/{tid[1]}/stat").read().rsplit(")", 1)[1].split()
+            wchan = open(f"/proc/{pid}/task/{tid[1]}/wchan").read().strip() or "-"
+            state = f"{st[0]}:cpu{st[36]}:{wchan}"
     except (OSError, ValueError):
         tid = (None, None)
-    out.write(f"{t:.3f}\t{','.join(map(str, steal))}\t{sum(drops)}\t{sum(squeezes)}\t{run // 1000000 if run >= 0 else -1}\t{wait // 1000000 if wait >= 0 else -1}\t{tid[0] or 0}\n")
+    out.write(f"{t:.3f}\t{','.join(map(str, steal))}\t{sum(drops)}\t{sum(squeezes)}\t{run // 1000000 if run >= 0 else -1}\t{wait // 1000000 if wait >= 0 else -1}\t{tid[0] or 0}\t{state}\n")
     time.sleep(max(0.0, 0.1 - (time.time() - t)))
 PY
 HOST_PID=$!
@@ -528,14 +534,15 @@ for line in open(f"{w}/windows.tsv"):
     windows.append((float(s), float(e), what.strip()))
 
 # The host sampler (host.tsv): time, stolen ms per vCPU, softnet drops and
-# squeezes (all CPUs), the worker thread's run and run-queue wait ms, pid.
+# squeezes (all CPUs), the worker thread's run and run-queue wait ms, pid,
+# and its state:cpu:wchan.
 host = []
 try:
     for line in open(f"{w}/host.tsv"):
         f = line.rstrip("\n").split("\t")
-        if len(f) == 7:
+        if len(f) == 8:
             host.append((float(f[0]), [int(x) for x in f[1].split(",")], int(f[2]), int(f[3]),
-                         int(f[4]), int(f[5]), int(f[6])))
+                         int(f[4]), int(f[5]), int(f[6]), f[7]))
 except (OSError, ValueError):
     pass
 
@@ -550,7 +557,9 @@ def host_between(a, b):
             "softnet_drops": last[2] - first[2], "softnet_squeezes": last[3] - first[3],
             "worker_run_ms": same[-1][4] - same[0][4] if len(same) >= 2 else None,
             "worker_wait_ms": same[-1][5] - same[0][5] if len(same) >= 2 else None,
-            "sampler_max_gap_ms": round(1000 * max(y[0] - x[0] for x, y in zip(pts, pts[1:])))}
+            "sampler_max_gap_ms": round(1000 * max(y[0] - x[0] for x, y in zip(pts, pts[1:]))),
+            # The worker thread's state samples: state:cpu:wchan -> count.
+            "worker_states": {k: sum(1 for h in pts if h[7] == k) for k in sorted({h[7] for h in pts})}}
 
 # Steady flows: replies (time, sequence unwrapped, RTT ms).
 def replies(path):
