@@ -361,7 +361,7 @@ while True:
     state = "-"
     try:
         pid = int(open(f"{w}/vpid").read())
-        if tid[0] != pid:
+        if tid[0] != pid or tid[1] is None:
             tid = (pid, None)
             for c in glob.glob(f"/proc/{pid}/task/*/comm"):
                 if open(c).read().strip() == "vrouter-w0":
