@@ -179,10 +179,7 @@ fn drain(h: &mut Harness) {
 /// kernels do: an ARP request or a neighbour solicitation for the router.
 fn learn(h: &mut Harness) {
     h.inject(P1, arp_request(POD1, [198, 18, 10, 11], [198, 18, 10, 1]));
-    h.inject(
-        P2,
-        solicit(POD2, BVI, "2001:db8:10::12", "2001:db8:10::1"),
-    );
+    h.inject(P2, solicit(POD2, BVI, "2001:db8:10::12", "2001:db8:10::1"));
     h.inject(P4, arp_request(POD4, [198, 18, 11, 2], [198, 18, 11, 1]));
     h.inject(UPL, arp_request(EXT, [198, 18, 20, 2], [198, 18, 20, 1]));
     h.inject(UPL, solicit(EXT, UP, "2001:db8:20::2", "2001:db8:20::1"));
@@ -237,7 +234,12 @@ fn forwards(h: &mut Harness, step: &str, pod4: bool) {
         (
             "pod4 -> ext",
             P4,
-            udp4(POD4, "02:00:00:00:00:00", [198, 18, 11, 2], [198, 18, 20, 2]),
+            udp4(
+                POD4,
+                "02:00:00:00:00:00",
+                [198, 18, 11, 2],
+                [198, 18, 20, 2],
+            ),
             UPL,
             EXT,
         ),
@@ -294,18 +296,17 @@ fn learned_neighbours_survive_route_service_and_endpoint_churn() {
     let v6: Vec<String> = (0..200)
         .map(|i| format!("2001:db8:ff{:02x}:{:x}::/64", i / 256, i % 256))
         .collect();
-    let routes_add = || {
-        let mut ops: Vec<_> = v4
-            .iter()
-            .map(|p| json!({"op": "route.add", "args": {"prefix": p, "via": ["198.18.20.2"]}}))
-            .collect();
-        ops.extend(
-            v6.iter().map(
+    let routes_add =
+        || {
+            let mut ops: Vec<_> = v4
+                .iter()
+                .map(|p| json!({"op": "route.add", "args": {"prefix": p, "via": ["198.18.20.2"]}}))
+                .collect();
+            ops.extend(v6.iter().map(
                 |p| json!({"op": "route.add", "args": {"prefix": p, "via": ["2001:db8:20::2"]}}),
-            ),
-        );
-        batch(ops)
-    };
+            ));
+            batch(ops)
+        };
     let routes_del = || {
         batch(
             v4.iter()
@@ -344,9 +345,11 @@ fn learned_neighbours_survive_route_service_and_endpoint_churn() {
             ),
             (
                 "service.replace",
-                op(json!({"op": "service.replace", "args": {"namespace": "soak", "name": "udp9",
+                op(
+                    json!({"op": "service.replace", "args": {"namespace": "soak", "name": "udp9",
                 "ips": ["198.19.0.10"], "port": 9, "protocol": "udp",
-                "backends": [{"ip": "198.18.10.13", "port": 9}, {"ip": format!("198.18.10.{}", 30 + cycle), "port": 9}]}})),
+                "backends": [{"ip": "198.18.10.13", "port": 9}, {"ip": format!("198.18.10.{}", 30 + cycle), "port": 9}]}}),
+                ),
             ),
             ("services.add", services_add()),
             ("routes.del", routes_del()),
