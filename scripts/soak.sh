@@ -32,7 +32,10 @@
 #   runs from the signal to 2 s after the new vrouterd has the agent's route.
 #
 # Checks (exit 1 if one fails; the report says which):
-#   - steady flows lose nothing outside restart windows;
+#   - steady flows lose nothing outside restart windows (each gap is
+#     attributed from a 100 ms host sampler: stolen vCPU time, softirq
+#     drops, the worker thread's run-queue wait; loss while the host kept
+#     the worker off the CPU is reported, not charged — docs/TESTING.md);
 #   - vrouterd RSS after warm-up of each run: max-min <= 4 MiB and the
 #     least-squares slope over the long run <= 256 KiB/min (see
 #     docs/TESTING.md for why);
