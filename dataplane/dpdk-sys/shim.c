@@ -29,7 +29,7 @@ uint16_t vr_mbuf_data_off(const struct rte_mbuf *m) { return m->data_off; }
 uint16_t vr_mbuf_data_len(const struct rte_mbuf *m) { return m->data_len; }
 uint16_t vr_mbuf_nb_segs(const struct rte_mbuf *m) { return m->nb_segs; }
 
-void vr_mbuf_set(struct rte_mbuf *m, uint16_t off, uint16_t len)
+static inline void mbuf_set(struct rte_mbuf *m, uint16_t off, uint16_t len)
 {
 	m->data_off = off;
 	m->data_len = len;
@@ -38,6 +38,8 @@ void vr_mbuf_set(struct rte_mbuf *m, uint16_t off, uint16_t len)
 	m->next = NULL;
 	m->ol_flags = 0;
 }
+
+void vr_mbuf_set(struct rte_mbuf *m, uint16_t off, uint16_t len) { mbuf_set(m, off, len); }
 
 uint16_t vr_rx_burst_info(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n,
 			  uintptr_t base, uint64_t *addr, uint16_t *len)
@@ -56,7 +58,7 @@ uint16_t vr_tx_burst_set(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, 
 			 const uint16_t *off, const uint16_t *len)
 {
 	for (uint16_t i = 0; i < n; i++)
-		vr_mbuf_set(pkts[i], off[i], len[i]);
+		mbuf_set(pkts[i], off[i], len[i]);
 	return rte_eth_tx_burst(port, queue, pkts, n);
 }
 

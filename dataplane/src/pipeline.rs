@@ -69,6 +69,8 @@ pub struct NodeState {
     pub keys4: Box<[u32; ARENA]>,
     pub keys6: Box<[u128; ARENA]>,
     pub nhs: Box<[u32; ARENA]>,
+    /// `ip4-lookup`: whether each packet's TTL allows forwarding.
+    pub ttl_ok: Box<[bool; ARENA]>,
     /// `l2-input`: MACs and buckets of each frame of the vector.
     pub l2: Box<[l2::datapath::L2Key; ARENA]>,
     /// Adjacencies of recently used next hops (`ip4-rewrite`, `ip6-rewrite`).
@@ -108,6 +110,7 @@ impl Pipeline {
                 keys4: Box::new([0; ARENA]),
                 keys6: Box::new([0; ARENA]),
                 nhs: Box::new([0; ARENA]),
+                ttl_ok: Box::new([false; ARENA]),
                 l2: Box::new([l2::datapath::L2Key::default(); ARENA]),
                 adj4: ip::ip4::AdjCache::default(),
                 adj6: ip::ip4::AdjCache::default(),

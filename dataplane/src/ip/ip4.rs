@@ -122,6 +122,11 @@ fn check_fast(h: &[u8; 20], len: usize) -> Option<Result<usize, Counter>> {
 pub fn input(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
     let vx = &*cx.t.vxlan;
     let vteps = !vx.vteps.is_empty();
+    let next = if cx.t.services.enabled {
+        NodeId::Ip4Conntrack
+    } else {
+        NodeId::Ip4Lookup
+    };
     for &i in input {
         let Some(p) = pkts.get_mut(usize::from(i)) else {
             continue;
@@ -158,10 +163,8 @@ pub fn input(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
         }
         if dst >> 28 == 0xe || dst == u32::MAX {
             q.push(NodeId::Ip4Local, i);
-        } else if cx.t.services.enabled {
-            q.push(NodeId::Ip4Conntrack, i);
         } else {
-            q.push(NodeId::Ip4Lookup, i);
+            q.push(next, i);
         }
     }
 }
@@ -224,42 +227,45 @@ fn step_of(id: u32, nh: &NextHop, bad: Counter, blackhole: Counter) -> Step {
 /// The `ip4-lookup` node.
 pub fn lookup(cx: &mut Ctx, st: &mut NodeState, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
     let t = cx.t;
-    let n = input.len();
+    let n = input.len().min(crate::graph::ARENA);
+    let input = &input[..n];
     let Some(first) = input.first() else { return };
-    let vrf_id = pkts[*first as usize].meta.domain;
+    let vrf_id = pkts.get(usize::from(*first)).map_or(0, |p| p.meta.domain);
     let mut one_vrf = true;
-    for (&i, key) in input.iter().zip(st.keys4.iter_mut()) {
+    // One read of each header: the destination (the key) and whether the
+    // TTL allows forwarding (the fast path below then needs no header).
+    let (keys, fwd) = (&mut st.keys4[..n], &mut st.ttl_ok[..n]);
+    for ((&i, key), ok) in input.iter().zip(keys.iter_mut()).zip(fwd.iter_mut()) {
         let Some(p) = pkts.get(usize::from(i)) else {
             continue;
         };
         one_vrf &= p.meta.domain == vrf_id;
-        *key = p
-            .l3()
-            .get(16..20)
-            .and_then(|d| d.first_chunk::<4>())
-            .map_or(0, |d| u32::from_be_bytes(*d));
+        let (k, o) = p.l3().first_chunk::<20>().map_or((0, false), |h| {
+            (u32::from_be_bytes([h[16], h[17], h[18], h[19]]), h[8] > 1)
+        });
+        *key = k;
+        *ok = o;
     }
+    let (keys, nhs) = (&st.keys4[..n], &mut st.nhs[..n]);
     match t.vrfs.get(vrf_id as usize) {
-        Some(v) if one_vrf => v.fib4.lookup_batch(&st.keys4[..n], &mut st.nhs[..n]),
+        Some(v) if one_vrf => v.fib4.lookup_batch(keys, nhs),
         _ => {
-            for (k, &i) in input.iter().enumerate() {
-                let vrf = t.vrfs.get(pkts[i as usize].meta.domain as usize);
-                st.nhs[k] = vrf.map_or(0, |v| v.fib4.lookup(st.keys4[k]));
+            for ((&i, &key), nh) in input.iter().zip(keys).zip(nhs.iter_mut()) {
+                let vrf = pkts
+                    .get(usize::from(i))
+                    .and_then(|p| t.vrfs.get(p.meta.domain as usize));
+                *nh = vrf.map_or(0, |v| v.fib4.lookup(key));
             }
         }
     }
     let nexthops: &[NextHop] = &t.nexthops;
-    for (k, &i) in input.iter().enumerate() {
-        let (Some(&dst), Some(&id)) = (st.keys4.get(k), st.nhs.get(k)) else {
-            continue;
-        };
+    let (keys, nhs, fwd) = (&st.keys4[..n], &st.nhs[..n], &st.ttl_ok[..n]);
+    for (((&i, &dst), &id), &ttl_ok) in input.iter().zip(keys).zip(nhs).zip(fwd) {
         let Some(p) = pkts.get_mut(usize::from(i)) else {
             continue;
         };
         // Fast path: a resolved neighbour and a TTL that allows forwarding.
-        if let Some(NextHop::Rewrite { .. }) = nexthops.get(id as usize)
-            && p.l3().get(8).is_some_and(|&ttl| ttl > 1)
-        {
+        if ttl_ok && let Some(NextHop::Rewrite { .. }) = nexthops.get(id as usize) {
             p.meta.nh = id;
             q.push(NodeId::Ip4Rewrite, i);
             continue;
@@ -494,14 +500,17 @@ pub fn rewrite(cx: &mut Ctx, st: &mut NodeState, pkts: &mut [Pkt], input: &[u16]
 /// incrementally (RFC 1624), as `Ipv4Packet::decrement_ttl`.
 #[inline(always)]
 fn decrement_ttl(h: &mut [u8; 20]) {
-    let (ttl, proto) = (h[8], h[9]);
+    let ttl = h[8];
     if ttl == 0 {
         return;
     }
-    let old = u16::from_be_bytes([ttl, proto]);
-    let new = u16::from_be_bytes([ttl - 1, proto]);
     h[8] = ttl - 1;
-    let c = checksum::update_u16(u16::from_be_bytes([h[10], h[11]]), old, new);
+    // `checksum::update_u16(hc, old, new)` is !fold(!hc + !old + new); with
+    // new = old - 0x0100 (the TTL is the high byte of its word), !old + new
+    // is always 0xfeff, so the same result needs no header word but the
+    // checksum.
+    let hc = u16::from_be_bytes([h[10], h[11]]);
+    let c = !checksum::fold(u32::from(!hc) + 0xfeff);
     [h[10], h[11]] = c.to_be_bytes();
 }
 
@@ -588,6 +597,34 @@ fn echo_reply(p: &mut Pkt, ihl: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decrement_ttl_matches_the_rfc1624_update() {
+        for hc in 0..=u16::MAX {
+            for (ttl, proto) in [(1u8, 17u8), (2, 6), (64, 1), (255, 0), (128, 255)] {
+                let mut h = [0u8; 20];
+                h[8] = ttl;
+                h[9] = proto;
+                h[10..12].copy_from_slice(&hc.to_be_bytes());
+                decrement_ttl(&mut h);
+                let want = checksum::update_u16(
+                    hc,
+                    u16::from_be_bytes([ttl, proto]),
+                    u16::from_be_bytes([ttl - 1, proto]),
+                );
+                assert_eq!(h[8], ttl - 1);
+                assert_eq!(
+                    u16::from_be_bytes([h[10], h[11]]),
+                    want,
+                    "hc {hc:#x} ttl {ttl}"
+                );
+            }
+        }
+        let mut h = [0u8; 20];
+        h[10] = 0x12;
+        decrement_ttl(&mut h);
+        assert_eq!((h[8], h[10], h[11]), (0, 0x12, 0), "TTL 0 is left alone");
+    }
 
     #[test]
     fn sum20_agrees_with_the_wire_checksum() {

@@ -244,9 +244,9 @@ impl DpdkPort {
             rx: vec![std::ptr::null_mut(); BURST],
             rx_addr: vec![0; BURST],
             rx_len: vec![0; BURST],
-            tx: Vec::with_capacity(BURST),
-            tx_off: Vec::with_capacity(BURST),
-            tx_len: Vec::with_capacity(BURST),
+            tx: vec![std::ptr::null_mut(); crate::graph::ARENA],
+            tx_off: vec![0; crate::graph::ARENA],
+            tx_len: vec![0; crate::graph::ARENA],
             stats: Arc::default(),
         })
     }
@@ -427,16 +427,25 @@ impl Port for DpdkPort {
                 self.rx_len.as_mut_ptr(),
             )
         } as usize;
+        let got = got.min(self.rx.len());
         let (mut k, mut bytes, mut bad) = (0usize, 0u64, 0u64);
+        let meta = Pkt::new_meta(self.index);
+        let start = out.len();
+        out.reserve(got);
+        let spare = out.spare_capacity_mut();
         let infos = self.rx_addr.iter().zip(&self.rx_len);
         for (&m, (&addr, &len)) in self.rx[..got].iter().zip(infos) {
             // Multi-segment mbufs come with addr = u64::MAX, which adopt refuses.
             match pool.adopt(addr, usize::from(len)) {
-                Ok(b) => {
-                    bytes += u64::from(len);
-                    out.push(Pkt::new(b, self.index));
-                    k += 1;
-                }
+                Ok(buf) => match spare.get_mut(k) {
+                    Some(slot) => {
+                        bytes += u64::from(len);
+                        slot.write(Pkt { buf, meta });
+                        k += 1;
+                    }
+                    // Not reached (room for `got` was reserved); frees the mbuf.
+                    None => pool.free(buf),
+                },
                 Err(_) => {
                     bad += 1;
                     // SAFETY: not adopted: the mbuf is still ours to free.
@@ -444,6 +453,10 @@ impl Port for DpdkPort {
                 }
             }
         }
+        // SAFETY: the loop initialised the first `k` spare slots (each
+        // increment of `k` follows the write of slot `k`), so the first
+        // `start + k` elements are initialised.
+        unsafe { out.set_len(start + k) };
         PortStats::add(&self.stats.rx_packets, k as u64);
         PortStats::add(&self.stats.rx_bytes, bytes);
         PortStats::add(&self.stats.rx_errors, bad);
@@ -458,14 +471,19 @@ impl Port for DpdkPort {
             return;
         };
         let (mut bytes, mut dropped) = (0u64, 0u64);
-        self.tx.clear();
-        self.tx_off.clear();
-        self.tx_len.clear();
+        if self.tx.len() < bufs.len() {
+            // Batches are at most a graph arena; grows once, if ever.
+            self.tx.resize(bufs.len(), std::ptr::null_mut());
+            self.tx_off.resize(bufs.len(), 0);
+            self.tx_len.resize(bufs.len(), 0);
+        }
+        let (first, mbufs) = (*first, &mbufs[..]);
+        let mut n = 0usize;
         for b in bufs.drain(..) {
             let (off, len) = (b.offset() as u16, b.len() as u16);
             let own = b
                 .frame_index()
-                .checked_sub(*first)
+                .checked_sub(first)
                 .and_then(|k| mbufs.get(k as usize))
                 .copied()
                 .unwrap_or(0);
@@ -493,10 +511,23 @@ impl Port for DpdkPort {
                 pool.free(b);
                 m
             };
-            bytes += u64::from(len);
-            self.tx.push(m);
-            self.tx_off.push(off);
-            self.tx_len.push(len);
+            match (
+                self.tx.get_mut(n),
+                self.tx_off.get_mut(n),
+                self.tx_len.get_mut(n),
+            ) {
+                (Some(t), Some(o), Some(l)) => {
+                    (*t, *o, *l) = (m, off, len);
+                    bytes += u64::from(len);
+                    n += 1;
+                }
+                _ => {
+                    // Not reached (sized for the batch above).
+                    // SAFETY: an mbuf we own and do not send.
+                    unsafe { ffi::vr_pktmbuf_free(m) };
+                    dropped += 1;
+                }
+            }
         }
         // SAFETY: `tx` holds owned mbufs whose buffers hold the packets at
         // `tx_off`/`tx_len` (same length); the PMD takes those it sends.
@@ -505,12 +536,12 @@ impl Port for DpdkPort {
                 self.port_id,
                 self.cfg.queue,
                 self.tx.as_mut_ptr(),
-                self.tx.len() as u16,
+                n as u16,
                 self.tx_off.as_ptr(),
                 self.tx_len.as_ptr(),
             )
         } as usize;
-        for &m in &self.tx[sent..] {
+        for &m in self.tx.get(sent..n).unwrap_or(&[]) {
             // SAFETY: not taken by the PMD: still ours. Freeing returns it
             // to the mempool (its frame stays lent to DPDK).
             unsafe { ffi::vr_pktmbuf_free(m) };
@@ -519,7 +550,7 @@ impl Port for DpdkPort {
         PortStats::add(&self.stats.tx_packets, sent as u64);
         PortStats::add(&self.stats.tx_bytes, bytes);
         PortStats::add(&self.stats.tx_dropped, dropped);
-        PortStats::add(&self.stats.tx_ring_full, (self.tx.len() - sent) as u64);
+        PortStats::add(&self.stats.tx_ring_full, n.saturating_sub(sent) as u64);
     }
 
     fn stats(&self) -> &Arc<PortStats> {
