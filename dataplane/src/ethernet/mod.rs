@@ -48,6 +48,10 @@ struct PortIface {
     mac: u64,
     /// A pod is bound to the interface: frames go through `pod-guard`.
     guard: bool,
+    /// The address of an IPv4 VTEP on this (routed) interface: IPv4 UDP to
+    /// it goes to `vxlan4-input` first (the VXLAN fast path, see
+    /// `vxlan::decap`).
+    vtep4: Option<[u8; 4]>,
 }
 
 impl PortIface {
@@ -58,6 +62,7 @@ impl PortIface {
         domain: 0,
         mac: 0,
         guard: false,
+        vtep4: None,
     };
 
     #[inline(never)]
@@ -81,6 +86,11 @@ impl PortIface {
             domain,
             mac,
             guard: guarded(t, iface),
+            vtep4: if kind == 2 {
+                t.vxlan.vtep4_on(iface).map(u32::to_be_bytes)
+            } else {
+                None
+            },
         }
     }
 }
@@ -132,6 +142,12 @@ pub fn input(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
             drop_pkt(p, q, i, Counter::EthNotForUs);
         } else if pc.guard {
             q.push(NodeId::PodGuard, i);
+        } else if ethertype == EtherType::IPV4.0
+            && let Some(a) = pc.vtep4
+            && to_vtep(p.buf.data(), a)
+        {
+            p.meta.aux = crate::vxlan::decap::AUX_OUTER_UNCHECKED;
+            q.push(NodeId::Vxlan4Input, i);
         } else {
             l3_input(p, q, i);
         }
@@ -217,6 +233,12 @@ fn slow(cx: &Ctx, acc: &mut IfaceAcc, p: &mut Pkt, q: &mut Queues, i: u16) {
         // A BVI has no port; a map pointing at one is a control bug.
         IfaceMode::Bvi { .. } => drop_pkt(p, q, i, Counter::EthUnknownInterface),
     }
+}
+
+/// True if IPv4 frame `d` is UDP to address `vtep`.
+#[inline(always)]
+fn to_vtep(d: &[u8], vtep: [u8; 4]) -> bool {
+    d.get(23) == Some(&17) && d.get(30..34) == Some(&vtep[..])
 }
 
 /// True if a pod is bound to interface `iface` (anti-spoofing applies).
