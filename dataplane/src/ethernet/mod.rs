@@ -2,12 +2,14 @@
 //! (port + VLAN), then sends it to the bridge or to L3 input.
 //!
 //! Reads `rx_port`. Writes `rx_if`, `domain` (bridge domain or VRF),
-//! `l3_off`, `ethertype`, `flags::L2_MULTI`.
+//! `l3_off`, `ethertype`, `flags::L2_MULTI` (and `aux` for `vxlan4-input`).
 //! Edges: `l2-input` (bridged interfaces; a VLAN tag is removed first so the
 //! bridge always sees untagged frames, and `interface-output` tags them for
 //! the output interface), `arp-input`, `ip4-input`, `ip6-input` (routed
 //! interfaces), `pod-guard` (instead of those, for an interface with a pod
-//! bound to it: anti-spoofing), `drop`.
+//! bound to it: anti-spoofing), `vxlan4-input` (IPv4 UDP to the address of
+//! a VTEP on the receiving interface: the VXLAN fast path, which checks the
+//! outer IPv4 header itself), `drop`.
 //!
 //! Also home of the two helpers every L3 node uses to send a packet:
 //! [`set_l2_header`] and [`l3_output`].

@@ -5,14 +5,14 @@
 //! Input: packets `ip4-input` / `ip6-local` found addressed to the address
 //! and UDP port of a VTEP of their VRF (`meta.aux` = the VTEP), IP header
 //! validated and not a fragment. `vxlan4-input` also takes, straight from
-//! `ethernet-input`, every unicast IPv4 UDP frame of a routed interface whose
-//! VRF has an IPv4 VTEP (`meta.aux` = [`AUX_OUTER_UNCHECKED`]): the fast
-//! path. It checks the outer header itself, in one pass, exactly as
+//! `ethernet-input`, every IPv4 UDP frame to the address of an IPv4 VTEP
+//! received on the VTEP's own (routed, unguarded) interface (`meta.aux` =
+//! [`AUX_OUTER_UNCHECKED`]): the fast path. It checks the outer header itself, in one pass, exactly as
 //! `ip4-input` would (version 4 without options, total length, header
 //! checksum, source, not a fragment, a VTEP's address and port in the
 //! packet's VRF) and sends anything else, untouched, to `ip4-input`: the
-//! trade-off is a detour of a few instructions for underlay UDP that is not
-//! VXLAN, against skipping `ip4-input` for all VXLAN. Checks, each with its
+//! trade-off is a detour of a few instructions for other UDP to the VTEP's
+//! address, against skipping `ip4-input` for all VXLAN. Checks, each with its
 //! counter: UDP length and the I flag
 //! (`vxlan-bad-header`), a non-zero UDP checksum (`vxlan-bad-udp-checksum`),
 //! the VNI is one of the VTEP's (`vxlan-unknown-vni`), the outer source is
