@@ -45,7 +45,7 @@ use vrouter_wire::MacAddr;
 /// (reserved: a configured interface may not use it).
 pub const TUNNEL_SHG: u8 = 255;
 /// Outer IPv4 + UDP + VXLAN header length (the outer Ethernet header is
-/// written by `ip4-rewrite`).
+/// `vxlan4-encap`'s own for a resolved outer neighbour, else `ip4-rewrite`'s).
 pub const OUTER4: usize = 36;
 /// Outer IPv6 + UDP + VXLAN header length.
 pub const OUTER6: usize = 56;
