@@ -250,6 +250,33 @@ fn unknown_vni_vtep_and_bad_headers_are_dropped_and_counted() {
     assert_eq!(h.frames_in_use(), 0);
 }
 
+/// The fast path (`ethernet-input` straight to `vxlan4-input` on the VTEP's
+/// interface) checks the outer IPv4 header as `ip4-input` does: what it
+/// does not take goes to `ip4-input`, with the same counters as before.
+#[test]
+fn outer_ipv4_errors_on_the_vtep_interface_are_counted_as_ip4_input_does() {
+    let mut h = Harness::new(&cfg());
+    let inner = udp_frame(REMOTE_POD, POD1, [198, 19, 0, 9], [198, 19, 0, 1], 7, 20);
+    let mut bad = vxlan_frame([198, 18, 100, 2], 100, 0x08, &inner);
+    bad[14 + 10] ^= 0x01;
+    h.inject(2, bad);
+    assert_eq!(h.counter(Counter::Ip4BadChecksum), 1);
+    h.inject(2, vxlan_frame([127, 0, 0, 1], 100, 0x08, &inner));
+    assert_eq!(h.counter(Counter::Ip4BadSource), 1);
+    let mut short = vxlan_frame([198, 18, 100, 2], 100, 0x08, &inner);
+    short.truncate(short.len() - 1);
+    h.inject(2, short);
+    assert_eq!(h.counter(Counter::Ip4Truncated), 1);
+    assert!(h.out(0).is_empty(), "nothing reached the pod");
+    assert_eq!(h.counter(Counter::L2Learned), 0);
+    // Ethernet padding after the outer packet is trimmed, not delivered.
+    let mut padded = vxlan_frame([198, 18, 100, 2], 100, 0x08, &inner);
+    padded.extend_from_slice(&[0; 6]);
+    h.inject(2, padded);
+    assert_eq!(h.out(0), vec![inner], "inner frame to the pod");
+    assert_eq!(h.frames_in_use(), 0);
+}
+
 #[test]
 fn l3_overlay_routes_into_the_tunnel_with_flow_hashed_source_ports() {
     let mut h = Harness::new(&cfg());

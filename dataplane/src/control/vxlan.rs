@@ -189,12 +189,13 @@ impl Router {
                 kind,
                 mac,
                 remotes: list,
+                index: Vec::new(),
                 arp_suppress: n.arp_suppression,
                 arp,
             });
         }
         vx.vnis.sort_by_key(|v| (v.vtep, v.vni));
-        self.t.vxlan = Arc::new(vx);
+        self.t.vxlan = Arc::new(vx.indexed());
         Ok(())
     }
 
@@ -392,7 +393,7 @@ impl Router {
         for n in &mut vx.vnis {
             n.remotes.retain(|r| r.1 != iface);
         }
-        self.t.vxlan = Arc::new(vx);
+        self.t.vxlan = Arc::new(vx.indexed());
     }
 
     /// Adds or replaces an overlay route (`route.add` with `remote`): the
@@ -435,7 +436,7 @@ impl Router {
             None => {
                 let mut vx = (*self.t.vxlan).clone();
                 let i = self.add_tunnel(&mut vx, vtep, vni, remote, kind, vmac, false)?;
-                self.t.vxlan = Arc::new(vx);
+                self.t.vxlan = Arc::new(vx.indexed());
                 (i, false)
             }
         };
@@ -448,7 +449,7 @@ impl Router {
             if let Err(at) = list.binary_search_by_key(&addr_key(remote), |r| r.0) {
                 list.insert(at, (addr_key(remote), iface));
             }
-            self.t.vxlan = Arc::new(vx);
+            self.t.vxlan = Arc::new(vx.indexed());
             self.overlay_remotes.insert(iface);
         }
         if let Some(i) = old_tunnel.filter(|&i| i != iface) {
@@ -568,7 +569,7 @@ impl Router {
         if let Err(at) = list.binary_search_by_key(&addr_key(remote), |r| r.0) {
             list.insert(at, (addr_key(remote), iface));
         }
-        self.t.vxlan = Arc::new(vx);
+        self.t.vxlan = Arc::new(vx.indexed());
         let members = &mut self.t.bds[bd as usize].members;
         if members.contains(&iface) {
             return Ok(false);
@@ -609,7 +610,7 @@ impl Router {
             b.macs.retain_learned(0, |e| e.dst != iface, |_| {});
             let mut vx = (*self.t.vxlan).clone();
             vx.vnis[k].remotes.retain(|r| r.1 != iface);
-            self.t.vxlan = Arc::new(vx);
+            self.t.vxlan = Arc::new(vx.indexed());
         }
         Ok(())
     }
@@ -657,7 +658,7 @@ impl Router {
                 Ok(at) => arp[at].1 = mac,
                 Err(at) => arp.insert(at, (u32::from(a), mac)),
             }
-            self.t.vxlan = Arc::new(vx);
+            self.t.vxlan = Arc::new(vx.indexed());
         }
         Ok(())
     }
@@ -684,7 +685,7 @@ impl Router {
                     .find(|e| e.1 == mac)
                     .map(|e| Ipv4Addr::from(e.0));
                 vx.vnis[k].arp.retain(|e| e.1 != mac);
-                self.t.vxlan = Arc::new(vx);
+                self.t.vxlan = Arc::new(vx.indexed());
                 Ok(ip)
             }
             _ => Err(ControlError::NotFound {

@@ -2,12 +2,14 @@
 //! (port + VLAN), then sends it to the bridge or to L3 input.
 //!
 //! Reads `rx_port`. Writes `rx_if`, `domain` (bridge domain or VRF),
-//! `l3_off`, `ethertype`, `flags::L2_MULTI`.
+//! `l3_off`, `ethertype`, `flags::L2_MULTI` (and `aux` for `vxlan4-input`).
 //! Edges: `l2-input` (bridged interfaces; a VLAN tag is removed first so the
 //! bridge always sees untagged frames, and `interface-output` tags them for
 //! the output interface), `arp-input`, `ip4-input`, `ip6-input` (routed
 //! interfaces), `pod-guard` (instead of those, for an interface with a pod
-//! bound to it: anti-spoofing), `drop`.
+//! bound to it: anti-spoofing), `vxlan4-input` (IPv4 UDP to the address of
+//! a VTEP on the receiving interface: the VXLAN fast path, which checks the
+//! outer IPv4 header itself), `drop`.
 //!
 //! Also home of the two helpers every L3 node uses to send a packet:
 //! [`set_l2_header`] and [`l3_output`].
@@ -48,6 +50,10 @@ struct PortIface {
     mac: u64,
     /// A pod is bound to the interface: frames go through `pod-guard`.
     guard: bool,
+    /// The address of an IPv4 VTEP on this (routed) interface: IPv4 UDP to
+    /// it goes to `vxlan4-input` first (the VXLAN fast path, see
+    /// `vxlan::decap`).
+    vtep4: Option<[u8; 4]>,
 }
 
 impl PortIface {
@@ -58,6 +64,7 @@ impl PortIface {
         domain: 0,
         mac: 0,
         guard: false,
+        vtep4: None,
     };
 
     #[inline(never)]
@@ -81,6 +88,11 @@ impl PortIface {
             domain,
             mac,
             guard: guarded(t, iface),
+            vtep4: if kind == 2 {
+                t.vxlan.vtep4_on(iface).map(u32::to_be_bytes)
+            } else {
+                None
+            },
         }
     }
 }
@@ -132,6 +144,12 @@ pub fn input(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
             drop_pkt(p, q, i, Counter::EthNotForUs);
         } else if pc.guard {
             q.push(NodeId::PodGuard, i);
+        } else if ethertype == EtherType::IPV4.0
+            && let Some(a) = pc.vtep4
+            && to_vtep(p.buf.data(), a)
+        {
+            p.meta.aux = crate::vxlan::decap::AUX_OUTER_UNCHECKED;
+            q.push(NodeId::Vxlan4Input, i);
         } else {
             l3_input(p, q, i);
         }
@@ -217,6 +235,12 @@ fn slow(cx: &Ctx, acc: &mut IfaceAcc, p: &mut Pkt, q: &mut Queues, i: u16) {
         // A BVI has no port; a map pointing at one is a control bug.
         IfaceMode::Bvi { .. } => drop_pkt(p, q, i, Counter::EthUnknownInterface),
     }
+}
+
+/// True if IPv4 frame `d` is UDP to address `vtep`.
+#[inline(always)]
+fn to_vtep(d: &[u8], vtep: [u8; 4]) -> bool {
+    d.get(23) == Some(&17) && d.get(30..34) == Some(&vtep[..])
 }
 
 /// True if a pod is bound to interface `iface` (anti-spoofing applies).

@@ -42,7 +42,7 @@ pub mod icmp4 {
 }
 
 #[inline(always)]
-fn is_martian_src(a: u32) -> bool {
+pub(crate) fn is_martian_src(a: u32) -> bool {
     a >> 28 == 0xe || a == u32::MAX || a >> 24 == 127
 }
 
@@ -52,7 +52,7 @@ fn is_martian_src(a: u32) -> bool {
 /// 0xffff, which a byte swap leaves alone. Two and a half 64-bit words,
 /// folded (2^32 and 2^16 are 1 modulo 2^16 - 1).
 #[inline(always)]
-fn sum20(h: &[u8; 20]) -> u32 {
+pub(crate) fn sum20(h: &[u8; 20]) -> u32 {
     let w = |k: usize| {
         u64::from_ne_bytes([
             h[k],
@@ -566,15 +566,14 @@ pub fn local(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
 #[inline(always)]
 fn vxlan_direct(vx: &crate::vxlan::VxlanTables, p: &Pkt) -> Option<u16> {
     let l3 = p.l3();
-    if l3.len() < 24 || l3[9] != UDP || be16(l3, 6) & 0x3fff != 0 {
+    if l3.len() < 24 || !vx.is_vtep4(be32(l3, 16)) || l3[9] != UDP || be16(l3, 6) & 0x3fff != 0 {
         return None;
     }
     let ihl = usize::from(l3[0] & 0x0f) * 4;
     if l3.len() < ihl + 4 {
         return None;
     }
-    let v = vx.vtep_for(be32(l3, 16), be16(l3, ihl + 2))?;
-    (vx.vteps.get(usize::from(v))?.vrf == p.meta.domain).then_some(v)
+    vx.vtep4_in(be32(l3, 16), be16(l3, ihl + 2), p.meta.domain)
 }
 
 /// Turns an echo request into its reply in place.

@@ -13,10 +13,12 @@
 //! packet). Edges: `ip4-lookup` / `ip6-lookup` (outer next hop, ARP/ND,
 //! outer Ethernet header are the underlay's), `drop`; and for IPv4, when the
 //! remote VTEP's route is a resolved neighbour on a port (looked up once per
-//! run of packets to one tunnel), `interface-output` directly with the outer
-//! Ethernet header written here (the same header and MTU check
-//! `ip4-rewrite` would apply; ECMP, BVI and unresolved next hops take the
-//! lookup path).
+//! vector and tunnel), none: the whole outer header, Ethernet included, is
+//! one precomputed template per tunnel copied in one go, checked against the
+//! MTU `ip4-rewrite` would apply, and the packet is marked for transmission
+//! on the port and counted as sent on the underlay interface, as
+//! `interface-output` would (which still runs for a VLAN-tagged underlay
+//! interface; ECMP, BVI and unresolved next hops take the lookup path).
 //!
 //! IPv6 outer headers carry the flow hash in the flow label too, and a
 //! computed UDP checksum (the one per-byte cost of the IPv6 encap: a sum
@@ -30,11 +32,10 @@ use vrouter_wire::EtherType;
 
 use super::{Dscp, OUTER4, OUTER6, Tunnel};
 use crate::ethernet::drop_pkt;
-use crate::graph::{Counter, NodeId, Queues};
-use crate::ip::ip4::Adjacency;
+use crate::graph::{Counter, IfaceAcc, NodeId, Queues};
 use crate::ip::{be16, be32, be128, flow_hash};
 use crate::pipeline::{Ctx, NodeState};
-use crate::pkt::{NO_IFACE, Pkt, flags};
+use crate::pkt::{Disposition, NO_IFACE, Pkt, flags};
 use crate::tables::{NextHop, Tables};
 
 const ETH: usize = 14;
@@ -96,12 +97,28 @@ fn tunnel_of(t: &Tables, iface: u16) -> Option<&Tunnel> {
     t.vxlan.tunnels.get(usize::from(k))
 }
 
-/// The outer adjacency of `tun` if its remote VTEP's route is a resolved
-/// neighbour on a port (no ECMP, no BVI, no resolution pending): then
-/// `vxlan4-encap` writes the outer Ethernet header itself and skips the
-/// underlay's `ip4-lookup`/`ip4-rewrite`, which would find the same.
+/// How `vxlan4-encap` sends the packets of one tunnel when the remote
+/// VTEP's route is a resolved neighbour on a port (no ECMP, no BVI, no
+/// resolution pending): with the outer Ethernet header written here, past
+/// the underlay's `ip4-lookup`/`ip4-rewrite`, which would find the same.
+#[derive(Clone, Copy)]
+struct Direct {
+    /// Outer Ethernet + IPv4 + UDP + VXLAN, the configured TTL in place;
+    /// total length, TOS (when copied), checksum and ports zero.
+    hdr: [u8; ETH + OUTER4],
+    /// The IPv4 checksum template's sum.
+    csum: u32,
+    nh: u32,
+    iface: u16,
+    mtu: u16,
+    /// The underlay interface's port, or `None` when `interface-output`
+    /// must still run (a VLAN tag to add): then the packet goes there.
+    port: Option<u16>,
+}
+
+/// The direct path of `tun`, if its remote VTEP's route allows it.
 #[inline(never)]
-fn direct4(t: &Tables, st: &mut NodeState, tun: &Tunnel) -> Option<Adjacency> {
+fn direct4(t: &Tables, st: &mut NodeState, tun: &Tunnel) -> Option<Direct> {
     let IpAddr::V4(remote) = tun.remote else {
         return None;
     };
@@ -114,31 +131,77 @@ fn direct4(t: &Tables, st: &mut NodeState, tun: &Tunnel) -> Option<Adjacency> {
         return None;
     };
     st.adj4.sync(t);
-    st.adj4
+    let a = st
+        .adj4
         .get(t, nh, EtherType::IPV4)
         .copied()
-        .filter(|a| !a.bvi)
+        .filter(|a| !a.bvi)?;
+    let f = t.iface(a.iface).filter(|f| f.tunnel.is_none())?;
+    let mut hdr = [0u8; ETH + OUTER4];
+    hdr[..ETH].copy_from_slice(&a.header);
+    hdr[ETH..].copy_from_slice(tun.header.get(..OUTER4)?);
+    hdr[ETH + 8] = tun.ttl;
+    Some(Direct {
+        hdr,
+        csum: tun.csum_direct,
+        nh: a.id,
+        iface: a.iface,
+        mtu: a.mtu,
+        port: (f.vlan == 0).then_some(f.port),
+    })
+}
+
+/// A tunnel of this vector: its interface, tunnel and direct path.
+#[derive(Clone, Copy)]
+struct Slot<'t> {
+    iface: u16,
+    tun: Option<&'t Tunnel>,
+    direct: Option<Direct>,
+}
+
+/// Fills the variable fields of an outer IPv4/UDP/VXLAN header copied from
+/// a template whose sum is `base` (RFC 1071: the checksum is the template's
+/// sum plus the fields written here).
+#[inline(always)]
+fn finish4(h: &mut [u8; OUTER4], base: u32, copied_tos: Option<u8>, total: u16, sport: u16) {
+    let tos = copied_tos.unwrap_or(0);
+    if copied_tos.is_some() {
+        h[1] = tos;
+    }
+    h[2..4].copy_from_slice(&total.to_be_bytes());
+    let c = checksum::finish(base + u32::from(total) + u32::from(tos));
+    h[10..12].copy_from_slice(&c.to_be_bytes());
+    h[20..22].copy_from_slice(&sport.to_be_bytes());
+    h[24..26].copy_from_slice(&(total - 20).to_be_bytes());
 }
 
 /// The `vxlan4-encap` node.
 pub fn node4(cx: &mut Ctx, st: &mut NodeState, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
     let t = cx.t;
-    // Tunnels (and their outer adjacencies) of this vector, direct-mapped by
+    // Tunnels (and their direct paths) of this vector, direct-mapped by
     // interface: a vector usually goes to a few remote nodes, interleaved.
-    let mut seen: [(u16, Option<&Tunnel>, Option<Adjacency>); TUNNEL_SLOTS] =
-        [(NO_IFACE, None, None); TUNNEL_SLOTS];
+    let mut seen = [Slot {
+        iface: NO_IFACE,
+        tun: None,
+        direct: None,
+    }; TUNNEL_SLOTS];
+    let mut acc = IfaceAcc::default();
     for &i in input {
         let Some(p) = pkts.get_mut(usize::from(i)) else {
             continue;
         };
-        let slot = &mut seen[usize::from(p.meta.tx_if) % TUNNEL_SLOTS];
-        if slot.0 != p.meta.tx_if {
-            let tun = tunnel_of(t, p.meta.tx_if).filter(|t| !t.v6);
-            let adj = tun.and_then(|tun| direct4(t, st, tun));
-            *slot = (p.meta.tx_if, tun, adj);
+        let tx_if = p.meta.tx_if;
+        let slot = &mut seen[usize::from(tx_if) % TUNNEL_SLOTS];
+        if slot.iface != tx_if {
+            let tun = tunnel_of(t, tx_if).filter(|t| !t.v6);
+            let direct = tun.and_then(|tun| direct4(t, st, tun));
+            *slot = Slot {
+                iface: tx_if,
+                tun,
+                direct,
+            };
         }
-        let last = *slot;
-        let Some(tun) = last.1 else {
+        let Some(tun) = slot.tun else {
             drop_pkt(p, q, i, Counter::GraphLost);
             continue;
         };
@@ -149,61 +212,59 @@ pub fn node4(cx: &mut Ctx, st: &mut NodeState, pkts: &mut [Pkt], input: &[u16], 
             continue;
         }
         let (hash, tos) = inner_flow(p.buf.data());
-        let tos = match tun.dscp {
-            Dscp::Copy => tos,
-            Dscp::Fixed(_) => tun.header[1],
-        };
+        let copied_tos = matches!(tun.dscp, Dscp::Copy).then_some(tos);
         let sport = source_port(tun.sport_min, tun.sport_span, hash);
-        let adj = last.2.filter(|a| total <= usize::from(a.mtu));
-        let eth = if adj.is_some() { ETH } else { 0 };
-        let Some(d) = p.buf.prepend(OUTER4 + eth).ok() else {
-            drop_pkt(p, q, i, Counter::GraphNoSpace);
-            continue;
-        };
-        let Some(h) = d.get_mut(eth..).and_then(|h| h.first_chunk_mut::<OUTER4>()) else {
-            drop_pkt(p, q, i, Counter::GraphNoSpace);
-            continue;
-        };
-        if let Some(t4) = tun.header.first_chunk::<OUTER4>() {
-            *h = *t4;
-        }
-        let total = total as u16;
-        let base = if adj.is_some() {
-            h[8] = tun.ttl;
-            tun.csum_direct
-        } else {
-            tun.csum
-        };
-        h[1] = tos;
-        h[2..4].copy_from_slice(&total.to_be_bytes());
-        let copied = if matches!(tun.dscp, Dscp::Copy) {
-            u32::from(tos)
-        } else {
-            0
-        };
-        let c = checksum::finish(base + u32::from(total) + copied);
-        h[10..12].copy_from_slice(&c.to_be_bytes());
-        h[20..22].copy_from_slice(&sport.to_be_bytes());
-        h[24..26].copy_from_slice(&(total - 20).to_be_bytes());
+        let total16 = total as u16;
         p.meta.ethertype = 0x0800;
         p.meta.domain = tun.vrf;
         p.meta.flags = (p.meta.flags & flags::TRACED) | flags::LOCAL_ORIGIN;
-        match adj {
-            Some(a) => {
-                if let Some(e) = p.buf.data_mut().first_chunk_mut::<ETH>() {
-                    *e = a.header;
+        match slot.direct.as_ref().filter(|d| total <= usize::from(d.mtu)) {
+            Some(d) => {
+                let Some(h) = p
+                    .buf
+                    .prepend(ETH + OUTER4)
+                    .ok()
+                    .and_then(|h| h.first_chunk_mut::<{ ETH + OUTER4 }>())
+                else {
+                    drop_pkt(p, q, i, Counter::GraphNoSpace);
+                    continue;
+                };
+                *h = d.hdr;
+                if let Some(h) = h.last_chunk_mut::<OUTER4>() {
+                    finish4(h, d.csum, copied_tos, total16, sport);
                 }
                 p.meta.l3_off = ETH as u16;
-                p.meta.nh = a.id;
-                p.meta.tx_if = a.iface;
-                q.push(NodeId::InterfaceOutput, i);
+                p.meta.nh = d.nh;
+                p.meta.tx_if = d.iface;
+                match d.port {
+                    Some(port) => {
+                        acc.add(cx.stats, false, d.iface, ETH + total);
+                        p.meta.tx_port = port;
+                        p.meta.disposition = Disposition::Tx;
+                    }
+                    None => q.push(NodeId::InterfaceOutput, i),
+                }
             }
             None => {
+                let Some(h) = p
+                    .buf
+                    .prepend(OUTER4)
+                    .ok()
+                    .and_then(|h| h.first_chunk_mut::<OUTER4>())
+                else {
+                    drop_pkt(p, q, i, Counter::GraphNoSpace);
+                    continue;
+                };
+                if let Some(t4) = tun.header.first_chunk::<OUTER4>() {
+                    *h = *t4;
+                }
+                finish4(h, tun.csum, copied_tos, total16, sport);
                 p.meta.l3_off = 0;
                 q.push(NodeId::Ip4Lookup, i);
             }
         }
     }
+    acc.flush(cx.stats, false);
 }
 
 /// The `vxlan6-encap` node.

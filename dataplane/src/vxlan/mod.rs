@@ -45,7 +45,7 @@ use vrouter_wire::MacAddr;
 /// (reserved: a configured interface may not use it).
 pub const TUNNEL_SHG: u8 = 255;
 /// Outer IPv4 + UDP + VXLAN header length (the outer Ethernet header is
-/// written by `ip4-rewrite`).
+/// `vxlan4-encap`'s own for a resolved outer neighbour, else `ip4-rewrite`'s).
 pub const OUTER4: usize = 36;
 /// Outer IPv6 + UDP + VXLAN header length.
 pub const OUTER6: usize = 56;
@@ -109,6 +109,10 @@ pub struct Vni {
     pub mac: MacAddr,
     /// Accepted remote VTEPs, sorted: ([`addr_key`], tunnel interface).
     pub remotes: Vec<(u128, u16)>,
+    /// Open-addressing hash index of `remotes` (positions; `u16::MAX` is
+    /// empty; a power of two, at least twice as long), rebuilt by
+    /// [`VxlanTables::indexed`] whenever `remotes` changes.
+    pub index: Vec<u16>,
     /// L2: answer ARP requests for known endpoints locally.
     pub arp_suppress: bool,
     /// L2: known remote endpoints, sorted: (IPv4 address as u32, MAC).
@@ -117,18 +121,46 @@ pub struct Vni {
 
 impl Vni {
     /// The tunnel interface of remote VTEP `src` ([`addr_key`]), if it is
-    /// known.
+    /// known: one hash and, usually, one probe of [`Vni::index`]. A hit is
+    /// always checked against `remotes`, so a stale index can only miss.
     #[inline(always)]
     pub fn remote(&self, src: u128) -> Option<u16> {
-        if self.remotes.len() <= 16 {
-            return self.remotes.iter().find(|r| r.0 == src).map(|r| r.1);
+        let mask = self.index.len().wrapping_sub(1);
+        let mut k = remote_slot(src, mask);
+        for _ in 0..self.index.len() {
+            let at = *self.index.get(k)?;
+            // An empty slot (`u16::MAX`) is past the end of `remotes`.
+            let r = self.remotes.get(usize::from(at))?;
+            if r.0 == src {
+                return Some(r.1);
+            }
+            k = (k + 1) & mask;
         }
-        self.remotes
-            .binary_search_by_key(&src, |r| r.0)
-            .ok()
-            .and_then(|k| self.remotes.get(k))
-            .map(|r| r.1)
+        None
     }
+
+    /// Rebuilds [`Vni::index`] from `remotes`.
+    pub fn reindex(&mut self) {
+        let n = (self.remotes.len() * 2).next_power_of_two().max(4);
+        self.index.clear();
+        self.index.resize(n, u16::MAX);
+        for (pos, r) in self.remotes.iter().enumerate() {
+            let mut k = remote_slot(r.0, n - 1);
+            while self.index.get(k).is_some_and(|&s| s != u16::MAX) {
+                k = (k + 1) & (n - 1);
+            }
+            if let Some(s) = self.index.get_mut(k) {
+                *s = pos as u16;
+            }
+        }
+    }
+}
+
+/// The home slot of remote VTEP `key` in an index of `mask + 1` slots.
+#[inline(always)]
+fn remote_slot(key: u128, mask: usize) -> usize {
+    let h = ((key as u64) ^ ((key >> 64) as u64)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (h >> 32) as usize & mask
 }
 
 /// One tunnel: a VNI towards one remote VTEP, with its outer header ready.
@@ -243,16 +275,56 @@ pub struct VxlanTables {
     /// Sorted by (VTEP, VNI).
     pub vnis: Vec<Vni>,
     pub tunnels: Vec<Tunnel>,
+    /// The IPv4 VTEPs: (address, UDP port, VRF, index in `vteps`), built by
+    /// [`VxlanTables::indexed`].
+    pub vtep4: Vec<(u32, u16, u16, u16)>,
 }
 
 impl VxlanTables {
-    /// The VTEP listening on IPv4 `dst` and UDP port `port`.
-    #[inline(always)]
-    pub fn vtep_for(&self, dst: u32, port: u16) -> Option<u16> {
-        self.vteps
+    /// These tables with every VNI's remote index rebuilt: what the control
+    /// side publishes.
+    pub fn indexed(mut self) -> Self {
+        for n in &mut self.vnis {
+            n.reindex();
+        }
+        self.vtep4 = self
+            .vteps
             .iter()
-            .position(|v| v.local == IpAddr::V4(dst.into()) && v.udp_port == port)
-            .map(|k| k as u16)
+            .enumerate()
+            .filter_map(|(k, v)| match v.local {
+                IpAddr::V4(a) => Some((u32::from(a), v.udp_port, v.vrf, k as u16)),
+                IpAddr::V6(_) => None,
+            })
+            .collect();
+        self
+    }
+
+    /// The address of the first IPv4 VTEP on interface `iface`.
+    pub fn vtep4_on(&self, iface: u16) -> Option<u32> {
+        self.vtep4
+            .iter()
+            .find(|v| {
+                self.vteps
+                    .get(usize::from(v.3))
+                    .is_some_and(|t| t.iface == iface)
+            })
+            .map(|v| v.0)
+    }
+
+    /// True if IPv4 address `dst` is an IPv4 VTEP's (any port or VRF): a
+    /// filter that costs one comparison per VTEP.
+    #[inline(always)]
+    pub fn is_vtep4(&self, dst: u32) -> bool {
+        self.vtep4.iter().any(|v| v.0 == dst)
+    }
+
+    /// The IPv4 VTEP listening on `dst` and UDP port `port` in VRF `vrf`.
+    #[inline(always)]
+    pub fn vtep4_in(&self, dst: u32, port: u16, vrf: u16) -> Option<u16> {
+        self.vtep4
+            .iter()
+            .find(|v| v.0 == dst && v.1 == port && v.2 == vrf)
+            .map(|v| v.3)
     }
 
     /// The VTEP listening on IPv6 `dst` and UDP port `port`.
@@ -271,5 +343,71 @@ impl VxlanTables {
             .binary_search_by(|v| (v.vtep, v.vni).cmp(&(vtep, vni)))
             .ok()
             .and_then(|k| self.vnis.get(k))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vni(remotes: Vec<(u128, u16)>) -> Vni {
+        let mut v = Vni {
+            vtep: 0,
+            vni: 1,
+            kind: VniKind::Routed { vrf: 0 },
+            mac: MacAddr::ZERO,
+            remotes,
+            index: Vec::new(),
+            arp_suppress: false,
+            arp: Vec::new(),
+        };
+        v.reindex();
+        v
+    }
+
+    /// The hash index agrees with a linear search of `remotes`, for hits
+    /// and misses, at sizes from empty to past a power of two.
+    #[test]
+    fn remote_index_agrees_with_a_linear_search() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for n in [0usize, 1, 2, 3, 16, 17, 200, 1000] {
+            let mut remotes: Vec<(u128, u16)> = (0..n)
+                .map(|k| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    // IPv4 keys (198.18.x.y) and full IPv6 keys.
+                    let key = if k % 2 == 0 {
+                        u128::from(0xc612_0000 | (x as u32 & 0xffff))
+                    } else {
+                        u128::from(x) << 64 | u128::from(x.rotate_left(7))
+                    };
+                    (key, k as u16)
+                })
+                .collect();
+            remotes.sort_unstable();
+            remotes.dedup_by_key(|r| r.0);
+            let v = vni(remotes.clone());
+            assert!(v.index.len() >= 2 * remotes.len());
+            for r in &remotes {
+                assert_eq!(v.remote(r.0), Some(r.1), "n={n}");
+            }
+            for probe in [0u128, 1, 0xc612_0001, u128::MAX, 0xc613_0000] {
+                let want = remotes.iter().find(|r| r.0 == probe).map(|r| r.1);
+                assert_eq!(v.remote(probe), want, "n={n} probe={probe:x}");
+            }
+        }
+    }
+
+    /// A remote removed from `remotes` is never accepted, even through an
+    /// index that was not rebuilt (fail closed).
+    #[test]
+    fn a_stale_index_never_accepts_a_removed_remote() {
+        let mut v = vni((1..=8u128).map(|k| (k, k as u16)).collect());
+        v.remotes.retain(|r| r.0 != 5);
+        assert_eq!(v.remote(5), None);
+        v.reindex();
+        assert_eq!(v.remote(5), None);
+        assert_eq!(v.remote(6), Some(6));
     }
 }
