@@ -138,6 +138,27 @@ fn page_size() -> usize {
     usize::try_from(p).ok().filter(|&p| p > 0).unwrap_or(4096)
 }
 
+/// What to do for a device on `bus` in the EAL's IOVA mode.
+#[derive(Debug, PartialEq, Eq)]
+enum Plan {
+    /// `rte_dev_dma_map` (the bus may still answer "not needed").
+    Map,
+    /// IOVA as PA on a vdev: nothing to map.
+    Skip,
+    /// IOVA as PA on a device that DMAs: refused.
+    Refuse,
+}
+
+fn plan(iova_as_va: bool, bus: &str) -> Plan {
+    if iova_as_va {
+        Plan::Map
+    } else if bus == "vdev" {
+        Plan::Skip
+    } else {
+        Plan::Refuse
+    }
+}
+
 impl Region {
     /// Registers `len` bytes at `addr` (a frame pool: page-aligned) with
     /// DPDK and maps them for every device known so far.
@@ -203,15 +224,18 @@ impl Region {
     }
 
     fn map(&self, d: &Device) -> Result<(), DmaError> {
-        if !iova_as_va() {
-            if d.bus == "vdev" {
+        match plan(iova_as_va(), &d.bus) {
+            Plan::Map => {}
+            Plan::Skip => {
                 tracing::debug!(device = %d.name, "IOVA as PA: a vdev needs no DMA mapping");
                 return Ok(());
             }
-            return Err(DmaError::PhysicalIova {
-                device: d.name.clone(),
-                bus: d.bus.clone(),
-            });
+            Plan::Refuse => {
+                return Err(DmaError::PhysicalIova {
+                    device: d.name.clone(),
+                    bus: d.bus.clone(),
+                });
+            }
         }
         // SAFETY: `d.ptr` is a probed device (devices are never closed while
         // vrouterd runs); the range is registered extmem (see `register`).
@@ -324,4 +348,25 @@ pub fn regions() -> Vec<RegionInfo> {
             mapped: lock(&r.mapped).iter().map(|d| d.name.clone()).collect(),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn physical_iova_is_refused_only_for_devices_that_dma() {
+        assert_eq!(plan(true, "pci"), Plan::Map);
+        assert_eq!(plan(true, "vdev"), Plan::Map);
+        assert_eq!(plan(false, "vdev"), Plan::Skip);
+        assert_eq!(plan(false, "pci"), Plan::Refuse);
+        let e = DmaError::PhysicalIova {
+            device: "0000:01:00.0".into(),
+            bus: "pci".into(),
+        }
+        .to_string();
+        assert!(e.contains("0000:01:00.0"), "{e}");
+        assert!(e.contains("vfio-pci"), "{e}");
+        assert!(e.contains("--iova-mode=va"), "{e}");
+    }
 }
