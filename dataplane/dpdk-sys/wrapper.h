@@ -5,6 +5,8 @@
 #include <rte_lcore.h>
 #include <rte_ethdev.h>
 #include <rte_dev.h>
+#include <rte_bus.h>
+#include <rte_memory.h>
 #include <rte_bus_vdev.h>
 #include <rte_mbuf.h>
 #include <rte_mempool.h>

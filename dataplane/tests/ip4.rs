@@ -8,48 +8,20 @@ use common::*;
 use etherparse::{Icmpv4Type, NetSlice, PacketBuilder};
 use vrouter_dataplane::graph::Counter;
 
-const R1: &str = "02:00:00:00:01:01"; // router on net1
-const R2: &str = "02:00:00:00:02:01"; // router on net2
-const H1: &str = "02:00:00:00:01:02"; // host on net1
-const H2: &str = "02:00:00:00:02:02"; // host on net2 (static neighbour)
 const H3: &str = "02:00:00:00:02:03"; // second gateway on net2
 
 fn cfg() -> String {
-    r#"
-[dataplane]
-glean-timeout-ms = 200
-icmp-burst = 1000
-[[port]]
-name = "net1"
-driver = "memory"
-mac = "02:00:00:00:01:01"
-[[port]]
-name = "net2"
-driver = "memory"
-mac = "02:00:00:00:02:01"
-mtu = 1400
-[[interface]]
-name = "net1"
-addresses = ["198.18.1.1/24"]
-[[interface]]
-name = "net2"
-addresses = ["198.18.2.1/24"]
-[[neighbor]]
-interface = "net2"
-ip = "198.18.2.2"
-mac = "02:00:00:00:02:02"
-[[neighbor]]
-interface = "net2"
-ip = "198.18.2.3"
-mac = "02:00:00:00:02:03"
-[[route]]
+    "[dataplane]\nglean-timeout-ms = 200\nicmp-burst = 1000\n".to_string()
+        + &two_nets(Some(1400), &["198.18.1.1/24"], &["198.18.2.1/24"])
+        + &neighbor("net2", "198.18.2.2", H2)
+        + &neighbor("net2", "198.18.2.3", H3)
+        + r#"[[route]]
 prefix = "198.19.0.0/16"
 via = ["198.18.2.2", "198.18.2.3"]
 [[route]]
 prefix = "198.19.255.0/24"
 action = "drop"
 "#
-    .to_string()
 }
 
 fn udp(
@@ -61,26 +33,20 @@ fn udp(
     sport: u16,
     payload: usize,
 ) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(mac(src_mac), mac(dst_mac))
-        .ipv4(src, dst, ttl)
-        .udp(sport, 9);
-    let mut v = Vec::new();
-    b.write(&mut v, &vec![0xab; payload]).unwrap();
-    v
+    udp4(
+        src_mac,
+        dst_mac,
+        src,
+        dst,
+        ttl,
+        sport,
+        9,
+        &vec![0xab; payload],
+    )
 }
 
 fn arp(op: u16, sha: &str, spa: [u8; 4], tha: &str, tpa: [u8; 4], eth_dst: &str) -> Vec<u8> {
-    let mut f = Vec::new();
-    f.extend_from_slice(&mac(eth_dst));
-    f.extend_from_slice(&mac(sha));
-    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4]);
-    f.extend_from_slice(&op.to_be_bytes());
-    f.extend_from_slice(&mac(sha));
-    f.extend_from_slice(&spa);
-    f.extend_from_slice(&mac(tha));
-    f.extend_from_slice(&tpa);
-    f.resize(60, 0); // Ethernet padding
-    f
+    pad60(common::arp(op, mac(eth_dst), mac(sha), spa, mac(tha), tpa))
 }
 
 #[test]

@@ -14,53 +14,31 @@ use common::*;
 use etherparse::{Icmpv6Type, NetSlice, PacketBuilder};
 use vrouter_dataplane::graph::Counter;
 
-const R1: &str = "02:00:00:00:01:01";
-const R2: &str = "02:00:00:00:02:01";
-const H1: &str = "02:00:00:00:01:02";
-const H2: &str = "02:00:00:00:02:02";
-
 fn a(s: &str) -> [u8; 16] {
     s.parse::<Ipv6Addr>().unwrap().octets()
 }
 
 fn cfg() -> String {
-    r#"
-[dataplane]
-glean-timeout-ms = 200
-[[port]]
-name = "net1"
-driver = "memory"
-mac = "02:00:00:00:01:01"
-[[port]]
-name = "net2"
-driver = "memory"
-mac = "02:00:00:00:02:01"
-mtu = 1400
-[[interface]]
-name = "net1"
-addresses = ["2001:db8:1::1/64"]
-[[interface]]
-name = "net2"
-addresses = ["2001:db8:2::1/64"]
-[[neighbor]]
-interface = "net2"
-ip = "2001:db8:2::2"
-mac = "02:00:00:00:02:02"
-[[route]]
+    "[dataplane]\nglean-timeout-ms = 200\n".to_string()
+        + &two_nets(Some(1400), &["2001:db8:1::1/64"], &["2001:db8:2::1/64"])
+        + &neighbor("net2", "2001:db8:2::2", H2)
+        + r#"[[route]]
 prefix = "2001:db8:100::/48"
 via = ["2001:db8:2::2"]
 "#
-    .to_string()
 }
 
 fn udp6(src_mac: &str, dst_mac: &str, src: &str, dst: &str, hop: u8, payload: usize) -> Vec<u8> {
-    let mut v = Vec::new();
-    PacketBuilder::ethernet2(mac(src_mac), mac(dst_mac))
-        .ipv6(a(src), a(dst), hop)
-        .udp(1000, 9)
-        .write(&mut v, &vec![0xcd; payload])
-        .unwrap();
-    v
+    common::udp6(
+        src_mac,
+        dst_mac,
+        a(src),
+        a(dst),
+        hop,
+        1000,
+        9,
+        &vec![0xcd; payload],
+    )
 }
 
 /// A neighbour message (135 NS or 136 NA) with a link-layer option.

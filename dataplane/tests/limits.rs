@@ -14,66 +14,24 @@ mod common;
 use common::*;
 use serde_json::Value;
 use vrouter_control::proto::Op;
-use vrouter_dataplane::api::{Api, ApiConfig};
+use vrouter_dataplane::api::Api;
 use vrouter_dataplane::graph::Counter;
 
-const R2: &str = "02:00:00:00:02:01";
-const H2: &str = "02:00:00:00:02:02";
-
 fn cfg() -> String {
-    r#"
-[dataplane]
-max-neighbors = 4
-neighbor-age = 60
-glean-hold = 4
-glean-timeout-ms = 200
-[[port]]
-name = "net1"
-driver = "memory"
-mac = "02:00:00:00:01:01"
-[[port]]
-name = "net2"
-driver = "memory"
-mac = "02:00:00:00:02:01"
-[[interface]]
-name = "net1"
-addresses = ["198.18.1.1/24"]
-[[interface]]
-name = "net2"
-addresses = ["198.18.2.1/24"]
-[[neighbor]]
-interface = "net2"
-ip = "198.18.2.2"
-mac = "02:00:00:00:02:02"
-"#
-    .to_string()
+    "[dataplane]\nmax-neighbors = 4\nneighbor-age = 60\nglean-hold = 4\nglean-timeout-ms = 200\n"
+        .to_string()
+        + &two_nets(None, &["198.18.1.1/24"], &["198.18.2.1/24"])
+        + &neighbor("net2", "198.18.2.2", H2)
 }
 
 fn api(h: &Harness, tag: &str, max_connections: usize) -> Api {
-    let path =
-        std::env::temp_dir().join(format!("vrouter-limits-{}-{tag}.sock", std::process::id()));
-    let ports = h
-        .router
-        .tables()
-        .ports
-        .iter()
-        .map(|p| vrouter_dataplane::api::PortInfo {
-            name: p.name.clone(),
-            driver: "memory".into(),
-            mac: vrouter_wire::MacAddr::ZERO,
-            stats: Vec::new(),
-        })
-        .collect();
-    Api::bind(
-        ApiConfig {
-            path,
-            allowed_uids: vec![0, my_uid()],
-            allowed_gids: vec![],
-            max_connections,
-        },
-        ports,
+    let uids = vec![0, my_uid()];
+    bind_api(
+        &format!("limits-{tag}"),
+        port_infos(&h.router),
+        uids,
+        max_connections,
     )
-    .unwrap()
 }
 
 /// This process's uid (the test may run as any user).
@@ -115,25 +73,18 @@ fn value(list: &[(String, u64, bool)], name: &str) -> u64 {
 
 fn arp_request(k: u8) -> Vec<u8> {
     let sha = [0x02, 0, 0, 0, 0x01, k];
-    let mut f = Vec::new();
-    f.extend_from_slice(&[0xff; 6]);
-    f.extend_from_slice(&sha);
-    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
-    f.extend_from_slice(&sha);
-    f.extend_from_slice(&[198, 18, 1, k]);
-    f.extend_from_slice(&[0; 6]);
-    f.extend_from_slice(&[198, 18, 1, 1]);
-    f.resize(60, 0);
-    f
+    pad60(arp(
+        1,
+        [0xff; 6],
+        sha,
+        [198, 18, 1, k],
+        [0; 6],
+        [198, 18, 1, 1],
+    ))
 }
 
 fn udp_to(dst: [u8; 4], sport: u16) -> Vec<u8> {
-    let b = etherparse::PacketBuilder::ethernet2(mac(H2), mac(R2))
-        .ipv4([198, 18, 2, 2], dst, 64)
-        .udp(sport, 9);
-    let mut v = Vec::new();
-    b.write(&mut v, &[0xab; 20]).unwrap();
-    v
+    udp4(H2, R2, [198, 18, 2, 2], dst, 64, sport, 9, &[0xab; 20])
 }
 
 #[test]

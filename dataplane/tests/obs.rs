@@ -9,31 +9,18 @@ mod common;
 use std::sync::atomic::Ordering;
 
 use common::*;
-use etherparse::PacketBuilder;
 use serde_json::Value;
 use vrouter_control::proto::{self, Op};
-use vrouter_dataplane::api::{Api, ApiConfig};
+use vrouter_dataplane::api::Api;
 use vrouter_dataplane::control::Notice;
 use vrouter_dataplane::graph::{Counter, NodeId};
 use vrouter_dataplane::obs::{CaptureMode, DIR_DROP, NEXT_TX, PktTrace};
 use vrouter_dataplane::pkt::Disposition;
 
-const R1: &str = "02:00:00:00:01:01";
-const H1: &str = "02:00:00:00:01:02";
-
 fn cfg() -> String {
-    r#"
-[dataplane]
-glean-timeout-ms = 100
-[[port]]
-name = "net1"
-driver = "memory"
-mac = "02:00:00:00:01:01"
-[[port]]
-name = "net2"
-driver = "memory"
-mac = "02:00:00:00:02:01"
-[[port]]
+    "[dataplane]\nglean-timeout-ms = 100\n".to_string()
+        + &two_nets(None, &["198.18.1.1/24"], &["198.18.2.1/24"])
+        + r#"[[port]]
 name = "p1"
 driver = "memory"
 [[port]]
@@ -42,35 +29,20 @@ driver = "memory"
 [[bridge]]
 name = "br"
 [[interface]]
-name = "net1"
-addresses = ["198.18.1.1/24"]
-[[interface]]
-name = "net2"
-addresses = ["198.18.2.1/24"]
-[[interface]]
 name = "p1"
 bridge = "br"
 [[interface]]
 name = "p2"
 bridge = "br"
-[[neighbor]]
-interface = "net2"
-ip = "198.18.2.2"
-mac = "02:00:00:00:02:02"
-[[route]]
+"# + &neighbor("net2", "198.18.2.2", H2)
+        + r#"[[route]]
 prefix = "198.19.255.0/24"
 action = "drop"
 "#
-    .to_string()
 }
 
 fn udp(dst: [u8; 4], ttl: u8) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(mac(H1), mac(R1))
-        .ipv4([198, 18, 1, 2], dst, ttl)
-        .udp(4000, 9);
-    let mut v = Vec::new();
-    b.write(&mut v, &[0xab; 20]).unwrap();
-    v
+    udp4(H1, R1, [198, 18, 1, 2], dst, ttl, 4000, 9, &[0xab; 20])
 }
 
 fn traces(h: &Harness) -> Vec<PktTrace> {
@@ -168,33 +140,8 @@ fn port_capture_sees_rx_and_tx() {
 }
 
 fn api(h: &Harness) -> Api {
-    let path = std::env::temp_dir().join(format!(
-        "vrouter-obs-{}-{:?}.sock",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    let ports = h
-        .router
-        .tables()
-        .ports
-        .iter()
-        .map(|p| vrouter_dataplane::api::PortInfo {
-            name: p.name.clone(),
-            driver: "memory".into(),
-            mac: vrouter_wire::MacAddr::ZERO,
-            stats: Vec::new(),
-        })
-        .collect();
-    Api::bind(
-        ApiConfig {
-            path,
-            allowed_uids: vec![0],
-            allowed_gids: vec![],
-            max_connections: 4,
-        },
-        ports,
-    )
-    .unwrap()
+    let tag = format!("obs-{:?}", std::thread::current().id());
+    common::api(h, &tag)
 }
 
 fn trace_packet(h: &mut Harness, a: &mut Api, in_port: &str, src: &str, dst: &str) -> Value {

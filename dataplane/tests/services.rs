@@ -5,68 +5,20 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
+use common::tcp4 as tcp;
 use common::*;
-use etherparse::{NetSlice, PacketBuilder, TransportSlice};
+use etherparse::{NetSlice, TransportSlice};
 use serde_json::json;
 use vrouter_control::proto::{self, Op};
-use vrouter_dataplane::api::{Api, ApiConfig};
 use vrouter_dataplane::conntrack::{ConnTrack, Timeouts};
 use vrouter_dataplane::graph::Counter;
 
-const R1: &str = "02:00:00:00:01:01";
-const R2: &str = "02:00:00:00:02:01";
-const H1: &str = "02:00:00:00:01:02";
-const B: &str = "02:00:00:00:02:02";
+const B: &str = H2;
 
-fn cfg() -> &'static str {
-    r#"
-[[port]]
-name = "net1"
-driver = "memory"
-mac = "02:00:00:00:01:01"
-[[port]]
-name = "net2"
-driver = "memory"
-mac = "02:00:00:00:02:01"
-[[interface]]
-name = "net1"
-addresses = ["198.18.1.1/24"]
-[[interface]]
-name = "net2"
-addresses = ["198.18.2.1/24"]
-[[neighbor]]
-interface = "net1"
-ip = "198.18.1.2"
-mac = "02:00:00:00:01:02"
-[[neighbor]]
-interface = "net2"
-ip = "198.18.2.2"
-mac = "02:00:00:00:02:02"
-"#
-}
-
-fn api(h: &Harness, tag: &str) -> Api {
-    let path = std::env::temp_dir().join(format!("vrouter-svc-{tag}-{}.sock", std::process::id()));
-    Api::bind(
-        ApiConfig {
-            path,
-            allowed_uids: vec![0],
-            allowed_gids: vec![],
-            max_connections: 4,
-        },
-        h.router
-            .tables()
-            .ports
-            .iter()
-            .map(|p| vrouter_dataplane::api::PortInfo {
-                name: p.name.clone(),
-                driver: "memory".into(),
-                mac: vrouter_wire::MacAddr::ZERO,
-                stats: Vec::new(),
-            })
-            .collect(),
-    )
-    .unwrap()
+fn cfg() -> String {
+    two_nets(None, &["198.18.1.1/24"], &["198.18.2.1/24"])
+        + &neighbor("net1", "198.18.1.2", H1)
+        + &neighbor("net2", "198.18.2.2", B)
 }
 
 fn service(name: &str, vip: &str, backends: &[&str]) -> proto::Service {
@@ -75,28 +27,6 @@ fn service(name: &str, vip: &str, backends: &[&str]) -> proto::Service {
         "backends": backends.iter().map(|b| json!({"ip": b, "port": 8080})).collect::<Vec<_>>(),
     }))
     .unwrap()
-}
-
-#[allow(clippy::too_many_arguments)]
-fn tcp(
-    src_mac: &str,
-    dst_mac: &str,
-    src: [u8; 4],
-    dst: [u8; 4],
-    sport: u16,
-    dport: u16,
-    syn: bool,
-    payload: &[u8],
-) -> Vec<u8> {
-    let mut b = PacketBuilder::ethernet2(mac(src_mac), mac(dst_mac))
-        .ipv4(src, dst, 64)
-        .tcp(sport, dport, 1, 1000);
-    if syn {
-        b = b.syn();
-    }
-    let mut v = Vec::new();
-    b.write(&mut v, payload).unwrap();
-    v
 }
 
 /// (src, dst, sport, dport) of a frame, asserting valid IP and TCP checksums.
@@ -125,7 +55,7 @@ fn tuple(frame: &[u8]) -> ([u8; 4], [u8; 4], u16, u16) {
 
 #[test]
 fn dnat_out_and_reverse_nat_back() {
-    let mut h = Harness::new(cfg());
+    let mut h = Harness::new(&cfg());
     let mut a = api(&h, "nat");
     a.handle(
         &mut h.router,
@@ -198,7 +128,7 @@ fn dnat_out_and_reverse_nat_back() {
 
 #[test]
 fn full_table_refuses_new_flows_and_keeps_old_ones() {
-    let mut h = Harness::new(cfg());
+    let mut h = Harness::new(&cfg());
     h.worker
         .pipeline
         .set_conntrack(ConnTrack::new(16, 0, Timeouts::default()));
@@ -248,7 +178,7 @@ fn full_table_refuses_new_flows_and_keeps_old_ones() {
 
 #[test]
 fn batch_is_all_or_nothing_and_sync_diffs_services_and_policies() {
-    let mut h = Harness::new(cfg());
+    let mut h = Harness::new(&cfg());
     let mut a = api(&h, "sync");
     let bad: proto::Service = serde_json::from_value(json!({
         "namespace": "default", "name": "bad", "ips": ["not-an-ip"], "port": 80,

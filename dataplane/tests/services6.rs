@@ -6,17 +6,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
+use common::tcp6 as tcp;
 use common::*;
 use etherparse::{NetSlice, PacketBuilder, TransportSlice};
 use serde_json::json;
 use vrouter_control::proto::{self, Op};
-use vrouter_dataplane::api::{Api, ApiConfig};
 use vrouter_dataplane::graph::Counter;
 
-const R1: &str = "02:00:00:00:01:01";
-const R2: &str = "02:00:00:00:02:01";
-const H1: &str = "02:00:00:00:01:02";
-const B: &str = "02:00:00:00:02:02";
+const B: &str = H2;
 
 const CLIENT: [u8; 16] = ip6(0x2001_0db8_0001, 2);
 const BACKEND: [u8; 16] = ip6(0x2001_0db8_0002, 2);
@@ -31,58 +28,18 @@ fn s6(a: [u8; 16]) -> String {
     std::net::Ipv6Addr::from(a).to_string()
 }
 
-fn cfg() -> &'static str {
-    r#"
-[[port]]
-name = "net1"
-driver = "memory"
-mac = "02:00:00:00:01:01"
-[[port]]
-name = "net2"
-driver = "memory"
-mac = "02:00:00:00:02:01"
-[[interface]]
-name = "net1"
-addresses = ["198.18.1.1/24", "2001:db8:1::1/64"]
-[[interface]]
-name = "net2"
-addresses = ["198.18.2.1/24", "2001:db8:2::1/64"]
-[[neighbor]]
-interface = "net1"
-ip = "2001:db8:1::2"
-mac = "02:00:00:00:01:02"
-[[neighbor]]
-interface = "net2"
-ip = "2001:db8:2::2"
-mac = "02:00:00:00:02:02"
+fn cfg() -> String {
+    two_nets(
+        None,
+        &["198.18.1.1/24", "2001:db8:1::1/64"],
+        &["198.18.2.1/24", "2001:db8:2::1/64"],
+    ) + &neighbor("net1", "2001:db8:1::2", H1)
+        + &neighbor("net2", "2001:db8:2::2", B)
+        + r#"
 [[route]]
 prefix = "2001:db8:3::/64"
 via = ["2001:db8:1::2"]
 "#
-}
-
-fn api(h: &Harness, tag: &str) -> Api {
-    let path = std::env::temp_dir().join(format!("vrouter-svc6-{tag}-{}.sock", std::process::id()));
-    Api::bind(
-        ApiConfig {
-            path,
-            allowed_uids: vec![0],
-            allowed_gids: vec![],
-            max_connections: 4,
-        },
-        h.router
-            .tables()
-            .ports
-            .iter()
-            .map(|p| vrouter_dataplane::api::PortInfo {
-                name: p.name.clone(),
-                driver: "memory".into(),
-                mac: vrouter_wire::MacAddr::ZERO,
-                stats: Vec::new(),
-            })
-            .collect(),
-    )
-    .unwrap()
 }
 
 fn service(name: &str, proto: &str, backends: &[[u8; 16]]) -> proto::Service {
@@ -95,36 +52,8 @@ fn service(name: &str, proto: &str, backends: &[[u8; 16]]) -> proto::Service {
     .unwrap()
 }
 
-#[allow(clippy::too_many_arguments)]
-fn tcp(
-    src_mac: &str,
-    dst_mac: &str,
-    src: [u8; 16],
-    dst: [u8; 16],
-    sport: u16,
-    dport: u16,
-    syn: bool,
-    payload: &[u8],
-) -> Vec<u8> {
-    let mut b = PacketBuilder::ethernet2(mac(src_mac), mac(dst_mac))
-        .ipv6(src, dst, 64)
-        .tcp(sport, dport, 1, 1000);
-    if syn {
-        b = b.syn();
-    }
-    let mut v = Vec::new();
-    b.write(&mut v, payload).unwrap();
-    v
-}
-
 fn udp(src_mac: &str, dst_mac: &str, src: [u8; 16], dst: [u8; 16], sport: u16) -> Vec<u8> {
-    let mut v = Vec::new();
-    PacketBuilder::ethernet2(mac(src_mac), mac(dst_mac))
-        .ipv6(src, dst, 64)
-        .udp(sport, 80)
-        .write(&mut v, b"query")
-        .unwrap();
-    v
+    udp6(src_mac, dst_mac, src, dst, 64, sport, 80, b"query")
 }
 
 /// (src, dst, sport, dport, flags) of an IPv6 TCP or UDP frame, asserting
@@ -172,7 +101,7 @@ fn tuple(frame: &[u8]) -> ([u8; 16], [u8; 16], u16, u16, u8) {
 
 #[test]
 fn dnat6_out_and_reverse_nat_back_for_tcp_and_udp() {
-    let mut h = Harness::new(cfg());
+    let mut h = Harness::new(&cfg());
     let mut a = api(&h, "nat");
     a.handle(
         &mut h.router,
@@ -246,7 +175,7 @@ fn dnat6_out_and_reverse_nat_back_for_tcp_and_udp() {
 
 #[test]
 fn empty_ipv6_service_rejects_with_rst_and_icmpv6() {
-    let mut h = Harness::new(cfg());
+    let mut h = Harness::new(&cfg());
     let mut a = api(&h, "rej");
     let mut s = service("web", "tcp", &[]);
     s.backends.clear();
@@ -272,7 +201,7 @@ fn empty_ipv6_service_rejects_with_rst_and_icmpv6() {
 
 #[test]
 fn ipv6_policy_with_ip_block_except() {
-    let mut h = Harness::new(cfg());
+    let mut h = Harness::new(&cfg());
     let mut a = api(&h, "pol");
     let policy: proto::Policy = serde_json::from_value(json!({
         "namespace": "default", "name": "b", "pods": [s6(BACKEND)],
@@ -319,7 +248,7 @@ fn ipv6_policy_with_ip_block_except() {
 
 #[test]
 fn ipv6_anti_spoofing_source_and_neighbor_advertisements() {
-    let mut h = Harness::new(cfg());
+    let mut h = Harness::new(&cfg());
     let mut a = api(&h, "spoof");
     let ep: proto::Endpoint = serde_json::from_value(json!({
         "namespace": "default", "name": "c", "ips": ["198.18.1.2", s6(CLIENT)],

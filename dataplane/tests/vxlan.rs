@@ -11,7 +11,6 @@ use vrouter_dataplane::graph::Counter;
 
 const POD1: &str = "02:00:00:00:01:02"; // bridged pod on port 0
 const POD2: &str = "02:00:00:00:02:02"; // routed pod on port 1
-const R2: &str = "02:00:00:00:02:01"; // router on port 1
 const UP: &str = "02:00:00:00:0a:01"; // router on the underlay (port 2)
 const NODE_B: &str = "02:00:00:00:0a:02"; // remote VTEP 198.18.100.2
 const NODE_C: &str = "02:00:00:00:0a:03"; // remote VTEP 198.18.100.3
@@ -20,21 +19,8 @@ const REMOTE_POD: &str = "02:00:00:00:0c:01"; // a pod behind node B (L2 VNI)
 const VNI1_MAC: &str = "02:76:78:00:00:01"; // our inner MAC of VNI 1 (default)
 
 fn cfg() -> String {
-    format!(
-        r#"
-[[port]]
-name = "pod1"
-driver = "memory"
-mac = "02:00:00:00:01:01"
-[[port]]
-name = "pod2"
-driver = "memory"
-mac = "{R2}"
-[[port]]
-name = "uplink"
-driver = "memory"
-mac = "{UP}"
-[[bridge]]
+    memory_ports(&[("pod1", R1, None), ("pod2", R2, None), ("uplink", UP, None)])
+        + r#"[[bridge]]
 name = "ov"
 [[interface]]
 name = "pod1"
@@ -45,23 +31,12 @@ addresses = ["198.19.1.1/24", "2001:db8:1::1/64"]
 [[interface]]
 name = "uplink"
 addresses = ["198.18.100.1/24"]
-[[neighbor]]
-interface = "uplink"
-ip = "198.18.100.2"
-mac = "{NODE_B}"
-[[neighbor]]
-interface = "uplink"
-ip = "198.18.100.3"
-mac = "{NODE_C}"
-[[neighbor]]
-interface = "pod2"
-ip = "198.19.1.2"
-mac = "{POD2}"
-[[neighbor]]
-interface = "pod2"
-ip = "2001:db8:1::2"
-mac = "{POD2}"
-[[vtep]]
+"# + &neighbor("uplink", "198.18.100.2", NODE_B)
+        + &neighbor("uplink", "198.18.100.3", NODE_C)
+        + &neighbor("pod2", "198.19.1.2", POD2)
+        + &neighbor("pod2", "2001:db8:1::2", POD2)
+        + &format!(
+            r#"[[vtep]]
 name = "vtep0"
 local = "198.18.100.1"
 [[vni]]
@@ -79,7 +54,7 @@ routes = [
   {{ prefix = "2001:db8:2::/64", remote = "198.18.100.2", mac = "{B_VX}" }},
 ]
 "#
-    )
+        )
 }
 
 fn udp_frame(
@@ -90,13 +65,16 @@ fn udp_frame(
     sport: u16,
     payload: usize,
 ) -> Vec<u8> {
-    let mut v = Vec::new();
-    PacketBuilder::ethernet2(mac(src_mac), mac(dst_mac))
-        .ipv4(src, dst, 64)
-        .udp(sport, 9)
-        .write(&mut v, &vec![0xab; payload])
-        .unwrap();
-    v
+    udp4(
+        src_mac,
+        dst_mac,
+        src,
+        dst,
+        64,
+        sport,
+        9,
+        &vec![0xab; payload],
+    )
 }
 
 /// A VXLAN frame from remote VTEP `src` (a valid UDP checksum).
@@ -477,14 +455,7 @@ fn flood_list_and_remote_macs_change_at_run_time() {
 }
 
 fn arp_request(sha: &str, spa: [u8; 4], tpa: [u8; 4]) -> Vec<u8> {
-    let mut f = mac("ff:ff:ff:ff:ff:ff").to_vec();
-    f.extend_from_slice(&mac(sha));
-    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
-    f.extend_from_slice(&mac(sha));
-    f.extend_from_slice(&spa);
-    f.extend_from_slice(&[0; 6]);
-    f.extend_from_slice(&tpa);
-    f
+    arp(1, [0xff; 6], mac(sha), spa, [0; 6], tpa)
 }
 
 #[test]
@@ -556,17 +527,8 @@ fn ipv6_inner_over_the_l3_overlay_and_packet_too_big() {
 }
 
 fn cfg6() -> String {
-    format!(
-        r#"
-[[port]]
-name = "pod1"
-driver = "memory"
-mac = "02:00:00:00:01:01"
-[[port]]
-name = "uplink"
-driver = "memory"
-mac = "{UP}"
-[[bridge]]
+    memory_ports(&[("pod1", R1, None), ("uplink", UP, None)])
+        + r#"[[bridge]]
 name = "ov"
 [[interface]]
 name = "pod1"
@@ -574,11 +536,8 @@ bridge = "ov"
 [[interface]]
 name = "uplink"
 addresses = ["2001:db8:100::1/64"]
-[[neighbor]]
-interface = "uplink"
-ip = "2001:db8:100::2"
-mac = "{NODE_B}"
-[[vtep]]
+"# + &neighbor("uplink", "2001:db8:100::2", NODE_B)
+        + r#"[[vtep]]
 name = "vtep6"
 local = "2001:db8:100::1"
 ttl = 10
@@ -589,7 +548,6 @@ vni = 100
 bridge = "ov"
 flood = ["2001:db8:100::2"]
 "#
-    )
 }
 
 fn v6(s: &str) -> [u8; 16] {
@@ -823,17 +781,7 @@ fn hostile_vxlan_never_panics_or_leaks() {
 }
 
 fn api(tag: &str) -> vrouter_dataplane::api::Api {
-    let path = std::env::temp_dir().join(format!("vrouter-vx-{tag}-{}.sock", std::process::id()));
-    vrouter_dataplane::api::Api::bind(
-        vrouter_dataplane::api::ApiConfig {
-            path,
-            allowed_uids: vec![0],
-            allowed_gids: vec![],
-            max_connections: 4,
-        },
-        Vec::new(),
-    )
-    .unwrap()
+    bind_api(&format!("vx-{tag}"), Vec::new(), vec![0], 4)
 }
 
 fn overlay_route(prefix: &str, remote: &str, mac: &str) -> vrouter_control::proto::Route {

@@ -1,6 +1,7 @@
 //! The packet pipeline entry: arbitrary bytes as frames, delivered to
 //! vrouterd's real router, worker and graph exactly as a port delivers them
-//! (in-memory ports, the harness of dataplane/tests/common), on five nodes:
+//! (in-memory ports, the harness of dataplane/tests/common, included here
+//! with `#[path]`), on five nodes:
 //!
 //! | mode | node | ports |
 //! |---|---|---|
@@ -24,21 +25,17 @@
 #![no_main]
 
 use std::cell::RefCell;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use vrouter_control::proto::{self, Op};
-use vrouter_dataplane::api::{Api, ApiConfig, PortInfo};
-use vrouter_dataplane::config::{Config, PollMode};
 use vrouter_dataplane::conntrack::{ConnTrack, Timeouts};
 use vrouter_dataplane::control::Router;
 use vrouter_dataplane::graph::Counter;
-use vrouter_dataplane::port::memory::{MemoryPort, RxQueue, TxCapture};
-use vrouter_dataplane::port::{Port, PortStats, default_mac};
-use vrouter_dataplane::report;
-use vrouter_dataplane::worker::Worker;
+
+// The fixtures the pipeline tests use (one copy of the router set-up).
+#[path = "../../dataplane/tests/common/mod.rs"]
+mod common;
+use common::{Harness, bind_api, port_infos};
 
 const L2L3: &str = r#"
 [dataplane]
@@ -274,111 +271,28 @@ const POD_ENDPOINTS: &[(&str, &str, &str, &str)] = &[
     ("pod-b", "pod1", "02:00:00:00:10:03", "198.18.10.3"),
 ];
 
-/// One node: a router and its single worker on memory ports, driven from
-/// this thread.
-struct Node {
-    router: Router,
-    worker: Worker,
-    rx: Vec<RxQueue>,
-    tx: Vec<TxCapture>,
-    stats: Vec<Arc<PortStats>>,
+/// One node: a router and its single worker on memory ports (4096
+/// frames), driven from this thread; `pod` adds a small conntrack with a
+/// pod quota and the pods of mode 3.
+fn node(cfg: &str, pod: bool) -> Harness {
+    let mut h = Harness::with_frames(cfg, 4096);
+    if pod {
+        h.worker
+            .pipeline
+            .set_conntrack(ConnTrack::new(1024, 64, Timeouts::default()));
+        bind_pods(&mut h.router);
+    }
+    h
 }
 
 fn die(what: &str, e: impl std::fmt::Display) -> ! {
     panic!("fuzz harness setup: {what}: {e}")
 }
 
-impl Node {
-    fn new(cfg: &str, pod: bool) -> Node {
-        let cfg = Config::parse("fuzz.toml", cfg).unwrap_or_else(|e| die("config", e));
-        let mut ports: Vec<Box<dyn Port>> = Vec::new();
-        let (mut rx, mut tx, mut stats) = (Vec::new(), Vec::new(), Vec::new());
-        for (k, p) in cfg.ports.iter().enumerate() {
-            let m = match p.mac.as_deref() {
-                Some(m) => m.parse().unwrap_or_else(|e| die("mac", e)),
-                None => default_mac(k as u16),
-            };
-            let (port, r, t) = MemoryPort::queue(k as u16, &p.name, m);
-            stats.push(port.stats().clone());
-            ports.push(Box::new(port));
-            rx.push(r);
-            tx.push(t);
-        }
-        let macs: Vec<_> = ports.iter().map(|p| Some(p.mac())).collect();
-        let mut router =
-            Router::from_config(&cfg, &macs, "fuzz.toml").unwrap_or_else(|e| die("router", e));
-        let mut worker = Worker::new(
-            router.shared().clone(),
-            ports,
-            4096,
-            PollMode::Busy,
-            Duration::ZERO,
-        )
-        .unwrap_or_else(|e| die("worker", e));
-        // Driven from this thread: the router must not wait for the worker.
-        worker.link.running.store(false, Ordering::SeqCst);
-        if pod {
-            worker
-                .pipeline
-                .set_conntrack(ConnTrack::new(1024, 64, Timeouts::default()));
-            bind_pods(&mut router);
-        }
-        Node {
-            router,
-            worker,
-            rx,
-            tx,
-            stats,
-        }
-    }
-
-    /// Polls and applies events until nothing moves.
-    fn run(&mut self) {
-        for _ in 0..20 {
-            let n = self.worker.poll_once();
-            let e = self.router.process_events();
-            if n == 0 && e == 0 && self.rx.iter().all(|q| q.lock().is_ok_and(|q| q.is_empty())) {
-                self.worker.poll_once();
-                if self.router.process_events() == 0 {
-                    return;
-                }
-            }
-        }
-    }
-
-    fn rx_seen(&self) -> u64 {
-        self.stats
-            .iter()
-            .map(|s| s.rx_packets.load(Ordering::Relaxed) + s.rx_dropped.load(Ordering::Relaxed))
-            .sum()
-    }
-
-    fn counter(&self, c: Counter) -> u64 {
-        report::counter(&self.router.shared().worker_links(), c)
-    }
-}
-
 /// Registers the pods of mode 3 through the control API, as the CNI does.
 fn bind_pods(router: &mut Router) {
-    let path = std::env::temp_dir().join(format!("vrouter-fuzz-{}.sock", std::process::id()));
-    let ports = router
-        .tables()
-        .ports
-        .iter()
-        .map(|p| PortInfo {
-            name: p.name.clone(),
-            driver: "memory".into(),
-            mac: vrouter_wire::MacAddr::ZERO,
-            stats: Vec::new(),
-        })
-        .collect();
-    let cfg = ApiConfig {
-        path: path.clone(),
-        allowed_uids: vec![0],
-        allowed_gids: vec![],
-        max_connections: 1,
-    };
-    let mut api = Api::bind(cfg, ports).unwrap_or_else(|e| die("api", e));
+    let mut api = bind_api("fuzz", port_infos(router), vec![0], 1);
+    let path = api.path().to_path_buf();
     for (name, port, mac, ip) in POD_ENDPOINTS {
         let ops = serde_json::json!({"ops": [
             {"op": "static-mac.add", "args": {"bridge": "pods", "mac": mac, "interface": port}},
@@ -397,12 +311,12 @@ fn bind_pods(router: &mut Router) {
 }
 
 thread_local! {
-    static NODES: RefCell<Vec<Node>> = RefCell::new(vec![
-        Node::new(L2L3, false),
-        Node::new(VXLAN4, false),
-        Node::new(VXLAN6, false),
-        Node::new(POD, true),
-        Node::new(IP6, false),
+    static NODES: RefCell<Vec<Harness>> = RefCell::new(vec![
+        node(L2L3, false),
+        node(VXLAN4, false),
+        node(VXLAN6, false),
+        node(POD, true),
+        node(IP6, false),
     ]);
 }
 
@@ -439,18 +353,14 @@ fuzz_target!(|data: &[u8]| {
         let mut nodes = nodes.borrow_mut();
         let mode = usize::from(sel & 0x07) % nodes.len();
         let node = &mut nodes[mode];
-        let input = frames(data, node.rx.len());
+        let input = frames(data, node.ports());
         let before = node.rx_seen();
         for (port, f) in &input {
-            if let Ok(mut q) = node.rx[*port].lock() {
-                q.push_back(f.to_vec());
-            }
+            node.send(*port, f.to_vec());
         }
         node.run();
-        for t in &node.tx {
-            if let Ok(mut t) = t.lock() {
-                t.clear();
-            }
+        for port in 0..node.ports() {
+            node.out(port);
         }
         assert_eq!(
             node.rx_seen() - before,

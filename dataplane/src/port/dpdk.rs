@@ -19,13 +19,18 @@
 //! EAL is initialised once per process from the `[dpdk]` section; without
 //! reserved hugepages it runs with `--no-huge` (so it works on any machine).
 //!
-//! Limit, on purpose for now: the lent frames are given to DPDK with their
-//! virtual address as IOVA and are not registered for DMA
-//! (`rte_extmem_register` + `rte_dev_dma_map`). Vdevs (AF_XDP, AF_PACKET,
-//! TAP) never DMA and work; a PCI NIC behind VFIO needs that registration,
-//! which cannot be tested on the development machines (no PCI NIC).
+//! DMA: each worker's frame pool is registered with DPDK as external memory
+//! and DMA-mapped for every DPDK device (`rte_extmem_register` +
+//! `rte_dev_dma_map`, see [`dma`]), so a PCI NIC behind VFIO can DMA into
+//! the lent frames; IOVA is the virtual address. A process whose DPDK ports
+//! are all vdevs runs EAL with `--iova-mode=va` (vdevs never DMA); a PCI NIC
+//! needs vfio-pci with the IOMMU on, and IOVA as physical addresses is
+//! refused with a clear error. The registration is undone (unmap per device,
+//! then unregister) when the last port using the pool is dropped, after the
+//! device was stopped.
 
 use std::collections::HashMap;
+use std::collections::HashSet;
 use std::ffi::{CStr, CString, c_void};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -35,6 +40,9 @@ use vrouter_wire::MacAddr;
 
 use super::{AttachCtx, Port, PortError, PortStats};
 use crate::pkt::Pkt;
+
+mod dma;
+pub use dma::{DmaError, RegionInfo, regions as dma_regions};
 
 const BURST: usize = 256;
 /// Frames per mbuf.
@@ -95,6 +103,12 @@ pub fn eal_init(args: &[String], pci: bool) -> Result<(), String> {
         if !args.iter().any(|a| a.starts_with("--file-prefix")) {
             argv.push(format!("--file-prefix=vrouterd{}", std::process::id()));
         }
+        if !pci && !args.iter().any(|a| a.starts_with("--iova-mode")) {
+            // Vdevs never DMA, and IOVA as VA is what lets the frame pools
+            // be registered page by page (the `dma` module); with hugepages
+            // and no IOMMU EAL would pick physical addresses otherwise.
+            argv.push("--iova-mode=va".into());
+        }
         if !args.iter().any(|a| a == "-l" || a.starts_with("--lcores")) {
             // vrouterd's workers are its own threads; EAL needs one lcore.
             argv.extend(["-l".into(), "0".into()]);
@@ -146,6 +160,8 @@ pub struct DpdkPool {
     /// First frame of the range and the mbuf of each frame in it.
     first: u32,
     mbufs: Arc<Vec<usize>>,
+    /// The pool's DMA registration, shared by the ports using the mempool.
+    dma: Arc<dma::Region>,
 }
 
 // SAFETY: the mempool is used by the worker thread that owns the pool; the
@@ -154,6 +170,17 @@ unsafe impl Send for DpdkPool {}
 
 /// Ports whose queues are being set up, to start each when its last queue is ready.
 static PENDING: Mutex<Option<HashMap<u16, u16>>> = Mutex::new(None);
+
+/// Started ports; the first of a port's queues to be dropped stops it.
+static STARTED: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+
+fn dma_err(port: &str, e: DmaError) -> PortError {
+    PortError::Sys {
+        port: port.to_string(),
+        what: "DMA registration".into(),
+        source: std::io::Error::other(e),
+    }
+}
 
 /// See the module doc.
 pub struct DpdkPort {
@@ -172,6 +199,9 @@ pub struct DpdkPort {
     tx_off: Vec<u16>,
     tx_len: Vec<u16>,
     stats: Arc<PortStats>,
+    /// Keeps the worker pool registered for DMA while the port may use it;
+    /// released after `drop` stopped the device.
+    dma: Option<Arc<dma::Region>>,
 }
 
 // SAFETY: mbuf pointers are handles owned by this port's worker thread.
@@ -214,6 +244,13 @@ impl DpdkPort {
         if !found {
             return Err(err(name, format!("no DPDK device {}", cfg.device), 19));
         }
+        let mut info = ffi::rte_eth_dev_info::default();
+        // SAFETY: a valid port id and out-pointer.
+        let r = unsafe { ffi::rte_eth_dev_info_get(port_id, &mut info) };
+        if r < 0 {
+            return Err(err(name, "reading the device information", r));
+        }
+        dma::add_device(info.device).map_err(|e| dma_err(name, e))?;
         if cfg.queue == 0 {
             let conf = ffi::rte_eth_conf::default();
             // SAFETY: a valid port id and a default configuration.
@@ -248,6 +285,7 @@ impl DpdkPort {
             tx_off: vec![0; crate::graph::ARENA],
             tx_len: vec![0; crate::graph::ARENA],
             stats: Arc::default(),
+            dma: None,
         })
     }
 
@@ -256,7 +294,8 @@ impl DpdkPort {
         let first = pool
             .lend_range(count)
             .map_err(|e| err(name, format!("reserving frames: {e}"), 12))?;
-        let (base, _) = pool.region();
+        let (base, len) = pool.region();
+        let dma = dma::Region::register(base, len).map_err(|e| dma_err(name, e))?;
         let elt = STRIDE as usize * FRAME_SIZE;
         let ext = ffi::rte_pktmbuf_extmem {
             buf_ptr: base.wrapping_add(first as usize * FRAME_SIZE).cast(),
@@ -323,7 +362,12 @@ impl DpdkPort {
                 unsafe { ffi::vr_pktmbuf_free(m as *mut ffi::rte_mbuf) };
             }
         }));
-        Ok(DpdkPool { mp, first, mbufs })
+        Ok(DpdkPool {
+            mp,
+            first,
+            mbufs,
+            dma,
+        })
     }
 }
 
@@ -405,8 +449,11 @@ impl Port for DpdkPort {
             }
             // SAFETY: a started port.
             unsafe { ffi::rte_eth_promiscuous_enable(port) };
+            let mut s = STARTED.lock().unwrap_or_else(|e| e.into_inner());
+            s.get_or_insert_with(HashSet::new).insert(port);
         }
         self.pool = Some((dp.mp as usize, dp.first, dp.mbufs.clone()));
+        self.dma = Some(dp.dma.clone());
         tracing::info!(port = %self.name, device = %self.cfg.device, queue = q, "DPDK port ready");
         Ok(())
     }
@@ -560,11 +607,91 @@ impl Port for DpdkPort {
 
 impl Drop for DpdkPort {
     fn drop(&mut self) {
-        if self.cfg.queue == 0 {
-            // SAFETY: a configured port; stopping drains its queues.
+        // Stopped by whichever of its queues goes first, so that no queue
+        // still DMAs into a pool whose registration `self.dma` releases.
+        let started = STARTED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+            .is_some_and(|s| s.remove(&self.port_id));
+        if started {
+            // SAFETY: a started port; stopping drains its queues.
             unsafe {
                 ffi::rte_eth_dev_stop(self.port_id);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A vdev port's attach registers the worker pool with DPDK (DPDK finds
+    /// the region, with IOVA = VA, mapped for the device), and dropping the
+    /// port unregisters it again.
+    #[test]
+    fn lent_frames_are_registered_for_dma_and_released() {
+        // SAFETY: geteuid has no memory effects.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: DPDK's EAL needs root");
+            return;
+        }
+        let args = ["--no-huge", "-m", "64", "--no-shconf"].map(String::from);
+        eal_init(&args, false).expect("EAL init");
+        // SAFETY: EAL is initialised.
+        let mode = unsafe { ffi::rte_eal_iova_mode() };
+        assert_eq!(
+            mode,
+            ffi::rte_iova_mode_RTE_IOVA_VA,
+            "vdev-only EAL runs IOVA as VA"
+        );
+        let cfg = DpdkConfig {
+            device: "net_null0".into(),
+            queue: 0,
+            queues: 1,
+            rx_desc: 256,
+            tx_desc: 256,
+            mac: None,
+        };
+        let mut port = DpdkPort::open(0, "n0", &cfg).expect("net_null0");
+        let mut pool = FramePool::new(8192).expect("pool");
+        let (base, len) = pool.region();
+        // SAFETY: a lookup of an address; DPDK only reads its tables.
+        let before = unsafe { ffi::rte_mem_virt2memseg_list(base.cast()) };
+        assert!(
+            before.is_null(),
+            "the pool is not DPDK memory before attach"
+        );
+        let mut ctx = AttachCtx::default();
+        port.attach(&mut pool, &mut ctx).expect("attach");
+        drop(ctx);
+
+        let last = base.wrapping_add(len - 1);
+        // SAFETY: as above.
+        let msl = unsafe { ffi::rte_mem_virt2memseg_list(last.cast()) };
+        assert!(!msl.is_null(), "DPDK does not know the registered pool");
+        // SAFETY: `msl` is the list that holds `last`.
+        let ms = unsafe { ffi::rte_mem_virt2memseg(last.cast(), msl) };
+        assert!(!ms.is_null());
+        // SAFETY: a memseg of a live list.
+        let iova = unsafe { (*ms).iova };
+        let page = (last as usize) & !4095;
+        assert_eq!(iova, page as u64, "the page's IOVA is its virtual address");
+        let regions = dma_regions();
+        assert_eq!(regions.len(), 1, "{regions:?}");
+        assert_eq!((regions[0].addr, regions[0].len), (base as usize, len));
+        assert_eq!(regions[0].iova, base as u64);
+        // net_null's bus (vdev) accepts the mapping without doing anything.
+        assert_eq!(regions[0].mapped, vec!["net_null0".to_string()]);
+
+        drop(port);
+        // SAFETY: as above.
+        let after = unsafe { ffi::rte_mem_virt2memseg_list(base.cast()) };
+        assert!(
+            after.is_null(),
+            "the pool is still registered after the port went"
+        );
+        assert!(dma_regions().is_empty());
     }
 }
