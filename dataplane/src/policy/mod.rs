@@ -128,23 +128,13 @@ struct PortEntry {
     counter: u32,
 }
 
-/// Starts per block of a [`RuleSet`]'s segment search.
-const BLOCK: usize = 16;
-
 /// One direction of one pod: its rules merged into disjoint peer segments,
 /// each holding the port ranges of the rules that cover it (in rule
-/// order). A lookup is a binary search over every 16th segment start, a
-/// branch-free count of the starts ≤ the peer in that block of 16 (SIMD
-/// compares for IPv4), and a scan of a short list.
+/// order). A lookup is one binary search and a scan of a short list.
 #[derive(Debug, Clone, Default)]
 pub struct RuleSet<T = u32> {
     /// Segment `i` covers `starts[i]..starts[i + 1]`; `starts[0]` is 0.
-    /// Padded with `T::MAX` to a multiple of [`BLOCK`].
     starts: Vec<T>,
-    /// `starts[BLOCK * i]`: a search finds the block, then counts in it.
-    heads: Vec<T>,
-    /// Real segments (`starts` without the padding).
-    segments: usize,
     /// Per segment: (offset, length) in `ports`.
     spans: Vec<(u32, u32)>,
     ports: Vec<PortEntry>,
@@ -212,33 +202,12 @@ impl<T: Addr> RuleSet<T> {
             }
             spans.push((off, ports.len() as u32 - off));
         }
-        let segments = starts.len();
-        starts.resize(segments.div_ceil(BLOCK) * BLOCK, T::MAX);
-        let heads = starts.iter().step_by(BLOCK).copied().collect();
         RuleSet {
             starts,
-            heads,
-            segments,
             spans,
             ports,
             rules: rules.len(),
         }
-    }
-
-    /// The segment holding `peer`: the last start ≤ `peer`.
-    #[inline(always)]
-    fn segment(&self, peer: T) -> Option<usize> {
-        let blk = self.heads.partition_point(|&h| h <= peer).checked_sub(1)?;
-        let base = blk * BLOCK;
-        let block: &[T; BLOCK] = self.starts.get(base..base + BLOCK)?.try_into().ok()?;
-        let n = block.iter().map(|&s| usize::from(s <= peer)).sum::<usize>();
-        // Padding (`T::MAX`) counts only for `peer == T::MAX`, whose
-        // segment is the last real one.
-        Some(
-            (base + n)
-                .checked_sub(1)?
-                .min(self.segments.checked_sub(1)?),
-        )
     }
 
     /// Number of rules compiled in.
@@ -249,7 +218,7 @@ impl<T: Addr> RuleSet<T> {
     /// The counter of the first rule that matches, if any.
     #[inline]
     pub fn matches(&self, peer: T, proto: u8, port: u16) -> Option<u32> {
-        let seg = self.segment(peer)?;
+        let seg = self.starts.partition_point(|&s| s <= peer).checked_sub(1)?;
         let &(off, len) = self.spans.get(seg)?;
         self.ports
             .get(off as usize..(off + len) as usize)?
@@ -487,7 +456,7 @@ mod tests {
             let set = RuleSet::new(&rules);
             for n in 0..2000 {
                 // The ends of the address space, then mostly in the rules'
-                // range (several 16-start blocks of segments).
+                // range (many segments).
                 let peer = match n {
                     0 => 0,
                     1 => u32::MAX,
