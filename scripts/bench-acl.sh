@@ -33,7 +33,7 @@ for set in "" -one-pod; do
   for alg in scalar sse avx2; do
     out=$(dpdk-test-acl --no-huge -m 4096 --no-pci --file-prefix "$PREFIX" --log-level='.*,3' -- \
       --rulesf="$D/set$set/rules" --tracef="$D/set$set/trace" --rulenum=$((rules + 1)) \
-      --iter="$ITER" --verbose=1 --alg="$alg" 2>&1) || { echo "dpdk-test-acl ($alg) failed:"; echo "$out" | tail -5; continue; }
+      --iter="$ITER" --verbose=0 --alg="$alg" 2>&1) || { echo "dpdk-test-acl ($alg) failed:"; echo "$out" | tail -5; continue; }
     echo "dpdk-test-acl $alg: $(echo "$out" | grep -o '[0-9.]* cycles/pkt, [0-9.]* pkt/sec' | tail -1)"
   done
   $B "policy$set" "polls:$ITER"
