@@ -16,6 +16,8 @@ use vrouter_dataplane::port::Port;
 use vrouter_dataplane::port::memory::MemoryPort;
 use vrouter_dataplane::worker::Worker;
 
+pub mod svc;
+
 /// A router and one worker driven from the calling thread.
 pub struct Bench {
     pub router: Router,

@@ -487,7 +487,14 @@ impl<A: Addr> ConnTrack<A> {
         for bucket in self.probe(h) {
             for &s in &bucket.s {
                 if s != 0 && s & !0xffff_ffff == tag {
-                    vrouter_buf::prefetch_slice(&self.flows, (s as u32).wrapping_sub(1) as usize);
+                    let id = (s as u32).wrapping_sub(1);
+                    if let Some(f) = self.flows.get(id as usize) {
+                        // A 40-byte flow straddles two cache lines in 3
+                        // cases out of 8 (an IPv6 one spans 2 or 3).
+                        vrouter_buf::prefetch(f);
+                        vrouter_buf::prefetch(&f.rev);
+                        vrouter_buf::prefetch(&f.owner);
+                    }
                 }
             }
         }
@@ -650,7 +657,10 @@ impl<A: Addr> ConnTrack<A> {
     pub fn sweep(&mut self, now_s: u32, n: usize) -> usize {
         let mut freed = 0;
         for _ in 0..n.min(self.flows.len()) {
-            self.cursor = (self.cursor + 1) % self.flows.len();
+            self.cursor += 1;
+            if self.cursor >= self.flows.len() {
+                self.cursor = 0;
+            }
             let f = &self.flows[self.cursor];
             if f.state != State::Free && f.expires <= now_s {
                 self.remove(self.cursor as u32);

@@ -422,7 +422,7 @@ mod tests {
         use rand::{Rng, SeedableRng, rngs::SmallRng};
         let mut rng = SmallRng::seed_from_u64(3);
         for _ in 0..50 {
-            let rules: Vec<Rule> = (0..rng.gen_range(0..12))
+            let rules: Vec<Rule> = (0..rng.gen_range(0..40))
                 .map(|k| Rule {
                     policy: 0,
                     counter: k,
@@ -454,11 +454,14 @@ mod tests {
                 })
                 .collect();
             let set = RuleSet::new(&rules);
-            for _ in 0..2000 {
-                let peer = if rng.gen_bool(0.9) {
-                    rng.gen_range(0..0x1_0000)
-                } else {
-                    rng.r#gen()
+            for n in 0..2000 {
+                // The ends of the address space, then mostly in the rules'
+                // range (many segments).
+                let peer = match n {
+                    0 => 0,
+                    1 => u32::MAX,
+                    _ if rng.gen_bool(0.9) => rng.gen_range(0..0x1_0000),
+                    _ => rng.r#gen(),
                 };
                 let proto = if rng.gen_bool(0.5) { 6 } else { 17 };
                 let port = rng.gen_range(0..120);

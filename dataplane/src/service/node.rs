@@ -394,6 +394,7 @@ fn node_af<F: Family>(
         }
     }
     // Pass 3: look up; hits translate, misses are new connections.
+    let timeouts = st.ct.timeouts;
     for (k, &i) in input.iter().enumerate() {
         let (l4, tf) = st.l4[k];
         if l4 == 0 {
@@ -403,7 +404,6 @@ fn node_af<F: Family>(
             continue;
         };
         let key = st.keys[k];
-        let timeouts = st.ct.timeouts;
         if let Some((id, dir)) = st.ct.lookup(&key, st.hashes[k], now_s) {
             let Some(f) = st.ct.flow_mut(id) else {
                 continue;
