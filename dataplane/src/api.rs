@@ -41,7 +41,8 @@ use crate::tables::{IfaceMode, NextHop, Tables};
 use std::sync::atomic::Ordering;
 
 const LISTENER: Token = Token(0);
-/// Output a slow client may leave unread before it is disconnected.
+/// Output a slow client may leave unread before it is disconnected (checked
+/// before each answer is added, so one answer may be larger).
 const MAX_OUT: usize = 8 << 20;
 
 /// Where and for whom the socket listens.
@@ -696,8 +697,11 @@ impl Api {
             let Some(c) = self.conns.get_mut(&t) else {
                 return (handled, false);
             };
+            // Slow = earlier output left unread; one large answer alone
+            // (`show.services` of 10k services) is not.
+            let unread = c.output.len();
             push_response(c, id, result);
-            if c.output.len() > MAX_OUT {
+            if unread > MAX_OUT {
                 self.stats.closed_slow += 1;
                 self.close(t);
                 return (handled, false);

@@ -7,7 +7,11 @@
 //! LoadBalancer IPs alike; a NodePort makes it reachable on every address
 //! of the node at that port. A Kubernetes Service with several ports is one
 //! object per port. Compiled services are shared (`Arc`) between snapshots:
-//! a change rebuilds only the Maglev table of the service that changed.
+//! a change rebuilds only the Maglev table of the service that changed, and
+//! patches only that service's keys in the VIP and NodePort maps (kept
+//! between snapshots, cloned into each); the policy table is recompiled only
+//! when a policy changed. So a publish after one change costs a clone of
+//! the maps, not a rebuild of every service.
 //!
 //! The data path is `node` (`ip4-conntrack`, `ip6-conntrack`) and `guard`
 //! (`pod-guard`, anti-spoofing); NAT and REJECT packet
@@ -21,7 +25,7 @@ pub mod maglev;
 pub mod nat;
 pub mod node;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -246,8 +250,159 @@ pub struct ServiceState {
     /// endpoint.
     bindings: BTreeMap<String, (u16, MacAddr, Vec<IpAddr>)>,
     dirty: bool,
+    /// A policy changed since the last compile (otherwise the last policy
+    /// table is reused as it is, counters included).
+    policies_dirty: bool,
     /// Counters of the last compiled policy table, by policy name.
     last_policy: Arc<PolicyTable>,
+    /// The VIP and NodePort maps as of the last change.
+    index: VipIndex,
+}
+
+/// A lookup key of the snapshot's VIP and NodePort maps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum VipSlot {
+    V4(u64),
+    V6((u128, u32)),
+    /// `vip_key(0, node_port, proto)`, in `node_ports` and `node_ports6`.
+    NodePort(u64),
+}
+
+/// The snapshot's lookup maps, kept up to date service by service: a change
+/// costs the keys of the service that changed, and a publish clones the
+/// maps (no hashing) instead of rebuilding them from every service.
+///
+/// A key two services claim goes to the greatest name (as when the maps
+/// were rebuilt in name order and the last write won); a VIP address stays
+/// while any service has it.
+#[derive(Debug, Default)]
+struct VipIndex {
+    vips: HashMap<u64, Arc<Service>, Fast>,
+    vips6: HashMap<(u128, u32), Arc<Service>, Fast>,
+    node_ports: HashMap<u64, Arc<Service>, Fast>,
+    node_ports6: HashMap<u64, Arc<Service>, Fast>,
+    vip_addrs: HashSet<u32, Fast>,
+    vip_addrs6: HashSet<u128, Fast>,
+    /// The services claiming each key.
+    claims: HashMap<VipSlot, BTreeSet<String>, Fast>,
+    /// How many services have each VIP address.
+    addr_refs: HashMap<IpAddr, u32, Fast>,
+}
+
+/// The keys a service claims (each once).
+fn slots_of(s: &ServiceSpec) -> Vec<VipSlot> {
+    let mut v: Vec<VipSlot> = s
+        .ips
+        .iter()
+        .map(|ip| match *ip {
+            IpAddr::V4(a) => VipSlot::V4(vip_key(ip_u32(a), s.port, s.proto)),
+            IpAddr::V6(a) => VipSlot::V6(vip_key6(u128::from(a), s.port, s.proto)),
+        })
+        .collect();
+    if s.node_port != 0 {
+        v.push(VipSlot::NodePort(vip_key(0, s.node_port, s.proto)));
+    }
+    let mut once = Vec::with_capacity(v.len());
+    for k in v {
+        if !once.contains(&k) {
+            once.push(k);
+        }
+    }
+    once
+}
+
+/// A service's VIP addresses (each once).
+fn addrs_of(s: &ServiceSpec) -> Vec<IpAddr> {
+    let mut v = s.ips.clone();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+type Compiled = BTreeMap<String, (ServiceSpec, [Arc<Service>; 2])>;
+
+impl VipIndex {
+    /// Service `name` went from `old` to `new` (`None`: absent); `services`
+    /// is already updated.
+    fn update(
+        &mut self,
+        services: &Compiled,
+        name: &str,
+        old: Option<&ServiceSpec>,
+        new: Option<&ServiceSpec>,
+    ) {
+        let old_slots = old.map(slots_of).unwrap_or_default();
+        let new_slots = new.map(slots_of).unwrap_or_default();
+        for k in &old_slots {
+            if let Some(c) = self.claims.get_mut(k) {
+                c.remove(name);
+            }
+        }
+        for k in &new_slots {
+            self.claims.entry(*k).or_default().insert(name.to_string());
+        }
+        for k in old_slots.iter().chain(&new_slots) {
+            self.settle(services, *k);
+        }
+        for a in old.map(addrs_of).unwrap_or_default() {
+            if let Some(n) = self.addr_refs.get_mut(&a) {
+                *n -= 1;
+                if *n == 0 {
+                    self.addr_refs.remove(&a);
+                    match a {
+                        IpAddr::V4(v) => self.vip_addrs.remove(&ip_u32(v)),
+                        IpAddr::V6(v) => self.vip_addrs6.remove(&u128::from(v)),
+                    };
+                }
+            }
+        }
+        for a in new.map(addrs_of).unwrap_or_default() {
+            *self.addr_refs.entry(a).or_default() += 1;
+            match a {
+                IpAddr::V4(v) => self.vip_addrs.insert(ip_u32(v)),
+                IpAddr::V6(v) => self.vip_addrs6.insert(u128::from(v)),
+            };
+        }
+    }
+
+    /// Sets key `k` from the services claiming it.
+    fn settle(&mut self, services: &Compiled, k: VipSlot) {
+        let claims = self.claims.get(&k);
+        let mut owners = claims
+            .into_iter()
+            .flatten()
+            .rev()
+            .filter_map(|n| services.get(n).map(|(_, c)| c));
+        match k {
+            VipSlot::V4(key) => match owners.next() {
+                Some([s4, _]) => self.vips.insert(key, s4.clone()),
+                None => self.vips.remove(&key),
+            },
+            VipSlot::V6(key) => match owners.next() {
+                Some([_, s6]) => self.vips6.insert(key, s6.clone()),
+                None => self.vips6.remove(&key),
+            },
+            VipSlot::NodePort(key) => {
+                let owners: Vec<&[Arc<Service>; 2]> = owners.collect();
+                // A NodePort serves each family the node has backends of; a
+                // service with none at all still answers IPv4 (REJECT).
+                match owners
+                    .iter()
+                    .find(|[s4, s6]| !s4.backends.is_empty() || s6.backends.is_empty())
+                {
+                    Some([s4, _]) => self.node_ports.insert(key, s4.clone()),
+                    None => self.node_ports.remove(&key),
+                };
+                match owners.iter().find(|[_, s6]| !s6.backends.is_empty()) {
+                    Some([_, s6]) => self.node_ports6.insert(key, s6.clone()),
+                    None => self.node_ports6.remove(&key),
+                }
+            }
+        };
+        if claims.is_some_and(BTreeSet::is_empty) {
+            self.claims.remove(&k);
+        }
+    }
 }
 
 fn ip_u32(a: Ipv4Addr) -> u32 {
@@ -316,21 +471,29 @@ impl ServiceState {
             Arc::new(self.compile_service(id, name, &spec, true)),
         ];
         self.dirty = true;
-        self.services
+        let old = self
+            .services
             .insert(name.to_string(), (spec, compiled))
-            .map(|(s, _)| s)
+            .map(|(s, _)| s);
+        let new = self.services.get(name).map(|(s, _)| s);
+        self.index.update(&self.services, name, old.as_ref(), new);
+        old
     }
 
     /// Removes a service; returns it.
     pub fn del_service(&mut self, name: &str) -> Option<ServiceSpec> {
         let old = self.services.remove(name).map(|(s, _)| s);
-        self.dirty |= old.is_some();
+        if let Some(o) = &old {
+            self.index.update(&self.services, name, Some(o), None);
+            self.dirty = true;
+        }
         old
     }
 
     /// Adds or replaces a policy; returns the previous one.
     pub fn set_policy(&mut self, name: &str, spec: PolicySpec) -> Option<PolicySpec> {
         self.dirty = true;
+        self.policies_dirty = true;
         self.policies.insert(name.to_string(), spec)
     }
 
@@ -338,6 +501,7 @@ impl ServiceState {
     pub fn del_policy(&mut self, name: &str) -> Option<PolicySpec> {
         let old = self.policies.remove(name);
         self.dirty |= old.is_some();
+        self.policies_dirty |= old.is_some();
         old
     }
 
@@ -547,40 +711,22 @@ impl ServiceState {
         n_ifaces: usize,
         port_of: &dyn Fn(u16, MacAddr) -> Option<u16>,
     ) -> Arc<ServiceTables> {
+        let ix = &self.index;
         let mut st = ServiceTables {
             settings: self.settings,
+            vips: ix.vips.clone(),
+            vips6: ix.vips6.clone(),
+            node_ports: ix.node_ports.clone(),
+            node_ports6: ix.node_ports6.clone(),
+            vip_addrs: ix.vip_addrs.clone(),
+            vip_addrs6: ix.vip_addrs6.clone(),
             ..ServiceTables::default()
         };
-        for (spec, [svc4, svc6]) in self.services.values() {
-            for ip in &spec.ips {
-                match *ip {
-                    IpAddr::V4(a) => {
-                        st.vips
-                            .insert(vip_key(ip_u32(a), spec.port, spec.proto), svc4.clone());
-                        st.vip_addrs.insert(ip_u32(a));
-                    }
-                    IpAddr::V6(a) => {
-                        st.vips6
-                            .insert(vip_key6(u128::from(a), spec.port, spec.proto), svc6.clone());
-                        st.vip_addrs6.insert(u128::from(a));
-                    }
-                }
-            }
-            if spec.node_port != 0 {
-                let k = vip_key(0, spec.node_port, spec.proto);
-                // A NodePort serves each family the node has backends of; a
-                // service with none at all still answers IPv4 (REJECT).
-                if !svc4.backends.is_empty() || svc6.backends.is_empty() {
-                    st.node_ports.insert(k, svc4.clone());
-                }
-                if !svc6.backends.is_empty() {
-                    st.node_ports6.insert(k, svc6.clone());
-                }
-            }
+        if self.policies_dirty {
+            self.last_policy = Arc::new(self.compile_policies());
+            self.policies_dirty = false;
         }
-        let policy = Arc::new(self.compile_policies());
-        self.last_policy = policy.clone();
-        st.policy = policy;
+        st.policy = self.last_policy.clone();
         type Acc = (Vec<MacAddr>, Vec<(MacAddr, u32)>, Vec<(MacAddr, u128)>);
         let mut spoof: Vec<Option<Acc>> = vec![None; n_ifaces];
         for (iface, mac, ips) in self.bindings.values() {
@@ -704,6 +850,97 @@ mod tests {
         assert!(s.pick(1, false).is_none());
         st.del_service("default/web");
         assert!(!st.compile(4, &|_, _| None).enabled);
+    }
+
+    /// The maps as the full rebuild made them: every service in name
+    /// order, the last write winning.
+    fn rebuilt(st: &ServiceState) -> VipIndex {
+        let mut ix = VipIndex::default();
+        for (spec, [svc4, svc6]) in st.services.values() {
+            for ip in &spec.ips {
+                match *ip {
+                    IpAddr::V4(a) => {
+                        ix.vips
+                            .insert(vip_key(ip_u32(a), spec.port, spec.proto), svc4.clone());
+                        ix.vip_addrs.insert(ip_u32(a));
+                    }
+                    IpAddr::V6(a) => {
+                        ix.vips6
+                            .insert(vip_key6(u128::from(a), spec.port, spec.proto), svc6.clone());
+                        ix.vip_addrs6.insert(u128::from(a));
+                    }
+                }
+            }
+            if spec.node_port != 0 {
+                let k = vip_key(0, spec.node_port, spec.proto);
+                if !svc4.backends.is_empty() || svc6.backends.is_empty() {
+                    ix.node_ports.insert(k, svc4.clone());
+                }
+                if !svc6.backends.is_empty() {
+                    ix.node_ports6.insert(k, svc6.clone());
+                }
+            }
+        }
+        ix
+    }
+
+    fn same<K: std::hash::Hash + Eq + std::fmt::Debug>(
+        a: &HashMap<K, Arc<Service>, Fast>,
+        b: &HashMap<K, Arc<Service>, Fast>,
+    ) -> bool {
+        a.len() == b.len()
+            && a.iter()
+                .all(|(k, v)| b.get(k).is_some_and(|w| Arc::ptr_eq(v, w)))
+    }
+
+    proptest::proptest! {
+        /// After any sequence of adds, replaces and deletes of services
+        /// that share VIPs, ports and NodePorts, the incrementally kept maps
+        /// equal a rebuild from every service.
+        #[test]
+        fn incremental_maps_equal_a_full_rebuild(
+            steps in proptest::collection::vec(
+                (0u8..6, proptest::option::of((
+                    proptest::collection::vec(0u8..6, 0..3), 0u8..2, 0u8..3, 0u8..2, 0u8..3,
+                ))),
+                1..40,
+            )
+        ) {
+            let ips: [IpAddr; 6] = [
+                "198.19.0.1".parse().unwrap(), "198.19.0.2".parse().unwrap(),
+                "198.19.0.3".parse().unwrap(), "2001:db8::1".parse().unwrap(),
+                "2001:db8::2".parse().unwrap(), "198.19.0.1".parse().unwrap(),
+            ];
+            let backends: [&[&str]; 3] = [&[], &["198.18.1.2"], &["2001:db8:1::2", "198.18.1.3"]];
+            let mut st = ServiceState::new(Settings { maglev_size: 7, ..Settings::default() });
+            for (name, spec) in steps {
+                let name = format!("ns/s{name}");
+                match spec {
+                    None => { st.del_service(&name); }
+                    Some((vips, port, node_port, proto, be)) => {
+                        st.set_service(&name, ServiceSpec {
+                            ips: vips.iter().map(|&i| ips[usize::from(i)]).collect(),
+                            port: 80 + u16::from(port),
+                            proto: if proto == 0 { 6 } else { 17 },
+                            node_port: [0, 30080, 30081][usize::from(node_port)],
+                            local_only: false,
+                            affinity_s: 0,
+                            backends: backends[usize::from(be)].iter().map(|ip| BackendSpec {
+                                ip: ip.parse().unwrap(), port: 8080, weight: 1, local: true,
+                            }).collect(),
+                        });
+                    }
+                }
+                let want = rebuilt(&st);
+                let t = st.compile(0, &|_, _| None);
+                proptest::prop_assert!(same(&t.vips, &want.vips));
+                proptest::prop_assert!(same(&t.vips6, &want.vips6));
+                proptest::prop_assert!(same(&t.node_ports, &want.node_ports));
+                proptest::prop_assert!(same(&t.node_ports6, &want.node_ports6));
+                proptest::prop_assert_eq!(&t.vip_addrs, &want.vip_addrs);
+                proptest::prop_assert_eq!(&t.vip_addrs6, &want.vip_addrs6);
+            }
+        }
     }
 
     #[test]
