@@ -793,6 +793,10 @@ pub mod info {
         pub rx_packets: u64,
         pub rx_bytes: u64,
         pub rx_dropped: u64,
+        /// Descriptors the kernel found no fill-ring frame for (AF_XDP;
+        /// 0 for other drivers): the worker fell behind refilling.
+        #[serde(default)]
+        pub rx_fill_empty: u64,
         pub tx_packets: u64,
         pub tx_bytes: u64,
         pub tx_dropped: u64,

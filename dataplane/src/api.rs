@@ -1544,6 +1544,7 @@ impl Api {
                     c.rx_packets += x.rx_packets;
                     c.rx_bytes += x.rx_bytes;
                     c.rx_dropped += x.rx_dropped;
+                    c.rx_fill_empty += x.rx_fill_empty;
                     c.tx_packets += x.tx_packets;
                     c.tx_bytes += x.tx_bytes;
                     c.tx_dropped += x.tx_dropped;
@@ -1555,6 +1556,7 @@ impl Api {
                     rx_packets: c.rx_packets,
                     rx_bytes: c.rx_bytes,
                     rx_dropped: c.rx_dropped,
+                    rx_fill_empty: c.rx_fill_empty,
                     tx_packets: c.tx_packets,
                     tx_bytes: c.tx_bytes,
                     tx_dropped: c.tx_dropped,

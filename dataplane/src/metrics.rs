@@ -275,7 +275,7 @@ pub fn render<'a>(
 
     // Ports, per queue (one stats block per queue object).
     type PortField = fn(&crate::port::PortCounters) -> u64;
-    let fields: [(&str, &str, PortField); 6] = [
+    let fields: [(&str, &str, PortField); 7] = [
         ("vrouter_port_rx_packets_total", "Packets received", |c| {
             c.rx_packets
         }),
@@ -286,6 +286,11 @@ pub fn render<'a>(
             "vrouter_port_rx_dropped_total",
             "Packets dropped at receive (no buffer, oversize)",
             |c| c.rx_dropped,
+        ),
+        (
+            "vrouter_port_rx_fill_empty_total",
+            "Receive descriptors the kernel found no fill-ring frame for (AF_XDP)",
+            |c| c.rx_fill_empty,
         ),
         (
             "vrouter_port_tx_packets_total",

@@ -41,14 +41,28 @@ pub fn render(t: &Tables, ports: &[(String, PortCounters)], workers: &[Arc<Worke
     let _ = writeln!(o, "ports:");
     let _ = writeln!(
         o,
-        "  {:<16} {:>12} {:>14} {:>10} {:>12} {:>14} {:>10}",
-        "name", "rx-packets", "rx-bytes", "rx-drops", "tx-packets", "tx-bytes", "tx-drops"
+        "  {:<16} {:>12} {:>14} {:>10} {:>12} {:>14} {:>10} {:>10}",
+        "name",
+        "rx-packets",
+        "rx-bytes",
+        "rx-drops",
+        "tx-packets",
+        "tx-bytes",
+        "tx-drops",
+        "fill-empty"
     );
     for (name, c) in ports {
         let _ = writeln!(
             o,
-            "  {:<16} {:>12} {:>14} {:>10} {:>12} {:>14} {:>10}",
-            name, c.rx_packets, c.rx_bytes, c.rx_dropped, c.tx_packets, c.tx_bytes, c.tx_dropped
+            "  {:<16} {:>12} {:>14} {:>10} {:>12} {:>14} {:>10} {:>10}",
+            name,
+            c.rx_packets,
+            c.rx_bytes,
+            c.rx_dropped,
+            c.tx_packets,
+            c.tx_bytes,
+            c.tx_dropped,
+            c.rx_fill_empty
         );
     }
     let _ = writeln!(o, "interfaces:");

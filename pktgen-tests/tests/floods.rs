@@ -124,10 +124,11 @@ fn ports_summary(t: &Topology, k: usize) -> String {
         .flatten()
         .map(|p| {
             format!(
-                "{} rx {} (dropped {}) tx {} (dropped {})",
+                "{} rx {} (dropped {}, fill ring empty {}) tx {} (dropped {})",
                 p["name"].as_str().unwrap_or("?"),
                 p["rx_packets"],
                 p["rx_dropped"],
+                p["rx_fill_empty"],
                 p["tx_packets"],
                 p["tx_dropped"]
             )

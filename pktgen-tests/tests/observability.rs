@@ -366,6 +366,9 @@ for k in sorted(v):
     };
     assert!(get("vrouter_port_rx_packets_total{port=a,queue=0}") >= 5);
     assert!(get("vrouter_port_tx_packets_total{port=b,queue=0}") >= 5);
+    // Exported for every port (AF_XDP reads it from XDP_STATISTICS); a
+    // pool of thousands of frames never runs dry at this rate.
+    assert_eq!(get("vrouter_port_rx_fill_empty_total{port=a,queue=0}"), 0);
     assert!(get("vrouter_drops_total{reason=ip4-blackhole,worker=0}") >= 3);
     assert!(get("vrouter_interface_rx_packets_total{interface=c}") >= 2);
     assert_eq!(get("vrouter_mac_entries{bridge=pods}"), 2);

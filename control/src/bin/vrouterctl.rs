@@ -655,6 +655,7 @@ fn print(what: &Op, v: &Value) {
                 "rx_dropped",
                 "tx_packets",
                 "tx_dropped",
+                "rx_fill_empty",
             ],
         ),
         Op::ShowInterfaces => table(
