@@ -5,8 +5,8 @@
 #
 # The generator (dpdk-testpmd txonly on an AF_XDP vdev, pinned to core 0)
 # offers 64-byte UDP frames with many flows (198.18.1.2 -> 198.19.0.1,
-# --txonly-multi-flow). The sink's kernel counts and drops them (not local,
-# not forwarding). Each forwarder, pinned to core 1 where it can be, gets the
+# --txonly-multi-flow). The sink counts them on its veth and drops them (see
+# --sink below). Each forwarder, pinned to core 1 where it can be, gets the
 # same offered load for the same time:
 #
 #   kernel            Linux IPv4 forwarding (RPS steers its work to core 1)
@@ -27,20 +27,28 @@
 # delivered packets (sink receive included). Appends the table, the machine
 # and the command to benches/RESULTS.md unless --no-record.
 #
-# Usage: scripts/bench-forward.sh [-t SECONDS] [-f LIST] [--no-record]
+# The sink (--sink): `drop` (default) drops the frames in an nftables netdev
+# ingress chain, before the sink's IP stack: on veth the sink's receive work
+# runs on the CPU that transmits into the pair (the forwarder's core), and a
+# real sink is another host. `stack` lets the sink's kernel route and drop
+# them (not local, not forwarding): the figures before 2026-11-25 12:30 UTC.
+#
+# Usage: scripts/bench-forward.sh [-t SECONDS] [-f LIST] [--sink drop|stack] [--no-record]
 # Run as root. Everything is named bf<pid>* and removed on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=10
 LIST="kernel,linux-bridge,testpmd-mac,vrouterd-af-xdp,vrouterd-af-packet"
 RECORD=1
+SINK=drop
 CMDLINE="scripts/bench-forward.sh $*"
 while [ $# -gt 0 ]; do
   case "$1" in
     -t) SECS=$2; shift 2 ;;
     -f) LIST=$2; shift 2 ;;
     --no-record) RECORD=0; shift ;;
-    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+    --sink) SINK=$2; shift 2 ;;
+    -h|--help) sed -n '2,40p' "$0"; exit 0 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -75,6 +83,13 @@ for x in "gen g0" "rtr r0" "rtr r1" "sink s0"; do
 done
 for i in r0 r1; do ns rtr sysctl -qw "net.ipv6.conf.$P$i.disable_ipv6=1"; done
 ns sink ip addr add 198.18.2.2/24 dev "${P}s0"
+case "$SINK" in
+  drop) ns sink nft add table netdev sink
+        ns sink nft add chain netdev sink in "{ type filter hook ingress device ${P}s0 priority 0; }"
+        ns sink nft add rule netdev sink in ip daddr 198.19.0.0/16 counter drop ;;
+  stack) ;;
+  *) echo "--sink must be drop or stack" >&2; exit 2 ;;
+esac
 ns gen ip addr add 198.18.1.2/24 dev "${P}g0"
 mac_of() { ip -n "$P$1" link show "$P$2" | awk '/link\/ether/{print $2}'; }
 R0MAC=$(mac_of rtr r0); R1MAC=$(mac_of rtr r1); SMAC=$(mac_of sink s0)
@@ -221,7 +236,7 @@ if [ "$RECORD" = 1 ]; then
     echo
     echo "### bench-forward, $(date -u +%Y-%m-%d), $(nproc) cores, $(awk -F: '/model name/{print $2; exit}' /proc/cpuinfo | xargs), kernel $(uname -r)"
     echo
-    echo "Command: \`$CMDLINE\` (64-byte UDP, testpmd txonly generator on AF_XDP, $SECS s per forwarder)."
+    echo "Command: \`$CMDLINE\` (64-byte UDP, testpmd txonly generator on AF_XDP, $SECS s per forwarder, sink: $SINK)."
     echo "cycles/pkt: the forwarder's own busy cycles per packet (vrouterd: busy polls; testpmd: --record-core-cycles);"
     echo "\\* = system CPU time except the generator, per delivered packet, at ${MHZ} MHz (sink receive included)."
     echo
