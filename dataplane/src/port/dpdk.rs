@@ -86,8 +86,9 @@ pub fn hugepages_available() -> bool {
 }
 
 /// Initialises EAL once with `args` (plus `--no-huge` when no hugepages are
-/// free, `--no-pci` unless a PCI device is used, and a per-process file
-/// prefix). Later calls return the first result.
+/// free, `--no-pci` unless a PCI device is used, `--in-memory` or
+/// `--no-shconf`, and the file prefix `vrouterd`). Later calls return the
+/// first result.
 pub fn eal_init(args: &[String], pci: bool) -> Result<(), String> {
     EAL.get_or_init(|| {
         let mut argv: Vec<String> = vec!["vrouterd".into()];
@@ -100,8 +101,28 @@ pub fn eal_init(args: &[String], pci: bool) -> Result<(), String> {
         if !pci && !args.iter().any(|a| a == "--no-pci") {
             argv.push("--no-pci".into());
         }
+        if !args.iter().any(|a| {
+            a == "--in-memory"
+                || a == "--no-shconf"
+                || a == "--legacy-mem"
+                || a.starts_with("--proc-type")
+        }) {
+            // vrouterd is always a lone primary process: no shared
+            // configuration, no multi-process socket, no runtime files left
+            // under /var/run/dpdk (EAL refuses --in-memory with --no-huge,
+            // whose memory is anonymous anyway).
+            let no_huge = argv.iter().any(|a| a == "--no-huge");
+            argv.push(
+                if no_huge {
+                    "--no-shconf"
+                } else {
+                    "--in-memory"
+                }
+                .into(),
+            );
+        }
         if !args.iter().any(|a| a.starts_with("--file-prefix")) {
-            argv.push(format!("--file-prefix=vrouterd{}", std::process::id()));
+            argv.push("--file-prefix=vrouterd".into());
         }
         if !pci && !args.iter().any(|a| a.starts_with("--iova-mode")) {
             // Vdevs never DMA, and IOVA as VA is what lets the frame pools
