@@ -9,7 +9,7 @@ use common::*;
 use etherparse::PacketBuilder;
 use serde_json::json;
 use vrouter_control::proto::{self, Op};
-use vrouter_dataplane::api::{Api, ApiConfig};
+use vrouter_dataplane::api::Api;
 use vrouter_dataplane::graph::Counter;
 
 const POD1: &str = "02:00:00:00:03:0a";
@@ -37,30 +37,6 @@ bridge = "pods"
 mac = "02:00:00:00:03:0b"
 interface = "p2"
 "#
-}
-
-fn api(h: &Harness) -> Api {
-    let path = std::env::temp_dir().join(format!("vrouter-guard-{}.sock", std::process::id()));
-    Api::bind(
-        ApiConfig {
-            path,
-            allowed_uids: vec![0],
-            allowed_gids: vec![],
-            max_connections: 4,
-        },
-        h.router
-            .tables()
-            .ports
-            .iter()
-            .map(|p| vrouter_dataplane::api::PortInfo {
-                name: p.name.clone(),
-                driver: "memory".into(),
-                mac: vrouter_wire::MacAddr::ZERO,
-                stats: Vec::new(),
-            })
-            .collect(),
-    )
-    .unwrap()
 }
 
 fn udp4(src: [u8; 4]) -> Vec<u8> {
@@ -97,7 +73,7 @@ fn arp(sha: &str, spa: [u8; 4]) -> Vec<u8> {
 #[test]
 fn bridged_pod_bound_on_the_bvi_is_checked_at_its_port() {
     let mut h = Harness::new(cfg());
-    let mut a = api(&h);
+    let mut a = api(&h, "guard");
     let own6 = (0x2001_0db8_0003u128 << 80 | 0x10).to_be_bytes();
     // Unbound: anything from p1 is switched to POD2 on p2.
     h.inject(0, udp4([198, 18, 3, 99]));

@@ -16,7 +16,6 @@ use common::*;
 use etherparse::PacketBuilder;
 use serde_json::json;
 use vrouter_control::proto::{self, Op};
-use vrouter_dataplane::api::{Api, ApiConfig};
 use vrouter_dataplane::graph::Counter;
 
 const BVI: &str = "02:76:72:00:0a:01";
@@ -75,30 +74,6 @@ port = 9
 protocol = "udp"
 backends = [{ ip = "198.18.10.13", port = 9 }, { ip = "198.18.10.30", port = 9 }]
 "#
-}
-
-fn api(h: &Harness) -> Api {
-    let path = std::env::temp_dir().join(format!("vrouter-nbpub-{}.sock", std::process::id()));
-    Api::bind(
-        ApiConfig {
-            path,
-            allowed_uids: vec![0],
-            allowed_gids: vec![],
-            max_connections: 4,
-        },
-        h.router
-            .tables()
-            .ports
-            .iter()
-            .map(|p| vrouter_dataplane::api::PortInfo {
-                name: p.name.clone(),
-                driver: "memory".into(),
-                mac: vrouter_wire::MacAddr::ZERO,
-                stats: Vec::new(),
-            })
-            .collect(),
-    )
-    .unwrap()
 }
 
 fn op(v: serde_json::Value) -> Op {
@@ -280,7 +255,7 @@ fn forwards(h: &mut Harness, step: &str, pod4: bool) {
 #[test]
 fn learned_neighbours_survive_route_service_and_endpoint_churn() {
     let mut h = Harness::new(cfg());
-    let mut a = api(&h);
+    let mut a = api(&h, "nbpub");
     learn(&mut h);
     let known = learned(&h);
     assert_eq!(
