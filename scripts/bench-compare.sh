@@ -37,10 +37,12 @@
 # The tables, the machine and the command are appended to benches/RESULTS.md
 # unless --no-record.
 #
-# Usage: [VROUTERD=path] scripts/bench-compare.sh [--quick] [--no-record]
+# Usage: [VROUTERD=path] [VR_DATAPLANE_EXTRA='key = value'] scripts/bench-compare.sh [--quick] [--no-record]
 #          [-t SECONDS] [--rate PPS] [-f FORWARDERS] [-c CASES]
 #   --quick: 2 s runs and a short search (about 3 minutes in all);
 #   default: 5 s runs, 1 s trials (about 8 minutes).
+#   VR_DATAPLANE_EXTRA: lines added to vrouterd's [dataplane] section
+#   (e.g. 'control-cores = [1]'), to compare settings.
 # Run as root. Everything is named bc<pid>*; processes are stopped by PID,
 # namespaces removed and hugepages (if reserved here) given back on exit.
 set -euo pipefail
@@ -185,7 +187,7 @@ vr_ports() { # vr_ports <driver>
 }
 vr_config() { # vr_config <case> <driver>
   # (Metrics stay on their default: the listener is inside the rtr namespace.)
-  printf '[dataplane]\nworkers = 1\ncores = [1]\n[control]\nsocket = "%s/vr.sock"\n' "$WORK"
+  printf '[dataplane]\nworkers = 1\ncores = [1]\n%s\n[control]\nsocket = "%s/vr.sock"\n' "${VR_DATAPLANE_EXTRA:-}" "$WORK"
   vr_ports "$2"
   case "$1" in
     l2) printf '[[bridge]]\nname = "b"\n[[interface]]\nname = "r0"\nbridge = "b"\n[[interface]]\nname = "r1"\nbridge = "b"\n' ;;
