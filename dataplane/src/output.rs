@@ -5,7 +5,9 @@
 //! Reads `tx_if`; writes `tx_port`, `disposition`. Expects a complete,
 //! untagged Ethernet header at the start of the packet. Edges: none (the
 //! worker transmits), `vxlan4-encap` / `vxlan6-encap` (a tunnel interface:
-//! counted as sent on it, inner MTU checked here), `drop`.
+//! counted as sent on it, inner MTU checked here), `drop`. `l2-input` (known
+//! unicast to an untagged port or a tunnel) and `ip4-rewrite` (a tunnel)
+//! do this node's work themselves and skip it.
 
 use vrouter_wire::EtherType;
 

@@ -11,7 +11,9 @@
 //! forwarded packets. Reads `domain` (VRF); writes `nh`, `tx_if`, `addr`.
 //! `ip4-rewrite` decrements TTL with an incremental checksum update
 //! (RFC 1624), checks the egress MTU (DF → ICMP frag-needed; vrouterd does
-//! not fragment) and writes the Ethernet header. Reads `nh`.
+//! not fragment) and writes the Ethernet header. Reads `nh`. A packet for a
+//! VXLAN tunnel interface goes straight to `vxlan4-encap`/`vxlan6-encap`
+//! (counted as sent on the tunnel), skipping `interface-output`.
 //! `ip4-local` answers echo requests and UDP (port unreachable); it does not
 //! reassemble, so fragments addressed to the router are dropped.
 
@@ -22,7 +24,7 @@ use vrouter_wire::{EtherType, Ipv4Packet, MacAddr};
 
 use super::{be16, be32, flow_hash, icmp_error};
 use crate::ethernet::{drop_pkt, l3_output, set_l2_header};
-use crate::graph::{Counter, NodeId, Queues};
+use crate::graph::{Counter, IfaceAcc, NodeId, Queues};
 use crate::pipeline::{Ctx, NodeState};
 use crate::pkt::{Pkt, flags};
 use crate::tables::{IfaceMode, NextHop, Tables};
@@ -156,7 +158,10 @@ pub fn input(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
             continue;
         }
         p.buf.truncate(l3_off + total);
-        if vteps && let Some(v) = vxlan_direct(vx, p) {
+        if vteps
+            && vx.is_vtep4(dst)
+            && let Some(v) = vxlan_direct(vx, p)
+        {
             p.meta.aux = u32::from(v);
             q.push(NodeId::Vxlan4Input, i);
             continue;
@@ -336,6 +341,8 @@ pub(crate) struct Adjacency {
     pub mtu: u16,
     /// Output through a BVI (into a bridge domain) rather than a port.
     pub bvi: bool,
+    /// Output on a VXLAN tunnel interface: its encapsulation node.
+    pub encap: Option<NodeId>,
     /// The Ethernet header to write: destination, source, EtherType.
     pub header: [u8; 14],
 }
@@ -347,6 +354,7 @@ impl Adjacency {
         iface: 0,
         mtu: 0,
         bvi: false,
+        encap: None,
         header: [0; 14],
     };
 
@@ -366,6 +374,13 @@ impl Adjacency {
             iface,
             mtu: f.mtu,
             bvi: matches!(f.mode, IfaceMode::Bvi { .. }),
+            encap: f.tunnel.map(|k| {
+                if t.vxlan.tunnels.get(usize::from(k)).is_some_and(|x| x.v6) {
+                    NodeId::Vxlan6Encap
+                } else {
+                    NodeId::Vxlan4Encap
+                }
+            }),
             header,
         })
     }
@@ -456,6 +471,7 @@ pub fn rewrite(cx: &mut Ctx, st: &mut NodeState, pkts: &mut [Pkt], input: &[u16]
     let t = cx.t;
     let cache = &mut st.adj4;
     cache.sync(t);
+    let mut acc = IfaceAcc::default();
     for &i in input {
         let Some(p) = pkts.get_mut(usize::from(i)) else {
             continue;
@@ -492,8 +508,24 @@ pub fn rewrite(cx: &mut Ctx, st: &mut NodeState, pkts: &mut [Pkt], input: &[u16]
             continue;
         }
         decrement_ttl(h);
+        // A tunnel interface: straight to its encapsulation node, counted
+        // as sent on the tunnel, as `interface-output` would (whose L2 MTU
+        // check the IPv4 total length just passed: `ip4-input` trimmed the
+        // frame to it).
+        if let Some(encap) = adj.encap
+            && l3_off == 14
+            && p.buf.len() <= usize::from(adj.mtu) + 14
+            && let Some(h) = p.buf.data_mut().first_chunk_mut::<14>()
+        {
+            *h = adj.header;
+            p.meta.tx_if = adj.iface;
+            acc.add(cx.stats, false, adj.iface, p.buf.len());
+            q.push(encap, i);
+            continue;
+        }
         adj.send(cx, p, q, i);
     }
+    acc.flush(cx.stats, false);
 }
 
 /// Decrements the TTL (unless 0) and updates the header checksum
@@ -562,11 +594,12 @@ pub fn local(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
 
 /// VXLAN to a VTEP of the packet's VRF (unfragmented UDP to its address
 /// and port), which `ip4-input` hands straight to `vxlan4-input`: the
-/// lookup would only find the local route. The VTEP, if so.
+/// lookup would only find the local route. The VTEP, if so. The caller has
+/// checked that the destination is a VTEP's address.
 #[inline(always)]
 fn vxlan_direct(vx: &crate::vxlan::VxlanTables, p: &Pkt) -> Option<u16> {
     let l3 = p.l3();
-    if l3.len() < 24 || !vx.is_vtep4(be32(l3, 16)) || l3[9] != UDP || be16(l3, 6) & 0x3fff != 0 {
+    if l3.len() < 24 || l3[9] != UDP || be16(l3, 6) & 0x3fff != 0 {
         return None;
     }
     let ihl = usize::from(l3[0] & 0x0f) * 4;

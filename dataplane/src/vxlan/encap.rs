@@ -2,9 +2,11 @@
 //! an inner Ethernet frame in the buffer's headroom (no copy) and route it in
 //! the underlay.
 //!
-//! Input: frames `interface-output` sent to a tunnel interface (`tx_if`),
-//! with a complete inner Ethernet header at the start of the data (the
-//! inner MTU was checked there, or by `ip4-rewrite` for routed packets).
+//! Input: frames for a tunnel interface (`tx_if`) from `ip4-rewrite`,
+//! `l2-input` or `interface-output` (which counted them as sent on the
+//! tunnel), with a complete inner Ethernet header at the start of the data
+//! (the inner MTU was checked there, or by `ip4-rewrite` for routed
+//! packets).
 //! The UDP source port is taken from a hash of the inner flow (IP addresses,
 //! protocol, ports; MACs for non-IP frames), scaled into the VTEP's source
 //! port range (RFC 7348 §5), so the underlay can spread flows while one flow
@@ -45,6 +47,27 @@ const TUNNEL_SLOTS: usize = 32;
 /// The flow hash and the TOS / traffic class of an inner frame.
 #[inline(always)]
 pub(crate) fn inner_flow(f: &[u8]) -> (u32, u8) {
+    // The common case, IPv4 without options, first or only fragment: fixed
+    // offsets in the first 38 bytes (one bounds check), the same hash.
+    if let Some(h) = f.first_chunk::<38>()
+        && h[12] == 0x08
+        && h[13] == 0
+        && h[14] == 0x45
+        && u16::from_be_bytes([h[20], h[21]]) & 0x1fff == 0
+    {
+        let src = u32::from_be_bytes([h[26], h[27], h[28], h[29]]);
+        let dst = u32::from_be_bytes([h[30], h[31], h[32], h[33]]);
+        return (
+            flow_hash(u128::from(src), u128::from(dst), h[23], &h[34..38]),
+            h[15],
+        );
+    }
+    inner_flow_any(f)
+}
+
+/// [`inner_flow`] of any frame.
+#[inline(never)]
+fn inner_flow_any(f: &[u8]) -> (u32, u8) {
     let et = if f.len() >= 14 { be16(f, 12) } else { 0 };
     match et {
         0x0800 if f.len() >= 34 => {
@@ -361,5 +384,29 @@ mod tests {
         // Short or non-IP frames hash without panicking.
         let _ = inner_flow(&[0u8; 3]);
         let _ = inner_flow(&[0u8; 14]);
+    }
+
+    /// The fixed-offset IPv4 case hashes exactly as the general parser, for
+    /// every protocol, fragment state and option length.
+    #[test]
+    fn inner_flow_fast_path_agrees_with_the_parser() {
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        for k in 0..2000u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let ihl = if k % 7 == 0 { 6 } else { 5 };
+            let mut f = vec![0u8; 14 + ihl * 4 + 8 + (k as usize % 5)];
+            f[12] = 0x08;
+            f[14] = 0x40 | ihl as u8;
+            f[15] = x as u8;
+            f[20..22]
+                .copy_from_slice(&[[0, 0], [0x20, 0], [0x40, 0], [0x00, 0x10]][k as usize % 4]);
+            f[23] = [6, 17, 1, 132, 47][(x >> 8) as usize % 5];
+            f[26..34].copy_from_slice(&(x >> 3).to_be_bytes());
+            let l4 = 14 + ihl * 4;
+            f[l4..l4 + 4].copy_from_slice(&((x >> 17) as u32).to_be_bytes());
+            assert_eq!(inner_flow(&f), inner_flow_any(&f), "frame {k}: {f:02x?}");
+        }
     }
 }
