@@ -12,8 +12,8 @@
 //! `ip4-rewrite` decrements TTL with an incremental checksum update
 //! (RFC 1624), checks the egress MTU (DF → ICMP frag-needed; vrouterd does
 //! not fragment) and writes the Ethernet header. Reads `nh`. A packet for a
-//! VXLAN tunnel interface goes straight to `vxlan4-encap`/`vxlan6-encap`
-//! (counted as sent on the tunnel), skipping `interface-output`.
+//! VXLAN tunnel interface goes straight to `vxlan4-encap`/`vxlan6-encap`,
+//! skipping `interface-output`.
 //! `ip4-local` answers echo requests and UDP (port unreachable); it does not
 //! reassemble, so fragments addressed to the router are dropped.
 
@@ -24,7 +24,7 @@ use vrouter_wire::{EtherType, Ipv4Packet, MacAddr};
 
 use super::{be16, be32, flow_hash, icmp_error};
 use crate::ethernet::{drop_pkt, l3_output, set_l2_header};
-use crate::graph::{Counter, IfaceAcc, NodeId, Queues};
+use crate::graph::{Counter, NodeId, Queues};
 use crate::pipeline::{Ctx, NodeState};
 use crate::pkt::{Pkt, flags};
 use crate::tables::{IfaceMode, NextHop, Tables};
@@ -471,7 +471,6 @@ pub fn rewrite(cx: &mut Ctx, st: &mut NodeState, pkts: &mut [Pkt], input: &[u16]
     let t = cx.t;
     let cache = &mut st.adj4;
     cache.sync(t);
-    let mut acc = IfaceAcc::default();
     for &i in input {
         let Some(p) = pkts.get_mut(usize::from(i)) else {
             continue;
@@ -508,10 +507,9 @@ pub fn rewrite(cx: &mut Ctx, st: &mut NodeState, pkts: &mut [Pkt], input: &[u16]
             continue;
         }
         decrement_ttl(h);
-        // A tunnel interface: straight to its encapsulation node, counted
-        // as sent on the tunnel, as `interface-output` would (whose L2 MTU
-        // check the IPv4 total length just passed: `ip4-input` trimmed the
-        // frame to it).
+        // A tunnel interface: straight to its encapsulation node (which
+        // counts it as sent on the tunnel); `interface-output`'s L2 MTU
+        // check is the one just below.
         if let Some(encap) = adj.encap
             && l3_off == 14
             && p.buf.len() <= usize::from(adj.mtu) + 14
@@ -519,13 +517,11 @@ pub fn rewrite(cx: &mut Ctx, st: &mut NodeState, pkts: &mut [Pkt], input: &[u16]
         {
             *h = adj.header;
             p.meta.tx_if = adj.iface;
-            acc.add(cx.stats, false, adj.iface, p.buf.len());
             q.push(encap, i);
             continue;
         }
         adj.send(cx, p, q, i);
     }
-    acc.flush(cx.stats, false);
 }
 
 /// Decrements the TTL (unless 0) and updates the header checksum

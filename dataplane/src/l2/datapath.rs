@@ -105,7 +105,8 @@ enum Out {
 /// What forwarding to one destination interface needs, remembered for the
 /// next frame (a vector usually goes to a few destinations). For
 /// [`Out::Port`] and [`Out::Encap`], `l2-input` does what
-/// `interface-output` would (the L2 MTU check, the transmit counters).
+/// `interface-output` would (the L2 MTU check; for a port, the transmit
+/// counters: the encapsulation nodes count what they get on the tunnel).
 #[derive(Clone, Copy)]
 struct DestCache {
     iface: u16,
@@ -245,12 +246,15 @@ pub fn input(cx: &mut Ctx, st: &mut NodeState, pkts: &mut [Pkt], input: &[u16], 
                             drop_pkt(p, q, i, Counter::L2MtuExceeded);
                             continue;
                         }
-                        acc.add(cx.stats, false, o, len);
-                        if let Out::Encap(encap) = out.out {
-                            q.push(encap, i);
-                        } else if let Out::Port(port) = out.out {
-                            p.meta.tx_port = port;
-                            p.meta.disposition = Disposition::Tx;
+                        match out.out {
+                            Out::Port(port) => {
+                                acc.add(cx.stats, false, o, len);
+                                p.meta.tx_port = port;
+                                p.meta.disposition = Disposition::Tx;
+                            }
+                            // The encapsulation node counts it on the tunnel.
+                            Out::Encap(encap) => q.push(encap, i),
+                            Out::Other => {}
                         }
                     }
                     _ if b.bvi == Some(o) => to_bvi(cx, p, q, i, o),

@@ -3,8 +3,8 @@
 //! the underlay.
 //!
 //! Input: frames for a tunnel interface (`tx_if`) from `ip4-rewrite`,
-//! `l2-input` or `interface-output` (which counted them as sent on the
-//! tunnel), with a complete inner Ethernet header at the start of the data
+//! `l2-input` or `interface-output`, counted here as sent on the tunnel
+//! (per tunnel and vector), with a complete inner Ethernet header at the start of the data
 //! (the inner MTU was checked there, or by `ip4-rewrite` for routed
 //! packets).
 //! The UDP source port is taken from a hash of the inner flow (IP addresses,
@@ -34,7 +34,7 @@ use vrouter_wire::EtherType;
 
 use super::{Dscp, OUTER4, OUTER6, Tunnel};
 use crate::ethernet::drop_pkt;
-use crate::graph::{Counter, IfaceAcc, NodeId, Queues};
+use crate::graph::{Counter, IfaceAcc, NodeId, Queues, WorkerStats};
 use crate::ip::{be16, be32, be128, flow_hash};
 use crate::pipeline::{Ctx, NodeState};
 use crate::pkt::{Disposition, NO_IFACE, Pkt, flags};
@@ -174,12 +174,27 @@ fn direct4(t: &Tables, st: &mut NodeState, tun: &Tunnel) -> Option<Direct> {
     })
 }
 
-/// A tunnel of this vector: its interface, tunnel and direct path.
+/// A tunnel of this vector: its interface, tunnel and direct path, and
+/// the packets and bytes sent on it so far (flushed to the interface's
+/// counters when the slot is reused and at the end of the vector).
 #[derive(Clone, Copy)]
 struct Slot<'t> {
     iface: u16,
     tun: Option<&'t Tunnel>,
     direct: Option<Direct>,
+    packets: u64,
+    bytes: u64,
+}
+
+impl Slot<'_> {
+    #[inline(always)]
+    fn flush(&self, stats: &WorkerStats) {
+        if self.packets > 0 {
+            let s = stats.iface(self.iface);
+            s.tx_packets.add(self.packets);
+            s.tx_bytes.add(self.bytes);
+        }
+    }
 }
 
 /// Fills the variable fields of an outer IPv4/UDP/VXLAN header copied from
@@ -207,6 +222,8 @@ pub fn node4(cx: &mut Ctx, st: &mut NodeState, pkts: &mut [Pkt], input: &[u16], 
         iface: NO_IFACE,
         tun: None,
         direct: None,
+        packets: 0,
+        bytes: 0,
     }; TUNNEL_SLOTS];
     let mut acc = IfaceAcc::default();
     for &i in input {
@@ -216,12 +233,15 @@ pub fn node4(cx: &mut Ctx, st: &mut NodeState, pkts: &mut [Pkt], input: &[u16], 
         let tx_if = p.meta.tx_if;
         let slot = &mut seen[usize::from(tx_if) % TUNNEL_SLOTS];
         if slot.iface != tx_if {
+            slot.flush(cx.stats);
             let tun = tunnel_of(t, tx_if).filter(|t| !t.v6);
             let direct = tun.and_then(|tun| direct4(t, st, tun));
             *slot = Slot {
                 iface: tx_if,
                 tun,
                 direct,
+                packets: 0,
+                bytes: 0,
             };
         }
         let Some(tun) = slot.tun else {
@@ -229,6 +249,8 @@ pub fn node4(cx: &mut Ctx, st: &mut NodeState, pkts: &mut [Pkt], input: &[u16], 
             continue;
         };
         let inner_len = p.buf.len();
+        slot.packets += 1;
+        slot.bytes += inner_len as u64;
         let total = inner_len + OUTER4;
         if inner_len < 14 || total > usize::from(u16::MAX) {
             drop_pkt(p, q, i, Counter::VxlanBadHeader);
@@ -288,12 +310,16 @@ pub fn node4(cx: &mut Ctx, st: &mut NodeState, pkts: &mut [Pkt], input: &[u16], 
         }
     }
     acc.flush(cx.stats, false);
+    for slot in &seen {
+        slot.flush(cx.stats);
+    }
 }
 
 /// The `vxlan6-encap` node.
 pub fn node6(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
     let t = cx.t;
     let mut last: (u16, Option<&Tunnel>) = (NO_IFACE, None);
+    let mut sent = IfaceAcc::default();
     for &i in input {
         let Some(p) = pkts.get_mut(usize::from(i)) else {
             continue;
@@ -306,6 +332,7 @@ pub fn node6(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
             continue;
         };
         let inner_len = p.buf.len();
+        sent.add(cx.stats, false, p.meta.tx_if, inner_len);
         let udp_len = inner_len + 16;
         if inner_len < 14 || udp_len > usize::from(u16::MAX) {
             drop_pkt(p, q, i, Counter::VxlanBadHeader);
@@ -344,6 +371,7 @@ pub fn node6(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
         p.meta.flags = (p.meta.flags & flags::TRACED) | flags::LOCAL_ORIGIN;
         q.push(NodeId::Ip6Lookup, i);
     }
+    sent.flush(cx.stats, false);
 }
 
 #[cfg(test)]
