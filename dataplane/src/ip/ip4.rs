@@ -123,7 +123,13 @@ fn check_fast(h: &[u8; 20], len: usize) -> Option<Result<usize, Counter>> {
 /// The `ip4-input` node.
 pub fn input(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
     let vx = &*cx.t.vxlan;
-    let vteps = !vx.vteps.is_empty();
+    // The IPv4 VTEP addresses: the first compared directly (one compare
+    // per packet), any others through the list.
+    let (vtep1, more_vteps) = match vx.vtep4.as_slice() {
+        [] => (None, false),
+        [v] => (Some(v.0), false),
+        [v, ..] => (Some(v.0), true),
+    };
     let next = if cx.t.services.enabled {
         NodeId::Ip4Conntrack
     } else {
@@ -158,8 +164,7 @@ pub fn input(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
             continue;
         }
         p.buf.truncate(l3_off + total);
-        if vteps
-            && vx.is_vtep4(dst)
+        if (vtep1 == Some(dst) || (more_vteps && vx.is_vtep4(dst)))
             && let Some(v) = vxlan_direct(vx, p)
         {
             p.meta.aux = u32::from(v);
@@ -508,8 +513,8 @@ pub fn rewrite(cx: &mut Ctx, st: &mut NodeState, pkts: &mut [Pkt], input: &[u16]
         }
         decrement_ttl(h);
         // A tunnel interface: straight to its encapsulation node (which
-        // counts it as sent on the tunnel); `interface-output`'s L2 MTU
-        // check is the one just below.
+        // counts it as sent on the tunnel), with `interface-output`'s L2
+        // MTU check on the frame length.
         if let Some(encap) = adj.encap
             && l3_off == 14
             && p.buf.len() <= usize::from(adj.mtu) + 14

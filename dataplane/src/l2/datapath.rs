@@ -1,9 +1,10 @@
 //! The bridge nodes: `l2-input` (learn, then forward) → `l2-flood` when
 //! needed → `interface-output`. Known unicast to an untagged port interface
-//! or a VXLAN tunnel is sent by `l2-input` itself (what `interface-output`
-//! would do: the L2 MTU check, the transmit counters; then the port, or
-//! `vxlan4-encap` / `vxlan6-encap`), skipping that node. `l2-flood` answers ARP requests for known
-//! VXLAN overlay endpoints itself (`vxlan::arp`).
+//! or a VXLAN tunnel skips `interface-output`: `l2-input` does its work (the
+//! L2 MTU check and, for a port, the transmit counters) and marks the frame
+//! for the port or sends it to `vxlan4-encap` / `vxlan6-encap`. `l2-flood`
+//! answers ARP requests for known VXLAN overlay endpoints itself
+//! (`vxlan::arp`).
 //!
 //! Learning and forwarding share one node: each frame's source is learned
 //! before its destination is looked up, so forwarding sees the table as of
