@@ -2216,6 +2216,7 @@ fn step_detail(router: &Router, t: &Tables, st: &crate::obs::Step, dst: Option<I
         },
         Some(NodeId::L2Input) => match next {
             Some(NodeId::InterfaceOutput) => format!("MAC entry → {}", name(st.tx_if)),
+            None if st.next == NEXT_TX => format!("MAC entry → {}, sent", name(st.tx_if)),
             Some(NodeId::L2Flood) => "unknown, broadcast or multicast: flood".to_string(),
             Some(_) => "to the bridge's gateway (BVI)".to_string(),
             None => String::new(),

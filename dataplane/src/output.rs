@@ -5,7 +5,10 @@
 //! Reads `tx_if`; writes `tx_port`, `disposition`. Expects a complete,
 //! untagged Ethernet header at the start of the packet. Edges: none (the
 //! worker transmits), `vxlan4-encap` / `vxlan6-encap` (a tunnel interface:
-//! counted as sent on it, inner MTU checked here), `drop`.
+//! inner MTU checked here; the encapsulation node counts it as sent on the
+//! tunnel), `drop`. `l2-input` (known
+//! unicast to an untagged port or a tunnel) and `ip4-rewrite` (a tunnel)
+//! do this node's work themselves and skip it.
 
 use vrouter_wire::EtherType;
 
@@ -89,8 +92,6 @@ pub fn node(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
         }
         if let Some(encap) = out.tunnel {
             q.push(encap, i);
-            packets += 1;
-            bytes += len as u64;
             continue;
         }
         if out.vlan != 0 && !tag(p, out.vlan) {

@@ -232,3 +232,34 @@ fn jumbo_frames_over_the_mtu_are_dropped() {
     assert_eq!(h.worker.ports[0].stats().snapshot().rx_dropped, 1);
     assert_eq!(h.frames_in_use(), 0);
 }
+
+/// Known unicast is sent by `l2-input` itself (no `interface-output`
+/// pass): the same MTU check, and the output interface's transmit
+/// counters.
+#[test]
+fn known_unicast_checks_the_mtu_and_counts_on_the_output_interface() {
+    let mut h = Harness::new(&p3_plain());
+    h.inject(1, frame(B, A));
+    h.out(0);
+    h.out(2);
+    let links = h.router.shared().worker_links();
+    let before = vrouter_dataplane::report::iface(&links, 1);
+    let mut big = frame(A, B);
+    big.resize(14 + 1501, 0x55);
+    h.inject(0, big);
+    assert_eq!(h.counter(Counter::L2MtuExceeded), 1);
+    assert!(h.out(1).is_empty());
+    let mut ok = frame(A, B);
+    ok.resize(14 + 1500, 0x55);
+    h.inject(0, ok.clone());
+    assert_eq!(h.out(1), vec![ok]);
+    let after = vrouter_dataplane::report::iface(&links, 1);
+    assert_eq!(
+        (
+            after.tx_packets - before.tx_packets,
+            after.tx_bytes - before.tx_bytes
+        ),
+        (1, 14 + 1500)
+    );
+    assert_eq!(h.frames_in_use(), 0);
+}

@@ -228,6 +228,125 @@ fn unknown_vni_vtep_and_bad_headers_are_dropped_and_counted() {
     assert_eq!(h.frames_in_use(), 0);
 }
 
+/// Rewrites the outer IPv4 header checksum of a frame after a change.
+fn fix_ip_checksum(f: &mut [u8]) {
+    f[24..26].fill(0);
+    let mut s: u32 = f[14..34]
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum();
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    f[24..26].copy_from_slice(&(!(s as u16)).to_be_bytes());
+}
+
+/// Every named counter and every interface's figures, to compare two runs.
+fn figures(h: &Harness) -> Vec<u64> {
+    let links = h.router.shared().worker_links();
+    let mut v: Vec<u64> = Counter::ALL
+        .iter()
+        .map(|&c| vrouter_dataplane::report::counter(&links, c))
+        .collect();
+    for i in 0..h.router.tables().ifaces.len() as u16 {
+        let c = vrouter_dataplane::report::iface(&links, i);
+        v.extend([c.rx_packets, c.rx_bytes, c.tx_packets, c.tx_bytes, c.drops]);
+    }
+    v
+}
+
+/// `vxlan4-input`'s one-pass fast path takes frames with a zero UDP
+/// checksum (what Linux sends); those with one take the general path. Both
+/// must decide alike: the same frames, once with a valid checksum and once
+/// with none, give the same output on every port, the same counters and the
+/// same per-interface (per-tunnel) figures: good frames, unknown VNI,
+/// unknown VTEP, VNI isolation, bad flags and lengths, inner VLAN tags,
+/// fragments, and the L3 VNI.
+#[test]
+fn decap_fast_path_decides_as_the_general_path() {
+    let inner = udp_frame(REMOTE_POD, POD1, [198, 19, 0, 9], [198, 19, 0, 1], 7, 20);
+    let bcast = udp_frame(
+        REMOTE_POD,
+        "ff:ff:ff:ff:ff:ff",
+        [198, 19, 0, 9],
+        [198, 19, 0, 255],
+        7,
+        20,
+    );
+    let mut vlan = inner.clone();
+    vlan[12..14].copy_from_slice(&[0x81, 0x00]);
+    let routed = udp_frame(B_VX, VNI1_MAC, [198, 19, 2, 5], [198, 19, 1, 2], 7, 20);
+    let b = [198, 18, 100, 2];
+    let c = [198, 18, 100, 3];
+    let mut frames = vec![
+        vxlan_frame(b, 100, 0x08, &inner),
+        vxlan_frame(c, 100, 0x08, &inner),
+        vxlan_frame(b, 100, 0x08, &bcast),
+        vxlan_frame(b, 200, 0x08, &inner),
+        vxlan_frame([198, 18, 100, 9], 100, 0x08, &inner),
+        vxlan_frame(b, 100, 0x00, &inner),
+        vxlan_frame(b, 100, 0x08, &inner[..10]),
+        vxlan_frame(b, 100, 0x08, &vlan),
+        vxlan_frame(b, 1, 0x08, &inner),
+        vxlan_frame(c, 1, 0x08, &inner),
+        vxlan_frame(b, 1, 0x08, &routed),
+    ];
+    // A first fragment (MF), and one with Ethernet padding.
+    let mut mf = vxlan_frame(b, 100, 0x08, &inner);
+    mf[20] |= 0x20;
+    fix_ip_checksum(&mut mf);
+    frames.push(mf);
+    let mut padded = vxlan_frame(b, 100, 0x08, &inner);
+    padded.extend_from_slice(&[0; 6]);
+    frames.push(padded);
+    // A UDP length that disagrees with the IP total length.
+    let mut ulen = vxlan_frame(b, 100, 0x08, &inner);
+    ulen[39] -= 1;
+    frames.push(ulen);
+    let (mut slow, mut fast) = (Harness::new(&cfg()), Harness::new(&cfg()));
+    for (k, f) in frames.into_iter().enumerate() {
+        let mut z = f.clone();
+        z[40..42].fill(0);
+        slow.inject(2, f);
+        fast.inject(2, z);
+        for port in 0..3 {
+            assert_eq!(slow.out(port), fast.out(port), "frame {k}, port {port}");
+        }
+        assert_eq!(figures(&slow), figures(&fast), "frame {k}");
+    }
+    assert_eq!(fast.counter(Counter::L2Learned), 1);
+    assert_eq!(fast.counter(Counter::VxlanUnknownVni), 1);
+    assert_eq!(fast.counter(Counter::VxlanUnknownVtep), 2);
+    assert_eq!(fast.counter(Counter::VxlanNotForUs), 1);
+    assert_eq!(fast.counter(Counter::VxlanInnerVlan), 1);
+    assert_eq!(fast.counter(Counter::VxlanBadHeader), 3);
+    assert_eq!(fast.counter(Counter::VxlanBadChecksum), 0);
+    assert_eq!(fast.frames_in_use(), 0);
+}
+
+/// Routed packets into the overlay go from `ip4-rewrite` straight to
+/// `vxlan4-encap`, and are still counted as sent on their tunnel.
+#[test]
+fn routed_packets_into_a_tunnel_are_counted_on_it() {
+    let mut h = Harness::new(&cfg());
+    let tunnel = h
+        .router
+        .tables()
+        .ifaces
+        .iter()
+        .position(|f| f.name == "vxlan1-198.18.100.2")
+        .expect("the VNI 1 tunnel to node B") as u16;
+    for sport in 0..5 {
+        h.inject(
+            1,
+            udp_frame(POD2, R2, [198, 19, 1, 2], [198, 19, 2, 5], sport, 20),
+        );
+    }
+    assert_eq!(h.out(2).len(), 5);
+    let c = vrouter_dataplane::report::iface(&h.router.shared().worker_links(), tunnel);
+    assert_eq!((c.tx_packets, c.tx_bytes), (5, 5 * (14 + 20 + 8 + 20)));
+}
+
 /// The fast path (`ethernet-input` straight to `vxlan4-input` on the VTEP's
 /// interface) checks the outer IPv4 header as `ip4-input` does: what it
 /// does not take goes to `ip4-input`, with the same counters as before.

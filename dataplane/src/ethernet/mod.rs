@@ -240,7 +240,7 @@ fn slow(cx: &Ctx, acc: &mut IfaceAcc, p: &mut Pkt, q: &mut Queues, i: u16) {
 /// True if IPv4 frame `d` is UDP to address `vtep`.
 #[inline(always)]
 fn to_vtep(d: &[u8], vtep: [u8; 4]) -> bool {
-    d.get(23) == Some(&17) && d.get(30..34) == Some(&vtep[..])
+    d.get(23) == Some(&17) && d.get(30..).and_then(|a| a.first_chunk::<4>()) == Some(&vtep)
 }
 
 /// True if a pod is bound to interface `iface` (anti-spoofing applies).

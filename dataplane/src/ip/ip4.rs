@@ -11,7 +11,9 @@
 //! forwarded packets. Reads `domain` (VRF); writes `nh`, `tx_if`, `addr`.
 //! `ip4-rewrite` decrements TTL with an incremental checksum update
 //! (RFC 1624), checks the egress MTU (DF → ICMP frag-needed; vrouterd does
-//! not fragment) and writes the Ethernet header. Reads `nh`.
+//! not fragment) and writes the Ethernet header. Reads `nh`. A packet for a
+//! VXLAN tunnel interface goes straight to `vxlan4-encap`/`vxlan6-encap`,
+//! skipping `interface-output`.
 //! `ip4-local` answers echo requests and UDP (port unreachable); it does not
 //! reassemble, so fragments addressed to the router are dropped.
 
@@ -121,7 +123,13 @@ fn check_fast(h: &[u8; 20], len: usize) -> Option<Result<usize, Counter>> {
 /// The `ip4-input` node.
 pub fn input(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
     let vx = &*cx.t.vxlan;
-    let vteps = !vx.vteps.is_empty();
+    // The IPv4 VTEP addresses: the first compared directly (one compare
+    // per packet), any others through the list.
+    let (vtep1, more_vteps) = match vx.vtep4.as_slice() {
+        [] => (None, false),
+        [v] => (Some(v.0), false),
+        [v, ..] => (Some(v.0), true),
+    };
     let next = if cx.t.services.enabled {
         NodeId::Ip4Conntrack
     } else {
@@ -156,7 +164,9 @@ pub fn input(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
             continue;
         }
         p.buf.truncate(l3_off + total);
-        if vteps && let Some(v) = vxlan_direct(vx, p) {
+        if (vtep1 == Some(dst) || (more_vteps && vx.is_vtep4(dst)))
+            && let Some(v) = vxlan_direct(vx, p)
+        {
             p.meta.aux = u32::from(v);
             q.push(NodeId::Vxlan4Input, i);
             continue;
@@ -336,6 +346,8 @@ pub(crate) struct Adjacency {
     pub mtu: u16,
     /// Output through a BVI (into a bridge domain) rather than a port.
     pub bvi: bool,
+    /// Output on a VXLAN tunnel interface: its encapsulation node.
+    pub encap: Option<NodeId>,
     /// The Ethernet header to write: destination, source, EtherType.
     pub header: [u8; 14],
 }
@@ -347,6 +359,7 @@ impl Adjacency {
         iface: 0,
         mtu: 0,
         bvi: false,
+        encap: None,
         header: [0; 14],
     };
 
@@ -366,6 +379,13 @@ impl Adjacency {
             iface,
             mtu: f.mtu,
             bvi: matches!(f.mode, IfaceMode::Bvi { .. }),
+            encap: f.tunnel.map(|k| {
+                if t.vxlan.tunnels.get(usize::from(k)).is_some_and(|x| x.v6) {
+                    NodeId::Vxlan6Encap
+                } else {
+                    NodeId::Vxlan4Encap
+                }
+            }),
             header,
         })
     }
@@ -492,6 +512,19 @@ pub fn rewrite(cx: &mut Ctx, st: &mut NodeState, pkts: &mut [Pkt], input: &[u16]
             continue;
         }
         decrement_ttl(h);
+        // A tunnel interface: straight to its encapsulation node (which
+        // counts it as sent on the tunnel), with `interface-output`'s L2
+        // MTU check on the frame length.
+        if let Some(encap) = adj.encap
+            && l3_off == 14
+            && p.buf.len() <= usize::from(adj.mtu) + 14
+            && let Some(h) = p.buf.data_mut().first_chunk_mut::<14>()
+        {
+            *h = adj.header;
+            p.meta.tx_if = adj.iface;
+            q.push(encap, i);
+            continue;
+        }
         adj.send(cx, p, q, i);
     }
 }
@@ -562,11 +595,12 @@ pub fn local(cx: &mut Ctx, pkts: &mut [Pkt], input: &[u16], q: &mut Queues) {
 
 /// VXLAN to a VTEP of the packet's VRF (unfragmented UDP to its address
 /// and port), which `ip4-input` hands straight to `vxlan4-input`: the
-/// lookup would only find the local route. The VTEP, if so.
+/// lookup would only find the local route. The VTEP, if so. The caller has
+/// checked that the destination is a VTEP's address.
 #[inline(always)]
 fn vxlan_direct(vx: &crate::vxlan::VxlanTables, p: &Pkt) -> Option<u16> {
     let l3 = p.l3();
-    if l3.len() < 24 || !vx.is_vtep4(be32(l3, 16)) || l3[9] != UDP || be16(l3, 6) & 0x3fff != 0 {
+    if l3.len() < 24 || l3[9] != UDP || be16(l3, 6) & 0x3fff != 0 {
         return None;
     }
     let ihl = usize::from(l3[0] & 0x0f) * 4;

@@ -1,6 +1,10 @@
 //! The bridge nodes: `l2-input` (learn, then forward) → `l2-flood` when
-//! needed → `interface-output`. `l2-flood` answers ARP requests for known
-//! VXLAN overlay endpoints itself (`vxlan::arp`).
+//! needed → `interface-output`. Known unicast to an untagged port interface
+//! or a VXLAN tunnel skips `interface-output`: `l2-input` does its work (the
+//! L2 MTU check and, for a port, the transmit counters) and marks the frame
+//! for the port or sends it to `vxlan4-encap` / `vxlan6-encap`. `l2-flood`
+//! answers ARP requests for known VXLAN overlay endpoints itself
+//! (`vxlan::arp`).
 //!
 //! Learning and forwarding share one node: each frame's source is learned
 //! before its destination is looked up, so forwarding sees the table as of
@@ -22,9 +26,9 @@ use vrouter_wire::MacAddr;
 
 use super::mactable::Learn;
 use crate::ethernet::{drop_pkt, l3_input};
-use crate::graph::{ARENA, Counter, NodeId, Queues};
+use crate::graph::{ARENA, Counter, IfaceAcc, NodeId, Queues};
 use crate::pipeline::{Ctx, Event, NodeState};
-use crate::pkt::{NO_IFACE, Pkt, flags};
+use crate::pkt::{Disposition, NO_IFACE, Pkt, flags};
 use crate::tables::{BridgeDomain, IfaceMode, Tables};
 
 /// Destination and source MAC of a frame as 48-bit integers (two 8-byte
@@ -87,12 +91,65 @@ pub struct L2Key {
     src_at: u32,
 }
 
+/// Where `l2-input` sends known unicast for one destination interface.
+#[derive(Clone, Copy)]
+enum Out {
+    /// An untagged port interface: marked for its port here.
+    Port(u16),
+    /// A VXLAN tunnel interface: to its encapsulation node.
+    Encap(NodeId),
+    /// Anything else (a VLAN tag to add, a BVI): `interface-output` or the
+    /// BVI.
+    Other,
+}
+
 /// What forwarding to one destination interface needs, remembered for the
-/// next frame (a vector usually goes to a few destinations).
+/// next frame (a vector usually goes to a few destinations). For
+/// [`Out::Port`] and [`Out::Encap`], `l2-input` does what
+/// `interface-output` would (the L2 MTU check; for a port, the transmit
+/// counters: the encapsulation nodes count what they get on the tunnel).
 #[derive(Clone, Copy)]
 struct DestCache {
     iface: u16,
     shg: u8,
+    out: Out,
+    mtu: u16,
+}
+
+impl DestCache {
+    const NONE: DestCache = DestCache {
+        iface: NO_IFACE,
+        shg: 0,
+        out: Out::Other,
+        mtu: 0,
+    };
+
+    #[inline(never)]
+    fn of(t: &Tables, iface: u16) -> DestCache {
+        let Some(f) = t.iface(iface) else {
+            return DestCache {
+                iface,
+                ..DestCache::NONE
+            };
+        };
+        let out = match (f.tunnel, f.mode) {
+            (Some(k), _) => Out::Encap(
+                if t.vxlan.tunnels.get(usize::from(k)).is_some_and(|x| x.v6) {
+                    NodeId::Vxlan6Encap
+                } else {
+                    NodeId::Vxlan4Encap
+                },
+            ),
+            (None, IfaceMode::Bridged { .. }) if f.vlan == 0 => Out::Port(f.port),
+            _ => Out::Other,
+        };
+        DestCache {
+            iface,
+            shg: f.shg,
+            out,
+            mtu: f.mtu,
+        }
+    }
 }
 
 /// The `l2-input` node: learns each frame's source, then forwards it on its
@@ -112,15 +169,12 @@ pub fn input(cx: &mut Ctx, st: &mut NodeState, pkts: &mut [Pkt], input: &[u16], 
     // Age stamp of the current domain, computed when the domain changes.
     let mut stamp = (u16::MAX, 0u8);
     // Split-horizon group of the last ingress interface.
-    let mut rx = DestCache {
-        iface: NO_IFACE,
-        shg: 0,
-    };
-    // Split-horizon group of the last destination interface.
-    let mut out = DestCache {
-        iface: NO_IFACE,
-        shg: 0,
-    };
+    let mut rx = DestCache::NONE;
+    // The last destination interface.
+    let mut out = DestCache::NONE;
+    // Frames sent to ports from here: transmit counters per run of frames
+    // to one interface.
+    let mut acc = IfaceAcc::default();
     let mut pc = dc;
     let mut dc = DomainCache::new(t);
     for k in 0..n {
@@ -170,16 +224,14 @@ pub fn input(cx: &mut Ctx, st: &mut NodeState, pkts: &mut [Pkt], input: &[u16], 
             Some(o) if o == p.meta.rx_if => drop_pkt(p, q, i, Counter::L2SameInterface),
             Some(o) => {
                 if out.iface != o {
-                    out = DestCache {
-                        iface: o,
-                        shg: shg(t, o),
-                    };
+                    out = DestCache::of(t, o);
                 }
                 if out.shg != 0 {
                     if rx.iface != p.meta.rx_if {
                         rx = DestCache {
                             iface: p.meta.rx_if,
                             shg: shg(t, p.meta.rx_if),
+                            ..DestCache::NONE
                         };
                     }
                     if out.shg == rx.shg {
@@ -187,17 +239,37 @@ pub fn input(cx: &mut Ctx, st: &mut NodeState, pkts: &mut [Pkt], input: &[u16], 
                         continue;
                     }
                 }
-                if b.bvi == Some(o) {
-                    to_bvi(cx, p, q, i, o);
-                } else {
-                    p.meta.tx_if = o;
-                    q.push(NodeId::InterfaceOutput, i);
+                let len = p.buf.len();
+                match out.out {
+                    Out::Port(_) | Out::Encap(_) if len >= 14 => {
+                        p.meta.tx_if = o;
+                        if len - 14 > usize::from(out.mtu) {
+                            drop_pkt(p, q, i, Counter::L2MtuExceeded);
+                            continue;
+                        }
+                        match out.out {
+                            Out::Port(port) => {
+                                acc.add(cx.stats, false, o, len);
+                                p.meta.tx_port = port;
+                                p.meta.disposition = Disposition::Tx;
+                            }
+                            // The encapsulation node counts it on the tunnel.
+                            Out::Encap(encap) => q.push(encap, i),
+                            Out::Other => {}
+                        }
+                    }
+                    _ if b.bvi == Some(o) => to_bvi(cx, p, q, i, o),
+                    _ => {
+                        p.meta.tx_if = o;
+                        q.push(NodeId::InterfaceOutput, i);
+                    }
                 }
             }
             None if b.flood_unknown => q.push(NodeId::L2Flood, i),
             None => drop_pkt(p, q, i, Counter::L2UnknownDropped),
         }
     }
+    acc.flush(cx.stats, false);
 }
 
 /// Fills `keys[k]` with both MACs and buckets of frame `input[k]` and
