@@ -368,8 +368,7 @@ impl Translator {
                     continue;
                 }
                 let s = Arc::make_mut(s);
-                s.services
-                    .retain(|o| !mine(o));
+                s.services.retain(|o| !mine(o));
                 for o in objs {
                     let at = s
                         .services

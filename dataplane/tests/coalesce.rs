@@ -73,11 +73,7 @@ fn pipelined_syncs_publish_once_ack_in_order_and_roll_back_alone() {
 
     let before = h.router.stats.publishes;
     let mut burst = String::new();
-    burst += &sync_line(
-        2,
-        "t/0",
-        vec![svc("a/http", "198.19.0.1", "198.18.2.10")],
-    );
+    burst += &sync_line(2, "t/0", vec![svc("a/http", "198.19.0.1", "198.18.2.10")]);
     // The second request fails on its second service: its first one is
     // rolled back, the requests around it stay applied.
     burst += &sync_line(
@@ -88,13 +84,11 @@ fn pipelined_syncs_publish_once_ack_in_order_and_roll_back_alone() {
             svc("c/http", "198.19.0.3", "not-an-address"),
         ],
     );
-    burst += &sync_line(
-        4,
-        "t/2",
-        vec![svc("d/http", "198.19.0.4", "198.18.2.12")],
-    );
+    burst += &sync_line(4, "t/2", vec![svc("d/http", "198.19.0.4", "198.18.2.12")]);
     // A plain change and a batch are coalesced too.
-    burst += &(json!({"id": 5, "op": "service.add", "args": svc("e/http", "198.19.0.5", "198.18.2.13")}).to_string() + "\n");
+    burst +=
+        &(json!({"id": 5, "op": "service.add", "args": svc("e/http", "198.19.0.5", "198.18.2.13")})
+            .to_string() + "\n");
     burst += &(json!({"id": 6, "op": "batch", "args": {"ops": [
         {"op": "service.add", "args": svc("f/http", "198.19.0.6", "198.18.2.14")}]}})
     .to_string()
@@ -140,11 +134,7 @@ fn pipelined_syncs_publish_once_ack_in_order_and_roll_back_alone() {
 
     // A show after a change sees it, and is answered after it.
     let before = h.router.stats.publishes;
-    let mut burst = sync_line(
-        7,
-        "t/1",
-        vec![svc("b/http", "198.19.0.2", "198.18.2.11")],
-    );
+    let mut burst = sync_line(7, "t/1", vec![svc("b/http", "198.19.0.2", "198.18.2.11")]);
     burst += "{\"id\":8,\"op\":\"show.services\"}\n";
     burst += &sync_line(9, "t/0", vec![]);
     w.write_all(burst.as_bytes()).unwrap();

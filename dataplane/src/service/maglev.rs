@@ -150,12 +150,28 @@ mod tests {
 
     #[test]
     fn equals_the_textbook_build() {
-        for (n, size) in [(1, 7), (3, 7), (10, 1021), (10, DEFAULT_SIZE), (100, 1021), (7, 2), (250, 65537)] {
+        for (n, size) in [
+            (1, 7),
+            (3, 7),
+            (10, 1021),
+            (10, DEFAULT_SIZE),
+            (100, 1021),
+            (7, 2),
+            (250, 65537),
+        ] {
             let b = ids(n);
             let mut w: Vec<u16> = (0..n).map(|i| (i % 4) as u16).collect();
-            assert_eq!(build(&b, &w, size), build_reference(&b, &w, size), "n {n} size {size} weighted");
+            assert_eq!(
+                build(&b, &w, size),
+                build_reference(&b, &w, size),
+                "n {n} size {size} weighted"
+            );
             w.fill(1);
-            assert_eq!(build(&b, &w, size), build_reference(&b, &w, size), "n {n} size {size}");
+            assert_eq!(
+                build(&b, &w, size),
+                build_reference(&b, &w, size),
+                "n {n} size {size}"
+            );
         }
     }
 
