@@ -6,11 +6,11 @@
 //! scopes, the endpoint table, subscriptions. Every change goes through
 //! `Router` and is acknowledged after `Router::commit`, that is once every
 //! running worker uses it; changes a client pipelined share one commit
-//! (each still undone alone if it fails, answered in order after it). Nothing here blocks: sockets are non-blocking,
-//! input lines and output buffers are bounded (a client that sends a line
-//! over `MAX_LINE` or stops reading is disconnected), connections are
-//! limited, and a connecting process must have an allowed uid or gid
-//! (`SO_PEERCRED`).
+//! (each still undone alone if it fails, answered in order after it).
+//! Nothing here blocks: sockets are non-blocking, input lines and output
+//! buffers are bounded (a client that sends a line over `MAX_LINE` or stops
+//! reading is disconnected), connections are limited, and a connecting
+//! process must have an allowed uid or gid (`SO_PEERCRED`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{ErrorKind, Read, Write};
