@@ -20,6 +20,12 @@ use vrouter_agent::model::{self, Cluster, ServiceInfo, ServicePort};
 use vrouter_agent::sync::Applier;
 use vrouter_agent::translate::{Config, Mode, Translator};
 
+/// mimalloc: a full sync allocates and frees millions of small strings
+/// (API objects, the compact copy, the scopes), where glibc's malloc spent
+/// about a third of the agent's time (benches/RESULTS.md §8).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 struct Args {
     #[arg(long, default_value_t = 10_000)]

@@ -30,6 +30,13 @@ use vrouter_agent::translate::{Config, Mode};
 use vrouter_control::{Client, Op};
 use vrouter_pktgen_tests::Daemon;
 
+/// The agent's allocator (its binary's; the mock API server in this
+/// process uses it too). mimalloc: a full sync allocates and frees millions of small strings
+/// (API objects, the compact copy, the scopes), where glibc's malloc spent
+/// about a third of the agent's time (benches/RESULTS.md §8).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 struct Args {
     #[arg(long, default_value_t = 10_000)]

@@ -3,11 +3,12 @@ N services x 10 backends as the agent shards them (64 `sync` scopes),
 pipelined on one connection to a running vrouterd, then 50 single-service
 changes one at a time.
 
-python3 agent/examples/churn_vrouterd.py N /path/to/vrouterd.sock
+python3 agent/examples/churn_vrouterd.py N /path/to/vrouterd.sock [CHANGES]
 """
 import socket, json, sys, time
 N=int(sys.argv[1]); E=10; S=64
 sock=sys.argv[2] if len(sys.argv)>2 else "/tmp/churn-py/vr.sock"
+K=int(sys.argv[3]) if len(sys.argv)>3 else 50
 def ip(i):
     i%= 1<<17
     return "198.%d.%d.%d"%(18+(i>>16),(i>>8)&255,i&255)
@@ -30,10 +31,11 @@ for i in range(S):
 print("full sync %d services: %.0f ms; first ack %.0f ms, per-scope last 10: %s"%(N,(time.time()-t)*1e3, ts[0]*1e3, ["%.0f"%((ts[i]-ts[i-1])*1e3) for i in range(S-10,S)]))
 # single change
 lat=[]
-for k in range(50):
+for k in range(K):
     s=(k*7919)%N; i=s%S
     scopes[i]=[o if o["name"]!="svc%d/http"%s else dict(o,backends=o["backends"][1:]+[{"ip":ip(200000+k),"port":8080}]) for o in scopes[i]]
     l=json.dumps({"id":1000+k,"op":"sync","args":{"scope":"agent/services/%d"%i,"generation":2+k,"routes":[],"neighbors":[],"endpoints":[],"services":scopes[i]}})
     t=time.time(); r=call(json.loads(l)); lat.append((time.time()-t)*1e3)
     if "error" in r: print(r); break
-lat.sort(); print("single change p50 %.1f ms max %.1f ms"%(lat[len(lat)//2], lat[-1]))
+lat.sort()
+if lat: print("single change p50 %.1f ms max %.1f ms"%(lat[len(lat)//2], lat[-1]))

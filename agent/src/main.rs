@@ -12,6 +12,12 @@ use vrouter_agent::kube_source;
 use vrouter_agent::model::valid_mac;
 use vrouter_agent::translate::{Config, Mode};
 
+/// mimalloc: a full sync allocates and frees millions of small strings
+/// (API objects, the compact copy, the scopes), where glibc's malloc spent
+/// about a third of the agent's time (benches/RESULTS.md §8).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Backend {
     /// The Kubernetes API server (kube-rs watchers).

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -88,7 +89,8 @@ pub struct ApplyStats {
 pub struct Applier {
     socket: PathBuf,
     client: Option<Client>,
-    applied: HashMap<String, ScopeState>,
+    /// Shared with the desired state they were sent from (no copy).
+    applied: HashMap<String, Arc<ScopeState>>,
     generation: u64,
     next_id: u64,
 }
@@ -178,7 +180,7 @@ impl Applier {
         ifs: &HashSet<String>,
     ) -> Result<ApplyStats, SyncError> {
         let mut stats = ApplyStats::default();
-        let mut pending: Vec<(u64, &str, ScopeState)> = Vec::new();
+        let mut pending: Vec<(u64, &str, Arc<ScopeState>)> = Vec::new();
         let client = self
             .client
             .as_mut()
@@ -188,7 +190,7 @@ impl Applier {
             .keys()
             .filter(|k| !self.applied.contains_key(*k))
             .collect();
-        let candidates: Box<dyn Iterator<Item = (&String, &ScopeState)>> = match only {
+        let candidates: Box<dyn Iterator<Item = (&String, &Arc<ScopeState>)>> = match only {
             None => Box::new(d.scopes.iter()),
             Some(set) => Box::new(
                 set.iter()
@@ -199,7 +201,7 @@ impl Applier {
             ),
         };
         for (scope, state) in candidates {
-            let filtered = filter_scope(scope, state, ifs);
+            let filtered = filter_scope(scope, state, ifs).map(Arc::new);
             let orig = state;
             let state = filtered.as_ref().unwrap_or(orig);
             if !full && self.applied.get(scope) == Some(state) {
@@ -234,7 +236,7 @@ impl Applier {
             }
             stats.bytes += line.len() + 1;
             client.send_raw(&line)?;
-            pending.push((id, scope, filtered.unwrap_or_else(|| orig.clone())));
+            pending.push((id, scope, filtered.unwrap_or_else(|| Arc::clone(orig))));
         }
         // Responses come in request order.
         let mut first_err = None;

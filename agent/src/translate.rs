@@ -15,6 +15,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use serde::Serialize;
 use vrouter_control::{Endpoint, Route, naming};
@@ -135,10 +136,13 @@ pub struct ScopeState {
 }
 
 /// The desired state of every scope the agent owns (always all of them, so
-/// an emptied scope is synced empty).
+/// an emptied scope is synced empty). Each scope is shared (`Arc`) with
+/// what the applier last sent, so remembering a sent scope copies nothing
+/// and an unchanged scope compares equal by pointer; a change copies the
+/// one scope it touches (`Arc::make_mut`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Desired {
-    pub scopes: BTreeMap<String, ScopeState>,
+    pub scopes: BTreeMap<String, Arc<ScopeState>>,
 }
 
 impl Desired {
@@ -191,7 +195,7 @@ pub fn translate(c: &Cluster, cfg: &Config) -> Desired {
     let mut d = Desired {
         scopes: all_scopes()
             .into_iter()
-            .map(|s| (s, ScopeState::default()))
+            .map(|s| (s, Arc::default()))
             .collect(),
     };
     if cfg.mode == Mode::None {
@@ -199,23 +203,24 @@ pub fn translate(c: &Cluster, cfg: &Config) -> Desired {
     }
     let routes = routes(c, cfg);
     if let Some(s) = d.scopes.get_mut(ROUTE_SCOPE) {
-        s.routes = routes;
+        Arc::make_mut(s).routes = routes;
     }
     for (k, ep) in endpoints(c, cfg) {
         if let Some(s) = d
             .scopes
             .get_mut(&format!("agent/endpoints/{}", shard(&k, ENDPOINT_SHARDS)))
         {
-            s.endpoints.push(ep);
+            Arc::make_mut(s).endpoints.push(ep);
         }
     }
     for svc in services(c, cfg) {
         if let Some(s) = d.scopes.get_mut(&service_scope(&svc)) {
-            s.services.push(svc);
+            Arc::make_mut(s).services.push(svc);
         }
     }
     set_policies(&mut d, policies(c, cfg));
     for s in d.scopes.values_mut() {
+        let s = Arc::make_mut(s);
         s.endpoints
             .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         s.services
@@ -246,8 +251,10 @@ fn service_scope(o: &ServiceObj) -> String {
 /// Replaces every policy scope's content.
 fn set_policies(d: &mut Desired, pols: Vec<PolicyObj>) {
     for i in 0..POLICY_SHARDS {
-        if let Some(s) = d.scopes.get_mut(&format!("agent/policies/{i}")) {
-            s.policies.clear();
+        if let Some(s) = d.scopes.get_mut(&format!("agent/policies/{i}"))
+            && !s.policies.is_empty()
+        {
+            Arc::make_mut(s).policies.clear();
         }
     }
     for p in pols {
@@ -256,7 +263,7 @@ fn set_policies(d: &mut Desired, pols: Vec<PolicyObj>) {
             .scopes
             .get_mut(&format!("agent/policies/{}", shard(&k, POLICY_SHARDS)))
         {
-            s.policies.push(p);
+            Arc::make_mut(s).policies.push(p);
         }
     }
 }
@@ -307,7 +314,7 @@ impl Translator {
             if let Some(s) = self.desired.scopes.get_mut(ROUTE_SCOPE)
                 && s.routes != routes
             {
-                s.routes = routes;
+                Arc::make_mut(s).routes = routes;
                 changed.insert(ROUTE_SCOPE.to_string());
             }
         }
@@ -316,6 +323,7 @@ impl Translator {
             let Some(s) = self.desired.scopes.get_mut(&scope) else {
                 continue;
             };
+            let s = Arc::make_mut(s);
             let (ns, name) = key.split_once('/').unwrap_or(("", key));
             let before = s.endpoints.len();
             let old = s
@@ -355,17 +363,12 @@ impl Translator {
                     continue;
                 };
                 let prefix = format!("{name}/");
-                let old: Vec<ServiceObj> = s
-                    .services
-                    .iter()
-                    .filter(|o| o.namespace == ns && o.name.starts_with(&prefix))
-                    .cloned()
-                    .collect();
-                if old == objs {
+                let mine = |o: &ServiceObj| o.namespace == ns && o.name.starts_with(&prefix);
+                if s.services.iter().filter(|o| mine(o)).eq(objs.iter()) {
                     continue;
                 }
-                s.services
-                    .retain(|o| !(o.namespace == ns && o.name.starts_with(&prefix)));
+                let s = Arc::make_mut(s);
+                s.services.retain(|o| !mine(o));
                 for o in objs {
                     let at = s
                         .services

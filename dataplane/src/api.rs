@@ -5,11 +5,12 @@
 //! It owns the connections and what only the control plane needs: sync
 //! scopes, the endpoint table, subscriptions. Every change goes through
 //! `Router` and is acknowledged after `Router::commit`, that is once every
-//! running worker uses it. Nothing here blocks: sockets are non-blocking,
-//! input lines and output buffers are bounded (a client that sends a line
-//! over `MAX_LINE` or stops reading is disconnected), connections are
-//! limited, and a connecting process must have an allowed uid or gid
-//! (`SO_PEERCRED`).
+//! running worker uses it; changes a client pipelined share one commit
+//! (each still undone alone if it fails, answered in order after it).
+//! Nothing here blocks: sockets are non-blocking, input lines and output
+//! buffers are bounded (a client that sends a line over `MAX_LINE` or stops
+//! reading is disconnected), connections are limited, and a connecting
+//! process must have an allowed uid or gid (`SO_PEERCRED`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{ErrorKind, Read, Write};
@@ -158,7 +159,15 @@ pub struct Api {
     event_backlog: usize,
     /// The state that came over the socket, for a hot restart.
     ledger: Ledger,
+    /// Changes are applied without `Router::commit` (a run of pipelined
+    /// requests is published once; see `read_some`).
+    defer_commit: bool,
+    /// Changes applied since the last commit while `defer_commit` was set.
+    uncommitted: bool,
 }
+
+/// Most pipelined change requests applied before one publish.
+const MAX_COALESCE: usize = 256;
 
 /// The objects changed over the control socket, each with the last change
 /// applied to it (an add or replace, or a delete of a configured object):
@@ -210,15 +219,15 @@ impl Ledger {
         })
     }
 
-    fn record(&mut self, op: &Op) {
-        if let Some(k) = Self::key(op) {
+    fn record(&mut self, op: Op) {
+        if let Some(k) = Self::key(&op) {
             // An add replays as a replace, so an object a new configuration
             // also defines is not refused as existing.
             let op = match op {
-                Op::RouteAdd(r) => Op::RouteReplace(r.clone()),
-                Op::ServiceAdd(v) => Op::ServiceReplace(v.clone()),
-                Op::PolicyAdd(v) => Op::PolicyReplace(v.clone()),
-                o => o.clone(),
+                Op::RouteAdd(r) => Op::RouteReplace(r),
+                Op::ServiceAdd(v) => Op::ServiceReplace(v),
+                Op::PolicyAdd(v) => Op::PolicyReplace(v),
+                o => o,
             };
             self.objs.insert(k, op);
         }
@@ -323,6 +332,8 @@ impl Api {
             links: None,
             event_backlog: EVENT_BACKLOG,
             ledger: Ledger::default(),
+            defer_commit: false,
+            uncommitted: false,
         })
     }
 
@@ -415,7 +426,7 @@ impl Api {
                 tracing::debug!(%e, "learned neighbour not restored");
             }
         }
-        self.apply_all(router, &snap.deletes, true)?;
+        self.apply_all(router, snap.deletes.clone(), true)?;
         // An address the configuration has already is there: not an error.
         let changes: Vec<Op> = snap
             .changes
@@ -426,7 +437,7 @@ impl Api {
             })
             .cloned()
             .collect();
-        self.apply_all(router, &changes, false)?;
+        self.apply_all(router, changes, false)?;
         for s in &snap.scopes {
             let mut sc = Scope {
                 generation: s.generation,
@@ -627,8 +638,13 @@ impl Api {
             }
         }
         let mut handled = 0;
+        // Pipelined changes are applied one request at a time (each rolls
+        // back alone on failure) and published together: their responses
+        // wait here until the one commit that covers them.
+        let mut deferred: Vec<(u64, Result<Value, ApiError>)> = Vec::new();
         loop {
             let Some(c) = self.conns.get_mut(&t) else {
+                self.finish_deferred(t, router, &mut deferred);
                 return (handled, false);
             };
             let Some(nl) = c.input[c.consumed..]
@@ -646,7 +662,7 @@ impl Api {
                         code::TOO_LARGE,
                         format!("request: longer than {} bytes", proto::MAX_LINE),
                     );
-                    push_response(c, 0, Err(e));
+                    deferred.push((0, Err(e)));
                     c.closing = true;
                     c.input.clear();
                 }
@@ -656,56 +672,63 @@ impl Api {
             if c.closing {
                 continue;
             }
-            let line = String::from_utf8_lossy(&c.input[start..nl]).into_owned();
-            if line.trim().is_empty() {
+            let bytes = &c.input[start..nl];
+            if bytes.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            if line.len() > proto::MAX_LINE {
+            if bytes.len() > proto::MAX_LINE {
                 self.stats.closed_oversize += 1;
-                push_response(
-                    c,
+                deferred.push((
                     0,
                     Err(ApiError::new(code::TOO_LARGE, "request: line too long")),
-                );
+                ));
                 c.closing = true;
                 continue;
             }
             handled += 1;
             self.stats.requests += 1;
-            let (id, result) = match proto::parse_request(&line) {
+            // Parsed where it lies (a `sync` line is up to 1 MiB: no copy).
+            let parsed = match std::str::from_utf8(bytes) {
+                Ok(line) => proto::parse_request(line),
+                Err(_) => proto::parse_request(&String::from_utf8_lossy(bytes)),
+            };
+            let (id, result) = match parsed {
                 Err((id, e)) => (id, Err(e)),
                 Ok(req) => {
                     let hello = self.conns.get(&t).is_some_and(|c| c.hello);
-                    let r = match (&req.op, hello) {
-                        (Op::Hello(h), _) => self.hello(t, h),
+                    let change = hello
+                        && (req.op.is_change() || matches!(req.op, Op::Sync(_) | Op::Batch(_)));
+                    if !change && !self.finish_deferred(t, router, &mut deferred) {
+                        return (handled, false);
+                    }
+                    self.defer_commit = change;
+                    let r = match (req.op, hello) {
+                        (Op::Hello(h), _) => self.hello(t, &h),
                         (_, false) => Err(ApiError::new(
                             code::HELLO_FIRST,
                             "connection: send `hello` first",
                         )),
-                        (Op::Subscribe(s), true) => self.subscribe(t, s),
-                        (Op::CaptureStart(c), true) => self.capture_start(t, router, c),
+                        (Op::Subscribe(s), true) => self.subscribe(t, &s),
+                        (Op::CaptureStart(c), true) => self.capture_start(t, router, &c),
                         (Op::CaptureRead, true) => self.capture_read(t, router),
                         (Op::CaptureStop, true) => self.capture_stop(t, router),
-                        (op, true) => self.handle(router, op),
+                        (Op::Sync(s), true) => self.sync(router, s),
+                        (op, true) => self.handle(router, &op),
                     };
+                    self.defer_commit = false;
                     (req.id, r)
                 }
             };
             if result.is_err() {
                 self.stats.errors += 1;
             }
-            let Some(c) = self.conns.get_mut(&t) else {
-                return (handled, false);
-            };
-            // Slow = earlier output left unread; one large answer alone
-            // (`show.services` of 10k services) is not.
-            let unread = c.output.len();
-            push_response(c, id, result);
-            if unread > MAX_OUT {
-                self.stats.closed_slow += 1;
-                self.close(t);
+            deferred.push((id, result));
+            if deferred.len() >= MAX_COALESCE && !self.finish_deferred(t, router, &mut deferred) {
                 return (handled, false);
             }
+        }
+        if !self.finish_deferred(t, router, &mut deferred) {
+            return (handled, false);
         }
         if eof {
             self.flush(t);
@@ -718,6 +741,39 @@ impl Api {
             c.input.shrink_to(INPUT_BOUND);
         }
         (handled, more)
+    }
+
+    /// Commits the changes applied since the last commit (if any), then
+    /// queues the responses held for that commit, in request order. False
+    /// if the connection was closed as a slow client (earlier output left
+    /// unread; one large answer alone, `show.services` of 10k services, is
+    /// not).
+    fn finish_deferred(
+        &mut self,
+        t: Token,
+        router: &mut Router,
+        deferred: &mut Vec<(u64, Result<Value, ApiError>)>,
+    ) -> bool {
+        if std::mem::take(&mut self.uncommitted) {
+            router.commit();
+        }
+        if deferred.is_empty() {
+            return true;
+        }
+        let Some(c) = self.conns.get_mut(&t) else {
+            deferred.clear();
+            return false;
+        };
+        for (id, result) in deferred.drain(..) {
+            let unread = c.output.len();
+            push_response(c, id, result);
+            if unread > MAX_OUT {
+                self.stats.closed_slow += 1;
+                self.close(t);
+                return false;
+            }
+        }
+        true
     }
 
     fn flush(&mut self, t: Token) {
@@ -891,10 +947,10 @@ impl Api {
                     return Err(invalid(format!("batch: op {bad} is not a change")));
                 }
                 let ops: Vec<Op> = b.ops.iter().map(|o| o.op.clone()).collect();
-                let n = self.apply_all(router, &ops, false)?;
+                let n = self.apply_all(router, ops, false)?;
                 Ok(json!({ "applied": n }))
             }
-            Op::Sync(s) => self.sync(router, s),
+            Op::Sync(s) => self.sync(router, s.clone()),
             Op::TraceAdd(a) => {
                 if a.count == 0 || a.count > MAX_TRACE_ADD {
                     return Err(invalid(format!(
@@ -923,7 +979,7 @@ impl Api {
                 "capture: only on a connection (not in tests or batches)",
             )),
             change => {
-                self.apply_all(router, std::slice::from_ref(change), false)?;
+                self.apply_all(router, vec![change.clone()], false)?;
                 Ok(json!({ "ok": true }))
             }
         }
@@ -935,22 +991,23 @@ impl Api {
     fn apply_all(
         &mut self,
         router: &mut Router,
-        ops: &[Op],
+        ops: Vec<Op>,
         tolerate_missing: bool,
     ) -> Result<usize, ApiError> {
+        let n = ops.len();
         let mut undo: Vec<Op> = Vec::new();
-        for (k, op) in ops.iter().enumerate() {
+        for (k, op) in ops.into_iter().enumerate() {
             match self.apply(router, op) {
                 Ok(mut u) => undo.append(&mut u),
                 Err(e) if tolerate_missing && e.code == code::NOT_FOUND => {}
                 Err(e) => {
-                    for u in undo.iter().rev() {
+                    for u in undo.into_iter().rev() {
                         if let Err(err) = self.apply(router, u) {
                             tracing::error!(%err, "undoing a failed batch");
                         }
                     }
-                    router.commit();
-                    let message = if ops.len() > 1 {
+                    self.commit(router);
+                    let message = if n > 1 {
                         format!("op {k}: {}", e.message)
                     } else {
                         e.message
@@ -962,14 +1019,24 @@ impl Api {
                 }
             }
         }
-        router.commit();
-        Ok(ops.len())
+        self.commit(router);
+        Ok(n)
+    }
+
+    /// `Router::commit`, or with `defer_commit` a note that the caller
+    /// commits (`finish_deferred`).
+    fn commit(&mut self, router: &mut Router) {
+        if self.defer_commit {
+            self.uncommitted = true;
+        } else {
+            router.commit();
+        }
     }
 
     /// Applies one change and records it in the ledger; returns the ops
     /// that undo it (an undo is applied, and recorded, the same way).
-    fn apply(&mut self, router: &mut Router, op: &Op) -> Result<Vec<Op>, ApiError> {
-        let undo = self.apply_change(router, op)?;
+    fn apply(&mut self, router: &mut Router, op: Op) -> Result<Vec<Op>, ApiError> {
+        let undo = self.apply_change(router, &op)?;
         self.ledger.record(op);
         Ok(undo)
     }
@@ -1214,43 +1281,50 @@ impl Api {
         Ok(undo)
     }
 
-    fn sync(&mut self, router: &mut Router, s: &proto::Sync) -> Result<Value, ApiError> {
-        let last = self.scopes.get(&s.scope).map_or(0, |sc| sc.generation);
-        if s.generation < last {
+    fn sync(&mut self, router: &mut Router, s: proto::Sync) -> Result<Value, ApiError> {
+        let proto::Sync {
+            scope,
+            generation,
+            routes,
+            neighbors,
+            endpoints,
+            services,
+            policies,
+        } = s;
+        let last = self.scopes.get(&scope).map_or(0, |sc| sc.generation);
+        if generation < last {
             return Err(ApiError::new(
                 code::STALE,
-                format!(
-                    "sync {}: generation {} is older than {last}",
-                    s.scope, s.generation
-                ),
+                format!("sync {scope}: generation {generation} is older than {last}"),
             ));
         }
+        // The request's objects move into the scope's new content (no copy
+        // of what is unchanged).
         let mut next = Scope {
-            generation: s.generation,
+            generation,
             ..Scope::default()
         };
-        for r in &s.routes {
-            next.routes
-                .insert((r.vrf.clone(), r.prefix.clone()), r.clone());
+        for r in routes {
+            next.routes.insert((r.vrf.clone(), r.prefix.clone()), r);
         }
-        for n in &s.neighbors {
+        for n in neighbors {
             next.neighbors
-                .insert((n.interface.clone(), n.ip.clone()), n.clone());
+                .insert((n.interface.clone(), n.ip.clone()), n);
         }
-        for e in &s.endpoints {
+        for e in endpoints {
             next.endpoints
-                .insert((e.namespace.clone(), e.name.clone()), e.clone());
+                .insert((e.namespace.clone(), e.name.clone()), e);
         }
-        for v in &s.services {
+        for v in services {
             next.services
-                .insert((v.namespace.clone(), v.name.clone()), v.clone());
+                .insert((v.namespace.clone(), v.name.clone()), v);
         }
-        for v in &s.policies {
+        for v in policies {
             next.policies
-                .insert((v.namespace.clone(), v.name.clone()), v.clone());
+                .insert((v.namespace.clone(), v.name.clone()), v);
         }
         let empty = Scope::default();
-        let prev = self.scopes.get(&s.scope).unwrap_or(&empty);
+        let prev = self.scopes.get(&scope).unwrap_or(&empty);
         let mut ops = Vec::new();
         let mut res = proto::SyncResult::default();
         // Removals first, so a changed object never collides with its old self.
@@ -1364,11 +1438,11 @@ impl Api {
                 }
             }
         }
-        self.apply_all(router, &ops, true).map_err(|e| ApiError {
+        self.apply_all(router, ops, true).map_err(|e| ApiError {
             code: e.code,
-            message: format!("sync {}: {}", s.scope, e.message),
+            message: format!("sync {scope}: {}", e.message),
         })?;
-        self.scopes.insert(s.scope.clone(), next);
+        self.scopes.insert(scope, next);
         serde_json::to_value(res).map_err(|e| ApiError::new(code::INTERNAL, e.to_string()))
     }
 
