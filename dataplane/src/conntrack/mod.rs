@@ -56,6 +56,8 @@ pub trait Addr:
     fn from_u128(a: u128) -> Self;
     /// One word mixing both addresses of a key (the hash's first input).
     fn mix(src: Self, dst: Self) -> u64;
+    /// True if both address pairs are equal (no branch).
+    fn pair_eq(a: (Self, Self), b: (Self, Self)) -> bool;
     /// `self + 1`, saturating.
     fn succ(self) -> Self;
     /// `self - 1`, saturating.
@@ -75,7 +77,11 @@ impl Addr for u32 {
     }
     #[inline(always)]
     fn mix(src: u32, dst: u32) -> u64 {
-        u64::from(src) << 32 | u64::from(dst)
+        u64::from(src) | u64::from(dst) << 32
+    }
+    #[inline(always)]
+    fn pair_eq(a: (u32, u32), b: (u32, u32)) -> bool {
+        (u64::from(a.0) | u64::from(a.1) << 32) == (u64::from(b.0) | u64::from(b.1) << 32)
     }
     #[inline(always)]
     fn succ(self) -> u32 {
@@ -105,6 +111,10 @@ impl Addr for u128 {
         s.rotate_left(27) ^ d
     }
     #[inline(always)]
+    fn pair_eq(a: (u128, u128), b: (u128, u128)) -> bool {
+        ((a.0 ^ b.0) | (a.1 ^ b.1)) == 0
+    }
+    #[inline(always)]
     fn succ(self) -> u128 {
         self.saturating_add(1)
     }
@@ -117,7 +127,7 @@ impl Addr for u128 {
 /// A 5-tuple in one zone (VRF). ICMP echo uses the identifier as the
 /// requester's port (`sport` of a request, `dport` of a reply). `A` is the
 /// address family (`u32`: IPv4, `u128`: IPv6).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+#[derive(Debug, Clone, Copy, Default)]
 #[repr(C)]
 pub struct Key<A = u32> {
     pub src: A,
@@ -132,7 +142,36 @@ pub struct Key<A = u32> {
 /// An IPv6 key.
 pub type Key6 = Key<u128>;
 
+/// Compared as whole words, without a branch per field (the hit path
+/// compares every packet's key with its flow's).
+impl<A: Addr> PartialEq for Key<A> {
+    #[inline(always)]
+    fn eq(&self, o: &Key<A>) -> bool {
+        A::pair_eq((self.src, self.dst), (o.src, o.dst)) & (self.rest() == o.rest())
+    }
+}
+
+impl<A: Addr> Eq for Key<A> {}
+
+impl<A: Addr> std::hash::Hash for Key<A> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.src.hash(state);
+        self.dst.hash(state);
+        self.rest().hash(state);
+    }
+}
+
 impl<A: Addr> Key<A> {
+    /// Ports, protocol and zone as one word.
+    #[inline(always)]
+    fn rest(&self) -> u64 {
+        u64::from(self.sport)
+            | u64::from(self.dport) << 16
+            | u64::from(self.proto) << 32
+            | u64::from(self._pad) << 40
+            | u64::from(self.zone) << 48
+    }
+
     /// A key.
     #[inline(always)]
     pub fn new(zone: u16, proto: u8, src: A, dst: A, sport: u16, dport: u16) -> Key<A> {
@@ -155,15 +194,13 @@ impl<A: Addr> Key<A> {
         )
     }
 
-    /// A 64-bit hash (multiply-xorshift over the two words of the key).
+    /// A 64-bit hash (multiply-xorshift over the two words of the key; the
+    /// second is the key's own bytes, so a parsed key hashes from the
+    /// registers it is stored from).
     #[inline(always)]
     pub fn hash(&self) -> u64 {
         let a = A::mix(self.src, self.dst);
-        let b = u64::from(self.sport) << 48
-            | u64::from(self.dport) << 32
-            | u64::from(self.proto) << 16
-            | u64::from(self.zone);
-        let mut h = a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.rotate_left(23);
+        let mut h = a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ self.rest().rotate_left(23);
         h = (h ^ (h >> 29)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         h ^ (h >> 32)
     }
@@ -206,7 +243,8 @@ impl State {
 pub mod flow_flags {
     /// Addresses or ports are translated.
     pub const NAT: u8 = 1;
-    /// A packet was seen in the reply direction.
+    /// A packet was seen in the reply direction (`Dir::Rev as u8` shifted
+    /// left once).
     pub const SEEN_REPLY: u8 = 2;
 }
 
@@ -214,7 +252,9 @@ pub mod flow_flags {
 /// deltas (`Σ ~old + Σ new` over the changed 16-bit words, folded): `ip`
 /// over the addresses (the IPv4 header checksum), `l4` over the addresses
 /// and ports (the TCP/UDP checksum, whose pseudo-header holds the
-/// addresses).
+/// addresses). Kept in wire byte order (the two bytes as a packet holds
+/// them, read natively): one's-complement sums do not depend on byte order
+/// (RFC 1071), so a hit updates a checksum without swapping bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CsumDelta {
     pub ip: u16,
@@ -243,6 +283,7 @@ pub struct Flow<A = u32> {
 }
 
 const _: () = assert!(std::mem::size_of::<Flow>() == 64);
+const _: () = assert!((Dir::Rev as u8) << 1 == flow_flags::SEEN_REPLY);
 const _: () = assert!(std::mem::size_of::<Flow<u128>>() == 128);
 
 /// A flow charged to no pod (not counted against any quota).
@@ -306,9 +347,8 @@ impl<A: Addr> Flow<A> {
     /// other protocols) and sets the expiry.
     #[inline]
     pub fn update(&mut self, dir: Dir, tf: u8, now_s: u32, t: &Timeouts) {
-        if dir == Dir::Rev {
-            self.flags |= flow_flags::SEEN_REPLY;
-        }
+        // Dir::Rev is 1, SEEN_REPLY is 2.
+        self.flags |= (dir as u8) << 1;
         let timeout = match self.fwd.proto {
             6 => {
                 if tf & tcp::RST != 0 {
@@ -391,9 +431,10 @@ fn csum_delta<A: Addr>(old: &Key<A>, new: &Key<A>) -> CsumDelta {
     let addrs = addr_delta(old.src, new.src) + addr_delta(old.dst, new.dst);
     let ports =
         u32::from(!old.sport) + u32::from(new.sport) + u32::from(!old.dport) + u32::from(new.dport);
+    let wire = |d: u16| u16::from_ne_bytes(d.to_be_bytes());
     CsumDelta {
-        ip: fold16(addrs),
-        l4: fold16(addrs + ports),
+        ip: wire(fold16(addrs)),
+        l4: wire(fold16(addrs + ports)),
     }
 }
 

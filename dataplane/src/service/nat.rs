@@ -242,37 +242,54 @@ pub fn rewrite(l3: &mut [u8], ihl: usize, to: &Key) -> bool {
     true
 }
 
+/// `!fold(!hc + d)` on a checksum and a delta both in wire byte order.
+#[inline(always)]
+fn apply_wire(hc: [u8; 2], d: u16) -> [u8; 2] {
+    apply(u16::from_ne_bytes(hc), u32::from(d)).to_ne_bytes()
+}
+
 /// [`rewrite`] for a packet whose tuple is the flow key the checksum deltas
 /// `d` were computed from (a conntrack hit): each checksum takes one
 /// addition. Returns false if the packet is too short or not TCP/UDP.
 #[inline(always)]
 pub fn rewrite_delta(l3: &mut [u8], ihl: usize, to: &Key, d: CsumDelta) -> bool {
-    let (c_at, min) = match to.proto {
-        6 => (16, 20),
-        17 => (6, 8),
-        _ => return false,
-    };
     if ihl < 20 {
         return false;
     }
     let Some((ip, l4)) = l3.split_at_mut_checked(ihl) else {
         return false;
     };
-    let (Some(ip), Some(l4)) = (ip.first_chunk_mut::<20>(), l4.get_mut(..min)) else {
+    let Some(ip) = ip.first_chunk_mut::<20>() else {
         return false;
     };
-    let c = apply(u16::from_be_bytes([ip[10], ip[11]]), u32::from(d.ip));
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    let ports = (u32::from(to.sport) << 16 | u32::from(to.dport)).to_be_bytes();
+    match to.proto {
+        6 => {
+            let Some(tcp) = l4.first_chunk_mut::<20>() else {
+                return false;
+            };
+            let c = apply_wire([tcp[16], tcp[17]], d.l4);
+            tcp[16..18].copy_from_slice(&c);
+            tcp[..4].copy_from_slice(&ports);
+        }
+        17 => {
+            let Some(udp) = l4.first_chunk_mut::<8>() else {
+                return false;
+            };
+            // UDP without a checksum (0) stays without one.
+            if udp[6..8] != [0, 0] {
+                let c = apply_wire([udp[6], udp[7]], d.l4);
+                let c = if c == [0, 0] { [0xff, 0xff] } else { c };
+                udp[6..8].copy_from_slice(&c);
+            }
+            udp[..4].copy_from_slice(&ports);
+        }
+        _ => return false,
+    }
+    let c = apply_wire([ip[10], ip[11]], d.ip);
+    ip[10..12].copy_from_slice(&c);
     ip[12..16].copy_from_slice(&to.src.to_be_bytes());
     ip[16..20].copy_from_slice(&to.dst.to_be_bytes());
-    let old = rd16(l4, c_at);
-    // UDP without a checksum (0) stays without one.
-    if min == 20 || old != 0 {
-        let c = apply(old, u32::from(d.l4));
-        wr16(l4, c_at, if min == 8 { udp_zero_to_ffff(c) } else { c });
-    }
-    wr16(l4, 0, to.sport);
-    wr16(l4, 2, to.dport);
     true
 }
 
@@ -281,28 +298,41 @@ pub fn rewrite_delta(l3: &mut [u8], ihl: usize, to: &Key, d: CsumDelta) -> bool 
 /// packet is too short, not TCP/UDP, or UDP without a checksum.
 #[inline(always)]
 pub fn rewrite6_delta(l3: &mut [u8], l4: usize, to: &Key6, d: CsumDelta) -> bool {
-    let (c_at, min) = match to.proto {
-        6 => (16, 20),
-        17 => (6, 8),
-        _ => return false,
+    if l4 < 40 {
+        return false;
+    }
+    let Some((ip, l4)) = l3.split_at_mut_checked(l4) else {
+        return false;
     };
-    if l4 < 40 || l3.len() < l4 + min {
+    let Some(ip) = ip.first_chunk_mut::<40>() else {
         return false;
+    };
+    let ports = (u32::from(to.sport) << 16 | u32::from(to.dport)).to_be_bytes();
+    match to.proto {
+        6 => {
+            let Some(tcp) = l4.first_chunk_mut::<20>() else {
+                return false;
+            };
+            let c = apply_wire([tcp[16], tcp[17]], d.l4);
+            tcp[16..18].copy_from_slice(&c);
+            tcp[..4].copy_from_slice(&ports);
+        }
+        17 => {
+            let Some(udp) = l4.first_chunk_mut::<8>() else {
+                return false;
+            };
+            if udp[6..8] == [0, 0] {
+                return false;
+            }
+            let c = apply_wire([udp[6], udp[7]], d.l4);
+            let c = if c == [0, 0] { [0xff, 0xff] } else { c };
+            udp[6..8].copy_from_slice(&c);
+            udp[..4].copy_from_slice(&ports);
+        }
+        _ => return false,
     }
-    let old = rd16(l3, l4 + c_at);
-    if min == 8 && old == 0 {
-        return false;
-    }
-    let c = apply(old, u32::from(d.l4));
-    wr16(
-        l3,
-        l4 + c_at,
-        if min == 8 { udp_zero_to_ffff(c) } else { c },
-    );
-    wr128(l3, 8, to.src);
-    wr128(l3, 24, to.dst);
-    wr16(l3, l4, to.sport);
-    wr16(l3, l4 + 2, to.dport);
+    ip[8..24].copy_from_slice(&to.src.to_be_bytes());
+    ip[24..40].copy_from_slice(&to.dst.to_be_bytes());
     true
 }
 

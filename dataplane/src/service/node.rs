@@ -142,6 +142,13 @@ fn rd128(d: &[u8], at: usize) -> u128 {
 pub enum Parsed<A> {
     /// Tracked candidate: key, L4 offset, TCP flags.
     Flow(Key<A>, usize, u8),
+    /// Anything else (dealt with out of line).
+    Not(Untracked),
+}
+
+/// A packet that is not a tracked candidate.
+#[derive(Debug, Clone, Copy)]
+pub enum Untracked {
     /// An ICMP error (quotes another packet); the ICMP header's offset.
     IcmpError(usize),
     /// A fragment.
@@ -187,14 +194,14 @@ impl Family for u32 {
     #[inline(always)]
     fn parse(l3: &[u8], zone: u16) -> Parsed<u32> {
         let Some(h) = l3.first_chunk::<20>() else {
-            return Parsed::Bad;
+            return Parsed::Not(Untracked::Bad);
         };
         let ihl = usize::from(h[0] & 0x0f) * 4;
         let Some(l4) = l3.get(ihl..).filter(|_| ihl >= 20) else {
-            return Parsed::Bad;
+            return Parsed::Not(Untracked::Bad);
         };
         if be16(h[6], h[7]) & 0x3fff != 0 {
-            return Parsed::Fragment;
+            return Parsed::Not(Untracked::Fragment);
         }
         let src = u32::from_be_bytes([h[12], h[13], h[14], h[15]]);
         let dst = u32::from_be_bytes([h[16], h[17], h[18], h[19]]);
@@ -204,14 +211,14 @@ impl Family for u32 {
                     let (sp, dp) = (be16(t[0], t[1]), be16(t[2], t[3]));
                     Parsed::Flow(Key::new(zone, 6, src, dst, sp, dp), ihl, t[13])
                 }
-                None => Parsed::Bad,
+                None => Parsed::Not(Untracked::Bad),
             },
             17 => match l4.first_chunk::<8>() {
                 Some(u) => {
                     let (sp, dp) = (be16(u[0], u[1]), be16(u[2], u[3]));
                     Parsed::Flow(Key::new(zone, 17, src, dst, sp, dp), ihl, 0)
                 }
-                None => Parsed::Bad,
+                None => Parsed::Not(Untracked::Bad),
             },
             1 => match l4.first_chunk::<8>() {
                 Some(c) => {
@@ -219,13 +226,13 @@ impl Family for u32 {
                     match c[0] {
                         8 => Parsed::Flow(Key::new(zone, 1, src, dst, id, 0), ihl, 0),
                         0 => Parsed::Flow(Key::new(zone, 1, src, dst, 0, id), ihl, 0),
-                        3 | 11 | 12 => Parsed::IcmpError(ihl),
-                        _ => Parsed::Other(1),
+                        3 | 11 | 12 => Parsed::Not(Untracked::IcmpError(ihl)),
+                        _ => Parsed::Not(Untracked::Other(1)),
                     }
                 }
-                None => Parsed::Bad,
+                None => Parsed::Not(Untracked::Bad),
             },
-            p => Parsed::Other(p),
+            p => Parsed::Not(Untracked::Other(p)),
         }
     }
     #[inline(always)]
@@ -277,16 +284,16 @@ impl Family for u128 {
     #[inline(always)]
     fn parse(l3: &[u8], zone: u16) -> Parsed<u128> {
         if l3.len() < 40 {
-            return Parsed::Bad;
+            return Parsed::Not(Untracked::Bad);
         }
         let (src, dst) = (rd128(l3, 8), rd128(l3, 24));
         let (proto, off) = if matches!(l3[6], 6 | 17 | 58) {
             (l3[6], 40)
         } else {
             match Ipv6ExtHeaders::walk(IpProtocol(l3[6]), &l3[40..]) {
-                Ok(e) if e.fragment.is_some() => return Parsed::Fragment,
+                Ok(e) if e.fragment.is_some() => return Parsed::Not(Untracked::Fragment),
                 Ok(e) => (e.protocol.0, 40 + e.offset),
-                Err(_) => return Parsed::Bad,
+                Err(_) => return Parsed::Not(Untracked::Bad),
             }
         };
         let l4 = l3.get(off..).unwrap_or(&[]);
@@ -304,12 +311,12 @@ impl Family for u128 {
             58 if l4.len() >= 8 => match l4[0] {
                 128 => Parsed::Flow(Key::new(zone, 58, src, dst, rd16(l4, 4), 0), off, 0),
                 129 => Parsed::Flow(Key::new(zone, 58, src, dst, 0, rd16(l4, 4)), off, 0),
-                1..=4 => Parsed::IcmpError(off),
-                130..=143 => Parsed::Control,
-                _ => Parsed::Other(58),
+                1..=4 => Parsed::Not(Untracked::IcmpError(off)),
+                130..=143 => Parsed::Not(Untracked::Control),
+                _ => Parsed::Not(Untracked::Other(58)),
             },
-            6 | 17 | 58 => Parsed::Bad,
-            p => Parsed::Other(p),
+            6 | 17 | 58 => Parsed::Not(Untracked::Bad),
+            p => Parsed::Not(Untracked::Other(p)),
         }
     }
     #[inline(always)]
@@ -416,7 +423,7 @@ fn node_af<F: Family>(
                     q.push(F::LOOKUP, i);
                 }
             }
-            other => untracked(svc, ct, p, q, i, other, now_s),
+            Parsed::Not(what) => untracked(svc, ct, p, q, i, what, now_s),
         }
     }
     let slots = slots.get_mut(..n).unwrap_or_default();
@@ -480,13 +487,13 @@ fn untracked<F: Family>(
     p: &mut Pkt,
     q: &mut Queues,
     i: u16,
-    parsed: Parsed<F>,
+    what: Untracked,
     now_s: u32,
 ) {
     let l3 = p.l3();
-    match parsed {
-        Parsed::Control | Parsed::Flow(..) => q.push(F::LOOKUP, i),
-        Parsed::Fragment => {
+    match what {
+        Untracked::Control => q.push(F::LOOKUP, i),
+        Untracked::Fragment => {
             let (src, dst) = F::addrs(l3);
             if F::is_vip_addr(svc, dst) || svc.policy.isolated(src) || svc.policy.isolated(dst) {
                 crate::ethernet::drop_pkt(p, q, i, Counter::CtFragment);
@@ -494,10 +501,10 @@ fn untracked<F: Family>(
                 q.push(F::LOOKUP, i);
             }
         }
-        Parsed::IcmpError(icmp) => icmp_related(svc, ct, p, q, i, icmp, now_s),
+        Untracked::IcmpError(icmp) => icmp_related(svc, ct, p, q, i, icmp, now_s),
         // Not tracked: each packet is classified (only port-less rules
         // match), both ways.
-        Parsed::Other(proto) => {
+        Untracked::Other(proto) => {
             let (src, dst) = F::addrs(l3);
             match svc.policy.allow(src, dst, proto, 0) {
                 Verdict::DenyEgress | Verdict::DenyIngress => {
@@ -506,7 +513,7 @@ fn untracked<F: Family>(
                 _ => q.push(F::LOOKUP, i),
             }
         }
-        Parsed::Bad => crate::ethernet::drop_pkt(p, q, i, Counter::CtMalformed),
+        Untracked::Bad => crate::ethernet::drop_pkt(p, q, i, Counter::CtMalformed),
     }
 }
 
