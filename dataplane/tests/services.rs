@@ -126,6 +126,72 @@ fn dnat_out_and_reverse_nat_back() {
     assert_eq!(h.counter(Counter::CtFragment), 1, "{}", h.report());
 }
 
+/// Packets of one vector see the flows that earlier packets of the same
+/// vector created or freed (the staged lookup's hints are taken before any
+/// of them): a new connection's SYN and its next segments in one burst
+/// create one flow and are all translated, replies in the same burst too.
+#[test]
+fn a_burst_of_one_new_connection_creates_one_flow() {
+    let mut h = Harness::new(&cfg());
+    let mut a = api(&h, "burst");
+    a.handle(
+        &mut h.router,
+        &Op::ServiceAdd(service("web", "198.19.0.10", &["198.18.2.2"])),
+    )
+    .unwrap();
+    let seg = |sport: u16, syn: bool| {
+        tcp(
+            H1,
+            R1,
+            [198, 18, 1, 2],
+            [198, 19, 0, 10],
+            sport,
+            80,
+            syn,
+            b"x",
+        )
+    };
+    for k in 0..4 {
+        h.send(0, seg(41000, k == 0));
+        h.send(0, seg(41001 + k, true));
+    }
+    h.run();
+    let out = h.out(1);
+    assert_eq!(out.len(), 8, "{}", h.report());
+    for f in &out {
+        let (src, dst, _, dport) = tuple(f);
+        assert_eq!((src, dst, dport), ([198, 18, 1, 2], [198, 18, 2, 2], 8080));
+    }
+    assert_eq!(h.counter(Counter::CtFlowCreated), 5);
+    assert_eq!(h.counter(Counter::CtTableFull), 0);
+    assert_eq!(h.worker.pipeline.conntrack().len(), 5);
+    // The backend's replies of two connections, interleaved, in one burst.
+    for k in 0..3 {
+        for sport in [41000, 41001] {
+            h.send(
+                1,
+                tcp(
+                    B,
+                    R2,
+                    [198, 18, 2, 2],
+                    [198, 18, 1, 2],
+                    8080,
+                    sport,
+                    false,
+                    &[k],
+                ),
+            );
+        }
+    }
+    h.run();
+    let back = h.out(0);
+    assert_eq!(back.len(), 6, "{}", h.report());
+    for f in &back {
+        let (src, _, sport, _) = tuple(f);
+        assert_eq!((src, sport), ([198, 19, 0, 10], 80), "reverse NAT");
+    }
+}
+
 #[test]
 fn full_table_refuses_new_flows_and_keeps_old_ones() {
     let mut h = Harness::new(&cfg());

@@ -24,6 +24,6 @@ mod cpu;
 mod huge;
 mod pool;
 
-pub use cpu::{cycles, prefetch, prefetch_slice};
+pub use cpu::{cycles, eq_mask_u16x8, prefetch, prefetch_slice};
 pub use huge::{HugeTable, huge_slice};
 pub use pool::{BufError, FRAME_SIZE, FramePool, HEADROOM, MAX_PACKET, PacketBuf};

@@ -4,18 +4,24 @@
 //! their protocol-state timeouts. A flow has two keys, the originator's
 //! 5-tuple (`fwd`) and the reply as it arrives (`rev`); NAT needs no other
 //! field: a forward packet leaves as `rev` reversed, a reply leaves as `fwd`
-//! reversed.
+//! reversed. A NAT flow also keeps, per direction, the RFC 1624 checksum
+//! deltas of that translation (computed by `insert`), so a hit updates each
+//! checksum with one add.
 //!
-//! Layout: flows in a preallocated array (40 bytes each) and an index of
-//! 64-byte buckets (7 slots of tag + flow id, and an overflow count), both
-//! on transparent huge pages where the kernel allows (random access would
-//! miss the TLB on almost every packet otherwise). A key goes to its primary
-//! bucket when it has room, else to its secondary (counted in the primary;
-//! one-level displacement when both are full; no tombstones): a lookup reads
-//! the secondary only for an overflowed primary, so a vector's lookups
-//! prefetch one bucket per key, then the flows the tags point at. At least 4
-//! slots per flow (2 keys): 1M flows take 40 MiB of flows + 32 MiB of index
-//! (+ the free list).
+//! Layout: flows in a preallocated array (one 64-byte cache line each for
+//! IPv4, two for IPv6) and an index of 64-byte buckets (8 slots of a 16-bit
+//! tag and a flow reference with the key's direction, and an overflow
+//! count), both on transparent huge pages where the kernel allows (random
+//! access would miss the TLB on almost every packet otherwise). A key goes
+//! to its primary bucket when it has room, else to its secondary (counted in
+//! the primary; one-level displacement when both are full; no tombstones):
+//! a lookup reads the secondary only for an overflowed primary. A vector
+//! lookup is staged like DPDK's `rte_hash_lookup_bulk`: hash and prefetch
+//! every key's bucket (`prefetch`), then compare the 8 tags of each bucket
+//! at once and prefetch the flow of the match (`hint`), then verify the key
+//! against that one flow (`lookup_hinted`). At least 4 slots per flow (2
+//! keys): 1M flows take 64 MiB of flows + 32 MiB of index + 4 MiB of free
+//! list.
 //!
 //! Per worker, lock-free: both directions of a flow must reach the worker
 //! that created it. That holds with one worker, or when a port queue's RSS
@@ -36,7 +42,7 @@ use crate::graph::MAX_IFACES;
 
 /// An address family's address as conntrack, services and policy use it:
 /// `u32` for IPv4, `u128` for IPv6 (one table per family, so an IPv4 flow
-/// stays 40 bytes).
+/// stays one cache line).
 pub trait Addr:
     Copy + Eq + Ord + Default + std::fmt::Debug + std::hash::Hash + Send + Sync + 'static
 {
@@ -50,6 +56,8 @@ pub trait Addr:
     fn from_u128(a: u128) -> Self;
     /// One word mixing both addresses of a key (the hash's first input).
     fn mix(src: Self, dst: Self) -> u64;
+    /// True if both address pairs are equal (no branch).
+    fn pair_eq(a: (Self, Self), b: (Self, Self)) -> bool;
     /// `self + 1`, saturating.
     fn succ(self) -> Self;
     /// `self - 1`, saturating.
@@ -69,7 +77,11 @@ impl Addr for u32 {
     }
     #[inline(always)]
     fn mix(src: u32, dst: u32) -> u64 {
-        u64::from(src) << 32 | u64::from(dst)
+        u64::from(src) | u64::from(dst) << 32
+    }
+    #[inline(always)]
+    fn pair_eq(a: (u32, u32), b: (u32, u32)) -> bool {
+        (u64::from(a.0) | u64::from(a.1) << 32) == (u64::from(b.0) | u64::from(b.1) << 32)
     }
     #[inline(always)]
     fn succ(self) -> u32 {
@@ -99,6 +111,10 @@ impl Addr for u128 {
         s.rotate_left(27) ^ d
     }
     #[inline(always)]
+    fn pair_eq(a: (u128, u128), b: (u128, u128)) -> bool {
+        ((a.0 ^ b.0) | (a.1 ^ b.1)) == 0
+    }
+    #[inline(always)]
     fn succ(self) -> u128 {
         self.saturating_add(1)
     }
@@ -111,7 +127,7 @@ impl Addr for u128 {
 /// A 5-tuple in one zone (VRF). ICMP echo uses the identifier as the
 /// requester's port (`sport` of a request, `dport` of a reply). `A` is the
 /// address family (`u32`: IPv4, `u128`: IPv6).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+#[derive(Debug, Clone, Copy, Default)]
 #[repr(C)]
 pub struct Key<A = u32> {
     pub src: A,
@@ -126,7 +142,36 @@ pub struct Key<A = u32> {
 /// An IPv6 key.
 pub type Key6 = Key<u128>;
 
+/// Compared as whole words, without a branch per field (the hit path
+/// compares every packet's key with its flow's).
+impl<A: Addr> PartialEq for Key<A> {
+    #[inline(always)]
+    fn eq(&self, o: &Key<A>) -> bool {
+        A::pair_eq((self.src, self.dst), (o.src, o.dst)) & (self.rest() == o.rest())
+    }
+}
+
+impl<A: Addr> Eq for Key<A> {}
+
+impl<A: Addr> std::hash::Hash for Key<A> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.src.hash(state);
+        self.dst.hash(state);
+        self.rest().hash(state);
+    }
+}
+
 impl<A: Addr> Key<A> {
+    /// Ports, protocol and zone as one word.
+    #[inline(always)]
+    fn rest(&self) -> u64 {
+        u64::from(self.sport)
+            | u64::from(self.dport) << 16
+            | u64::from(self.proto) << 32
+            | u64::from(self._pad) << 40
+            | u64::from(self.zone) << 48
+    }
+
     /// A key.
     #[inline(always)]
     pub fn new(zone: u16, proto: u8, src: A, dst: A, sport: u16, dport: u16) -> Key<A> {
@@ -149,15 +194,13 @@ impl<A: Addr> Key<A> {
         )
     }
 
-    /// A 64-bit hash (multiply-xorshift over the two words of the key).
+    /// A 64-bit hash (multiply-xorshift over the two words of the key; the
+    /// second is the key's own bytes, so a parsed key hashes from the
+    /// registers it is stored from).
     #[inline(always)]
     pub fn hash(&self) -> u64 {
         let a = A::mix(self.src, self.dst);
-        let b = u64::from(self.sport) << 48
-            | u64::from(self.dport) << 32
-            | u64::from(self.proto) << 16
-            | u64::from(self.zone);
-        let mut h = a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.rotate_left(23);
+        let mut h = a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ self.rest().rotate_left(23);
         h = (h ^ (h >> 29)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         h ^ (h >> 32)
     }
@@ -200,13 +243,27 @@ impl State {
 pub mod flow_flags {
     /// Addresses or ports are translated.
     pub const NAT: u8 = 1;
-    /// A packet was seen in the reply direction.
+    /// A packet was seen in the reply direction (`Dir::Rev as u8` shifted
+    /// left once).
     pub const SEEN_REPLY: u8 = 2;
 }
 
-/// One tracked connection (40 bytes for IPv4, 112 for IPv6).
+/// The checksum changes of one direction's translation, as RFC 1624
+/// deltas (`Σ ~old + Σ new` over the changed 16-bit words, folded): `ip`
+/// over the addresses (the IPv4 header checksum), `l4` over the addresses
+/// and ports (the TCP/UDP checksum, whose pseudo-header holds the
+/// addresses). Kept in wire byte order (the two bytes as a packet holds
+/// them, read natively): one's-complement sums do not depend on byte order
+/// (RFC 1071), so a hit updates a checksum without swapping bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CsumDelta {
+    pub ip: u16,
+    pub l4: u16,
+}
+
+/// One tracked connection (one 64-byte cache line for IPv4, two for IPv6).
 #[derive(Debug, Clone, Copy, Default)]
-#[repr(C)]
+#[repr(C, align(64))]
 pub struct Flow<A = u32> {
     /// The originator's packet as it arrives.
     pub fwd: Key<A>,
@@ -219,19 +276,36 @@ pub struct Flow<A = u32> {
     /// The pod interface charged for this flow (per-pod quota), or
     /// [`NO_OWNER`].
     pub owner: u16,
+    /// A NAT flow's checksum deltas, indexed by [`Dir`] (`Fwd`: `fwd` to
+    /// `rev` reversed; `Rev`: `rev` to `fwd` reversed). Set by
+    /// [`ConnTrack::insert`].
+    pub csum: [CsumDelta; 2],
 }
 
-const _: () = assert!(std::mem::size_of::<Flow>() == 40);
-const _: () = assert!(std::mem::size_of::<Flow<u128>>() == 112);
+const _: () = assert!(std::mem::size_of::<Flow>() == 64);
+const _: () = assert!((Dir::Rev as u8) << 1 == flow_flags::SEEN_REPLY);
+const _: () = assert!(std::mem::size_of::<Flow<u128>>() == 128);
 
 /// A flow charged to no pod (not counted against any quota).
 pub const NO_OWNER: u16 = u16::MAX;
 
 /// Direction of a packet relative to its flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub enum Dir {
-    Fwd,
-    Rev,
+    Fwd = 0,
+    Rev = 1,
+}
+
+impl Dir {
+    /// The opposite direction.
+    #[inline(always)]
+    pub fn other(self) -> Dir {
+        match self {
+            Dir::Fwd => Dir::Rev,
+            Dir::Rev => Dir::Fwd,
+        }
+    }
 }
 
 /// Timeouts in seconds (`[conntrack]`).
@@ -273,9 +347,8 @@ impl<A: Addr> Flow<A> {
     /// other protocols) and sets the expiry.
     #[inline]
     pub fn update(&mut self, dir: Dir, tf: u8, now_s: u32, t: &Timeouts) {
-        if dir == Dir::Rev {
-            self.flags |= flow_flags::SEEN_REPLY;
-        }
+        // Dir::Rev is 1, SEEN_REPLY is 2.
+        self.flags |= (dir as u8) << 1;
         let timeout = match self.fwd.proto {
             6 => {
                 if tf & tcp::RST != 0 {
@@ -339,16 +412,74 @@ pub enum InsertError {
     Exists,
 }
 
-/// Key slots per bucket; the bucket's last word counts the keys whose
-/// primary bucket this is but that live in their secondary one.
-const SLOTS: usize = 7;
+/// `Σ ~old + Σ new` over the 16-bit words of two addresses.
+fn addr_delta<A: Addr>(old: A, new: A) -> u32 {
+    let (o, n) = (old.to_u128(), new.to_u128());
+    (0..A::BITS / 16)
+        .map(|w| u32::from(!(o >> (16 * w)) as u16) + u32::from((n >> (16 * w)) as u16))
+        .sum()
+}
 
+/// A one's-complement sum folded to 16 bits.
+fn fold16(s: u32) -> u16 {
+    let s = (s & 0xffff) + (s >> 16);
+    ((s & 0xffff) + (s >> 16)) as u16
+}
+
+/// The checksum deltas of rewriting a packet of tuple `old` to `new`.
+fn csum_delta<A: Addr>(old: &Key<A>, new: &Key<A>) -> CsumDelta {
+    let addrs = addr_delta(old.src, new.src) + addr_delta(old.dst, new.dst);
+    let ports =
+        u32::from(!old.sport) + u32::from(new.sport) + u32::from(!old.dport) + u32::from(new.dport);
+    let wire = |d: u16| u16::from_ne_bytes(d.to_be_bytes());
+    CsumDelta {
+        ip: wire(fold16(addrs)),
+        l4: wire(fold16(addrs + ports)),
+    }
+}
+
+impl<A: Addr> Flow<A> {
+    /// The checksum deltas of this flow's translation, per direction.
+    pub fn nat_deltas(&self) -> [CsumDelta; 2] {
+        [
+            csum_delta(&self.fwd, &self.rev.reverse()),
+            csum_delta(&self.rev, &self.fwd.reverse()),
+        ]
+    }
+
+    /// The key a packet in `dir` matched.
+    #[inline(always)]
+    pub fn key(&self, dir: Dir) -> &Key<A> {
+        match dir {
+            Dir::Fwd => &self.fwd,
+            Dir::Rev => &self.rev,
+        }
+    }
+}
+
+/// Key slots per bucket.
+const SLOTS: usize = 8;
+
+/// One cache line of the index.
 #[derive(Clone, Copy, Default)]
 #[repr(C, align(64))]
 struct Bucket {
-    /// `tag << 32 | (flow + 1)`; 0 = empty.
-    s: [u64; SLOTS],
-    overflow: u64,
+    /// The slots' 16-bit tags (from the key's hash, never 0); 0 = empty.
+    tags: [u16; SLOTS],
+    /// Per slot: `flow << 1 | dir` (1: the flow's `rev` key).
+    refs: [u32; SLOTS],
+    /// Keys whose primary bucket this is but that live in their secondary.
+    overflow: u32,
+    _pad: [u32; 3],
+}
+
+const _: () = assert!(std::mem::size_of::<Bucket>() == 64);
+
+/// The slots of `tags` holding `tag`: bit `2 * slot` set per match (the
+/// 8 tags compared at once).
+#[inline(always)]
+fn tag_matches(tags: &[u16; SLOTS], tag: u16) -> u32 {
+    vrouter_buf::eq_mask_u16x8(tags, tag)
 }
 
 /// Sizes derived from a flow capacity.
@@ -380,6 +511,15 @@ impl Geometry {
     }
 }
 
+/// What [`ConnTrack::hint`] learnt from a key's primary bucket, for
+/// [`ConnTrack::lookup_hinted`]: no tag matches and no overflow (a sure
+/// miss), the first matching slot, or "search" (anything else).
+pub type Hint = u32;
+/// A sure miss.
+pub const HINT_MISS: Hint = 0;
+/// The full search is needed (or the table changed since the hint).
+pub const HINT_SEARCH: Hint = u32::MAX;
+
 /// See the module doc. `A` is the address family (one table per family).
 pub struct ConnTrack<A = u32> {
     flows: Box<[Flow<A>]>,
@@ -389,6 +529,8 @@ pub struct ConnTrack<A = u32> {
     owners: Box<[u32]>,
     quota: u32,
     cursor: usize,
+    /// Bumped by every insert and removal: hints taken before are stale.
+    generation: u32,
     pub timeouts: Timeouts,
 }
 
@@ -401,9 +543,21 @@ impl<A: Addr> std::fmt::Debug for ConnTrack<A> {
     }
 }
 
+/// A key's 16-bit tag: the hash's top bits, never 0 (an empty slot).
 #[inline(always)]
-fn tag_of(h: u64) -> u64 {
-    (h >> 32) << 32
+fn tag_of(h: u64) -> u16 {
+    ((h >> 48) as u16).max(1)
+}
+
+/// The slot reference of a flow's key.
+#[inline(always)]
+fn slot_ref(id: u32, dir: Dir) -> u32 {
+    id << 1 | dir as u32
+}
+
+#[inline(always)]
+fn dir_of(r: u32) -> Dir {
+    if r & 1 == 0 { Dir::Fwd } else { Dir::Rev }
 }
 
 /// The IPv6 flow table.
@@ -423,6 +577,7 @@ impl<A: Addr> ConnTrack<A> {
             owners: vec![0; MAX_IFACES].into_boxed_slice(),
             quota: if quota == 0 { u32::MAX } else { quota },
             cursor: 0,
+            generation: 0,
             timeouts,
         }
     }
@@ -450,61 +605,87 @@ impl<A: Addr> ConnTrack<A> {
             .unwrap_or(0)
     }
 
+    /// Changes with every insert and removal (hints taken under another
+    /// generation must not be used).
+    #[inline(always)]
+    pub fn generation(&self) -> u32 {
+        self.generation
+    }
+
     #[inline(always)]
     fn buckets_of(&self, h: u64) -> (usize, usize) {
         let b1 = h as usize & self.mask;
-        let mut b2 = (h >> 32) as usize & self.mask;
+        let mut b2 = (h >> 24) as usize & self.mask;
         if b2 == b1 {
             b2 = b1 ^ 1;
         }
         (b1, b2)
     }
 
-    /// Prefetches the buckets a key with hash `h` may be in.
+    /// Prefetches the bucket a key with hash `h` is looked up in first
+    /// (stage 1 of a vector lookup).
     #[inline(always)]
     pub fn prefetch(&self, h: u64) {
         // The secondary bucket is read only after the primary overflowed.
-        vrouter_buf::prefetch_slice(&self.index, self.buckets_of(h).0);
+        vrouter_buf::prefetch_slice(&self.index, h as usize & self.mask);
     }
 
-    /// The buckets a lookup of hash `h` reads: the primary, and the
-    /// secondary only if keys of the primary overflowed into theirs.
+    /// Stage 2 of a vector lookup, once [`ConnTrack::prefetch`] brought the
+    /// bucket in: compares the tags of the primary bucket, prefetches the
+    /// flow of the first match and says what stage 3
+    /// ([`ConnTrack::lookup_hinted`]) has to do.
     #[inline(always)]
-    fn probe(&self, h: u64) -> impl Iterator<Item = &Bucket> {
-        let (b1, b2) = self.buckets_of(h);
-        let first = self.index.get(b1);
-        let second = first
-            .filter(|b| b.overflow != 0)
-            .and_then(|_| self.index.get(b2));
-        first.into_iter().chain(second)
-    }
-
-    /// Prefetches the flows whose tags match hash `h` (call after
-    /// [`ConnTrack::prefetch`] had time to bring the buckets in).
-    #[inline(always)]
-    pub fn prefetch_flows(&self, h: u64) {
-        let tag = tag_of(h);
-        for bucket in self.probe(h) {
-            for &s in &bucket.s {
-                if s != 0 && s & !0xffff_ffff == tag {
-                    let id = (s as u32).wrapping_sub(1);
-                    if let Some(f) = self.flows.get(id as usize) {
-                        // A 40-byte flow straddles two cache lines in 3
-                        // cases out of 8 (an IPv6 one spans 2 or 3).
-                        vrouter_buf::prefetch(f);
-                        vrouter_buf::prefetch(&f.rev);
-                        vrouter_buf::prefetch(&f.owner);
-                    }
-                }
+    pub fn hint(&self, h: u64) -> Hint {
+        let Some(b) = self.index.get(h as usize & self.mask) else {
+            return HINT_SEARCH;
+        };
+        let m = tag_matches(&b.tags, tag_of(h));
+        if m == 0 {
+            return if b.overflow == 0 {
+                HINT_MISS
+            } else {
+                HINT_SEARCH
+            };
+        }
+        let r = b.refs[(m.trailing_zeros() / 2) as usize % SLOTS];
+        if let Some(f) = self.flows.get((r >> 1) as usize) {
+            vrouter_buf::prefetch(f);
+            if std::mem::size_of::<Flow<A>>() > 64 {
+                vrouter_buf::prefetch(&f.expires);
             }
         }
+        // A reference is below 2^31: neither MISS nor SEARCH.
+        r + 1
     }
 
-    /// The live flow `key` (hash `h`) belongs to and the packet's direction.
-    /// An expired flow found here is freed and reported as a miss.
-    #[inline]
-    pub fn lookup(&mut self, key: &Key<A>, h: u64, now_s: u32) -> Option<(u32, Dir)> {
-        let (id, dir) = self.find(key, h)?;
+    /// The live flow `key` (hash `h`) belongs to and the packet's direction,
+    /// given the [`ConnTrack::hint`] taken in this generation. An expired
+    /// flow found here is freed and reported as a miss.
+    #[inline(always)]
+    pub fn lookup_hinted(
+        &mut self,
+        key: &Key<A>,
+        h: u64,
+        hint: Hint,
+        now_s: u32,
+    ) -> Option<(u32, Dir)> {
+        let (id, dir) = match hint {
+            HINT_MISS => return None,
+            HINT_SEARCH => self.find(key, h)?,
+            r => {
+                let (id, dir) = ((r - 1) >> 1, dir_of(r - 1));
+                match self.flows.get(id as usize) {
+                    Some(f) if f.key(dir) == key => (id, dir),
+                    // A tag collision, or the key matches a later slot.
+                    _ => self.find(key, h)?,
+                }
+            }
+        };
+        self.live_or_free(id, dir, now_s)
+    }
+
+    #[inline(always)]
+    fn live_or_free(&mut self, id: u32, dir: Dir, now_s: u32) -> Option<(u32, Dir)> {
         if self.flows.get(id as usize)?.expires <= now_s {
             self.remove(id);
             return None;
@@ -512,25 +693,45 @@ impl<A: Addr> ConnTrack<A> {
         Some((id, dir))
     }
 
+    /// The live flow `key` (hash `h`) belongs to and the packet's direction.
+    /// An expired flow found here is freed and reported as a miss.
+    #[inline]
+    pub fn lookup(&mut self, key: &Key<A>, h: u64, now_s: u32) -> Option<(u32, Dir)> {
+        let (id, dir) = self.find(key, h)?;
+        self.live_or_free(id, dir, now_s)
+    }
+
+    /// The slot of bucket `b` holding `key` (tag `tag`).
     #[inline(always)]
-    fn find(&self, key: &Key<A>, h: u64) -> Option<(u32, Dir)> {
-        let tag = tag_of(h);
-        for bucket in self.probe(h) {
-            for &s in &bucket.s {
-                if s != 0 && s & !0xffff_ffff == tag {
-                    let id = (s as u32).wrapping_sub(1);
-                    if let Some(f) = self.flows.get(id as usize) {
-                        if f.fwd == *key {
-                            return Some((id, Dir::Fwd));
-                        }
-                        if f.rev == *key {
-                            return Some((id, Dir::Rev));
-                        }
-                    }
-                }
+    fn find_in(&self, b: &Bucket, key: &Key<A>, tag: u16) -> Option<(u32, Dir)> {
+        let mut m = tag_matches(&b.tags, tag);
+        while m != 0 {
+            let r = b.refs[(m.trailing_zeros() / 2) as usize % SLOTS];
+            m &= m - 1;
+            let (id, dir) = (r >> 1, dir_of(r));
+            if self
+                .flows
+                .get(id as usize)
+                .is_some_and(|f| f.key(dir) == key)
+            {
+                return Some((id, dir));
             }
         }
         None
+    }
+
+    #[inline(never)]
+    fn find(&self, key: &Key<A>, h: u64) -> Option<(u32, Dir)> {
+        let (b1, b2) = self.buckets_of(h);
+        let tag = tag_of(h);
+        let first = self.index.get(b1)?;
+        if let Some(hit) = self.find_in(first, key, tag) {
+            return Some(hit);
+        }
+        if first.overflow == 0 {
+            return None;
+        }
+        self.find_in(self.index.get(b2)?, key, tag)
     }
 
     /// True if `key` is tracked by a live flow.
@@ -552,54 +753,68 @@ impl<A: Addr> ConnTrack<A> {
         self.flows.get_mut(id as usize)
     }
 
-    fn slot_put(&mut self, h: u64, id: u32) -> bool {
-        let v = tag_of(h) | u64::from(id + 1);
+    /// An empty slot of bucket `b`.
+    fn empty_slot(&self, b: usize) -> Option<usize> {
+        self.index[b].tags.iter().position(|&t| t == 0)
+    }
+
+    fn slot_put(&mut self, h: u64, r: u32) -> bool {
+        let tag = tag_of(h);
         let (b1, b2) = self.buckets_of(h);
         // The primary bucket if it has room (lookups read only it), else
         // the secondary, counted in the primary.
-        if let Some(s) = self.index[b1].s.iter_mut().find(|s| **s == 0) {
-            *s = v;
+        if let Some(k) = self.empty_slot(b1) {
+            self.index[b1].tags[k] = tag;
+            self.index[b1].refs[k] = r;
             return true;
         }
-        if let Some(s) = self.index[b2].s.iter_mut().find(|s| **s == 0) {
-            *s = v;
+        if let Some(k) = self.empty_slot(b2) {
+            self.index[b2].tags[k] = tag;
+            self.index[b2].refs[k] = r;
             self.index[b1].overflow += 1;
             return true;
         }
         // Both full: move one key that lives in its primary `b1` to its own
-        // secondary (known from its tag) to make room. Keys whose tag cannot
-        // tell primary from secondary residence are left alone.
+        // secondary (found by hashing the key again) to make room.
         for k in 0..SLOTS {
-            let s = self.index[b1].s[k];
-            let alt = (s >> 32) as usize & self.mask;
-            if s == 0 || alt == b1 || alt == b1 ^ 1 {
+            let (t, old) = (self.index[b1].tags[k], self.index[b1].refs[k]);
+            let Some(f) = self.flows.get((old >> 1) as usize) else {
+                continue;
+            };
+            let (p, alt) = self.buckets_of(f.key(dir_of(old)).hash());
+            if p != b1 {
                 continue;
             }
-            if let Some(j) = self.index[alt].s.iter().position(|&x| x == 0) {
-                self.index[alt].s[j] = s;
+            if let Some(j) = self.empty_slot(alt) {
+                self.index[alt].tags[j] = t;
+                self.index[alt].refs[j] = old;
                 self.index[b1].overflow += 1;
-                self.index[b1].s[k] = v;
+                self.index[b1].tags[k] = tag;
+                self.index[b1].refs[k] = r;
                 return true;
             }
         }
         false
     }
 
-    fn slot_clear(&mut self, h: u64, id: u32) {
-        let v = tag_of(h) | u64::from(id + 1);
+    fn slot_clear(&mut self, h: u64, r: u32) {
+        let tag = tag_of(h);
         let (b1, b2) = self.buckets_of(h);
-        if let Some(s) = self.index[b1].s.iter_mut().find(|s| **s == v) {
-            *s = 0;
-        } else if let Some(s) = self.index[b2].s.iter_mut().find(|s| **s == v) {
-            *s = 0;
+        let at = |b: &Bucket| (0..SLOTS).find(|&k| b.tags[k] == tag && b.refs[k] == r);
+        if let Some(k) = at(&self.index[b1]) {
+            self.index[b1].tags[k] = 0;
+            self.index[b1].refs[k] = 0;
+        } else if let Some(k) = at(&self.index[b2]) {
+            self.index[b2].tags[k] = 0;
+            self.index[b2].refs[k] = 0;
             self.index[b1].overflow = self.index[b1].overflow.saturating_sub(1);
         }
     }
 
     /// Tracks `flow` (its `fwd` and `rev` keys, `owner`, state and expiry
-    /// set by the caller). Frees up to 8 expired flows first if the table
-    /// is full.
-    pub fn insert(&mut self, flow: Flow<A>, now_s: u32) -> Result<u32, InsertError> {
+    /// set by the caller; the checksum deltas are computed here). Frees up
+    /// to 64 expired flows first if the table is full.
+    pub fn insert(&mut self, mut flow: Flow<A>, now_s: u32) -> Result<u32, InsertError> {
         let owner = usize::from(flow.owner).min(MAX_IFACES - 1);
         if flow.owner != NO_OWNER && self.owners[owner] >= self.quota {
             return Err(InsertError::Quota);
@@ -614,14 +829,20 @@ impl<A: Addr> ConnTrack<A> {
         let Some(id) = self.free.pop() else {
             return Err(InsertError::Full);
         };
+        flow.csum = if flow.flags & flow_flags::NAT != 0 {
+            flow.nat_deltas()
+        } else {
+            [CsumDelta::default(); 2]
+        };
         self.flows[id as usize] = flow;
-        if !self.slot_put(hf, id) {
+        self.generation = self.generation.wrapping_add(1);
+        if !self.slot_put(hf, slot_ref(id, Dir::Fwd)) {
             self.flows[id as usize].state = State::Free;
             self.free.push(id);
             return Err(InsertError::Full);
         }
-        if flow.rev != flow.fwd && !self.slot_put(hr, id) {
-            self.slot_clear(hf, id);
+        if flow.rev != flow.fwd && !self.slot_put(hr, slot_ref(id, Dir::Rev)) {
+            self.slot_clear(hf, slot_ref(id, Dir::Fwd));
             self.flows[id as usize].state = State::Free;
             self.free.push(id);
             return Err(InsertError::Full);
@@ -640,9 +861,10 @@ impl<A: Addr> ConnTrack<A> {
         if f.state == State::Free {
             return;
         }
-        self.slot_clear(f.fwd.hash(), id);
+        self.generation = self.generation.wrapping_add(1);
+        self.slot_clear(f.fwd.hash(), slot_ref(id, Dir::Fwd));
         if f.rev != f.fwd {
-            self.slot_clear(f.rev.hash(), id);
+            self.slot_clear(f.rev.hash(), slot_ref(id, Dir::Rev));
         }
         self.flows[id as usize].state = State::Free;
         if f.owner != NO_OWNER {
@@ -688,6 +910,7 @@ impl<A: Addr> ConnTrack<A> {
         self.free.clear();
         self.free.extend((0..self.flows.len() as u32).rev());
         self.owners.iter_mut().for_each(|o| *o = 0);
+        self.generation = self.generation.wrapping_add(1);
     }
 }
 
@@ -705,6 +928,7 @@ mod tests {
             state: State::SynSent,
             flags: flow_flags::NAT,
             owner,
+            ..Flow::default()
         }
     }
 
@@ -737,6 +961,7 @@ mod tests {
                 state: State::SynSent,
                 flags: flow_flags::NAT,
                 owner: 3,
+                ..Flow::default()
             }
         };
         let f = mk(2);
@@ -860,9 +1085,174 @@ mod tests {
         assert!(
             ct.index
                 .iter()
-                .all(|b| b.overflow == 0 && b.s.iter().all(|&s| s == 0)),
+                .all(|b| b.overflow == 0 && b.tags.iter().all(|&t| t == 0)),
             "index back to empty"
         );
+    }
+
+    /// The index's invariants: every live flow's keys are in their primary
+    /// or (counted there) secondary bucket, and nothing else is.
+    fn check_index(ct: &ConnTrack) {
+        let mut want = vec![0u32; ct.index.len()];
+        let mut slots = 0;
+        for (id, f) in ct.flows.iter().enumerate() {
+            if f.state == State::Free {
+                continue;
+            }
+            let mut keys = vec![(f.fwd, Dir::Fwd)];
+            if f.rev != f.fwd {
+                keys.push((f.rev, Dir::Rev));
+            }
+            for (k, dir) in keys {
+                let h = k.hash();
+                let (b1, b2) = ct.buckets_of(h);
+                let r = slot_ref(id as u32, dir);
+                let has = |b: usize| {
+                    (0..SLOTS).any(|s| ct.index[b].tags[s] == tag_of(h) && ct.index[b].refs[s] == r)
+                };
+                if !has(b1) {
+                    assert!(has(b2), "flow {id} {dir:?} indexed");
+                    want[b1] += 1;
+                }
+                slots += 1;
+            }
+        }
+        let used: usize = ct
+            .index
+            .iter()
+            .map(|b| b.tags.iter().filter(|&&t| t != 0).count())
+            .sum();
+        assert_eq!(used, slots, "no stale slots");
+        for (b, w) in ct.index.iter().zip(&want) {
+            assert_eq!(b.overflow, *w, "overflow count");
+        }
+    }
+
+    /// The staged lookup (`hint`, then `lookup_hinted`) against the plain
+    /// one.
+    fn staged(ct: &mut ConnTrack, k: &Key, now: u32) -> Option<(u32, Dir)> {
+        let h = k.hash();
+        ct.prefetch(h);
+        let hint = ct.hint(h);
+        ct.lookup_hinted(k, h, hint, now)
+    }
+
+    #[test]
+    fn tags_compare_eight_slots_at_once() {
+        let tags = [0, 7, 9, 7, 0, 1, 7, 0xffff];
+        assert_eq!(tag_matches(&tags, 7), 1 << 2 | 1 << 6 | 1 << 12);
+        assert_eq!(tag_matches(&tags, 0xffff), 1 << 14);
+        assert_eq!(tag_matches(&tags, 3), 0);
+        assert_eq!(tag_matches(&tags, 0), 1 | 1 << 8, "empty slots");
+        assert_eq!(tag_of(0), 1, "a tag is never the empty mark");
+    }
+
+    #[test]
+    fn a_tag_collision_falls_back_to_the_search() {
+        let mut ct = ConnTrack::new(64, 0, Timeouts::default());
+        let (a, b) = (flow(1, 0), flow(2, 0));
+        let ida = ct.insert(a, 0).unwrap();
+        let idb = ct.insert(b, 0).unwrap();
+        // Make b's forward slot look like a's (same tag, first in a's bucket).
+        let h = a.fwd.hash();
+        let b1 = h as usize & ct.mask;
+        let bucket = &mut ct.index[b1];
+        let real = (0..SLOTS)
+            .find(|&s| bucket.refs[s] == slot_ref(ida, Dir::Fwd))
+            .unwrap();
+        let free = (0..SLOTS).find(|&s| bucket.tags[s] == 0).unwrap();
+        bucket.tags[free] = bucket.tags[real];
+        bucket.refs[free] = bucket.refs[real];
+        bucket.tags[real] = 0;
+        let first = free.min(real);
+        bucket.tags[first] = tag_of(h);
+        bucket.refs[first] = slot_ref(idb, Dir::Fwd);
+        let second = free.max(real);
+        bucket.tags[second] = tag_of(h);
+        bucket.refs[second] = slot_ref(ida, Dir::Fwd);
+        assert_eq!(ct.hint(h), slot_ref(idb, Dir::Fwd) + 1, "b's slot first");
+        assert_eq!(staged(&mut ct, &a.fwd, 1), Some((ida, Dir::Fwd)));
+        assert_eq!(ct.lookup(&a.fwd, h, 1), Some((ida, Dir::Fwd)));
+    }
+
+    #[test]
+    fn staged_lookup_finds_both_directions_and_frees_expired_flows() {
+        let mut ct = ConnTrack::new(1024, 0, Timeouts::default());
+        let f = flow(1, 0);
+        let miss = f.fwd.reverse();
+        assert_eq!(ct.hint(miss.hash()), HINT_MISS);
+        let id = ct.insert(f, 0).unwrap();
+        assert_eq!(staged(&mut ct, &f.fwd, 1), Some((id, Dir::Fwd)));
+        assert_eq!(staged(&mut ct, &f.rev, 1), Some((id, Dir::Rev)));
+        assert_eq!(staged(&mut ct, &miss, 1), None);
+        let g = ct.generation();
+        assert_eq!(staged(&mut ct, &f.rev, 100), None, "expired");
+        assert_ne!(ct.generation(), g, "the removal makes older hints stale");
+        assert!(ct.is_empty());
+        assert_eq!(ct.hint(f.fwd.hash()), HINT_MISS);
+    }
+
+    #[test]
+    fn nat_flows_get_their_checksum_deltas_on_insert() {
+        let mut ct = ConnTrack::new(64, 0, Timeouts::default());
+        let f = flow(1, 0);
+        let id = ct.insert(f, 0).unwrap();
+        let stored = ct.flow(id).unwrap().csum;
+        assert_eq!(stored, f.nat_deltas());
+        assert_ne!(stored, [CsumDelta::default(); 2]);
+        let mut plain = flow(2, 0);
+        plain.flags = 0;
+        plain.csum = [CsumDelta { ip: 1, l4: 2 }; 2];
+        let id = ct.insert(plain, 0).unwrap();
+        assert_eq!(ct.flow(id).unwrap().csum, [CsumDelta::default(); 2]);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Random inserts, removals and lookups in a crowded table (so that
+        /// keys overflow to their secondary bucket and get displaced) agree
+        /// with a map, through both lookups, and keep the index consistent.
+        #[test]
+        fn table_agrees_with_a_map(
+            ops in proptest::collection::vec((0u8..3, 0u32..300), 1..400),
+        ) {
+            let mut ct = ConnTrack::new(256, 0, Timeouts::default());
+            ct.index = vec![Bucket::default(); 64].into_boxed_slice();
+            ct.mask = 63;
+            let mut model: std::collections::HashMap<u32, u32> = Default::default();
+            for (op, i) in ops {
+                let f = flow(i, 0);
+                match op {
+                    0 => match ct.insert(f, 0) {
+                        Ok(id) => {
+                            proptest::prop_assert!(!model.contains_key(&i));
+                            model.insert(i, id);
+                        }
+                        Err(InsertError::Exists) => proptest::prop_assert!(model.contains_key(&i)),
+                        Err(InsertError::Full) => proptest::prop_assert!(!model.contains_key(&i)),
+                        Err(InsertError::Quota) => {
+                            return Err(proptest::test_runner::TestCaseError::fail("no quota"));
+                        }
+                    },
+                    1 => {
+                        if let Some(id) = model.remove(&i) {
+                            ct.remove(id);
+                        }
+                    }
+                    _ => {}
+                }
+                let want = model.get(&i).copied();
+                proptest::prop_assert_eq!(staged(&mut ct, &f.fwd, 1), want.map(|id| (id, Dir::Fwd)));
+                proptest::prop_assert_eq!(staged(&mut ct, &f.rev, 1), want.map(|id| (id, Dir::Rev)));
+                proptest::prop_assert_eq!(ct.lookup(&f.rev, f.rev.hash(), 1), want.map(|id| (id, Dir::Rev)));
+            }
+            check_index(&ct);
+            proptest::prop_assert_eq!(ct.len(), model.len());
+            for (&i, &id) in &model {
+                let f = flow(i, 0);
+                proptest::prop_assert_eq!(staged(&mut ct, &f.fwd, 1), Some((id, Dir::Fwd)));
+            }
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::net::Ipv6Addr;
 use vrouter_wire::checksum::{self, udp_zero_to_ffff, update_u16, update_u32, update_u128};
 use vrouter_wire::{IpProtocol, Ipv6ExtHeaders};
 
-use crate::conntrack::{Key, Key6};
+use crate::conntrack::{CsumDelta, Key, Key6};
 
 #[inline(always)]
 fn rd16(d: &[u8], at: usize) -> u16 {
@@ -242,6 +242,100 @@ pub fn rewrite(l3: &mut [u8], ihl: usize, to: &Key) -> bool {
     true
 }
 
+/// `!fold(!hc + d)` on a checksum and a delta both in wire byte order.
+#[inline(always)]
+fn apply_wire(hc: [u8; 2], d: u16) -> [u8; 2] {
+    apply(u16::from_ne_bytes(hc), u32::from(d)).to_ne_bytes()
+}
+
+/// [`rewrite`] for a packet whose tuple is the flow key the checksum deltas
+/// `d` were computed from (a conntrack hit): each checksum takes one
+/// addition. Returns false if the packet is too short or not TCP/UDP.
+#[inline(always)]
+pub fn rewrite_delta(l3: &mut [u8], ihl: usize, to: &Key, d: CsumDelta) -> bool {
+    if ihl < 20 {
+        return false;
+    }
+    let Some((ip, l4)) = l3.split_at_mut_checked(ihl) else {
+        return false;
+    };
+    let Some(ip) = ip.first_chunk_mut::<20>() else {
+        return false;
+    };
+    let ports = (u32::from(to.sport) << 16 | u32::from(to.dport)).to_be_bytes();
+    match to.proto {
+        6 => {
+            let Some(tcp) = l4.first_chunk_mut::<20>() else {
+                return false;
+            };
+            let c = apply_wire([tcp[16], tcp[17]], d.l4);
+            tcp[16..18].copy_from_slice(&c);
+            tcp[..4].copy_from_slice(&ports);
+        }
+        17 => {
+            let Some(udp) = l4.first_chunk_mut::<8>() else {
+                return false;
+            };
+            // UDP without a checksum (0) stays without one.
+            if udp[6..8] != [0, 0] {
+                let c = apply_wire([udp[6], udp[7]], d.l4);
+                let c = if c == [0, 0] { [0xff, 0xff] } else { c };
+                udp[6..8].copy_from_slice(&c);
+            }
+            udp[..4].copy_from_slice(&ports);
+        }
+        _ => return false,
+    }
+    let c = apply_wire([ip[10], ip[11]], d.ip);
+    ip[10..12].copy_from_slice(&c);
+    ip[12..16].copy_from_slice(&to.src.to_be_bytes());
+    ip[16..20].copy_from_slice(&to.dst.to_be_bytes());
+    true
+}
+
+/// [`rewrite6`] for a packet whose tuple is the flow key the checksum
+/// delta `d` was computed from (a conntrack hit). Returns false if the
+/// packet is too short, not TCP/UDP, or UDP without a checksum.
+#[inline(always)]
+pub fn rewrite6_delta(l3: &mut [u8], l4: usize, to: &Key6, d: CsumDelta) -> bool {
+    if l4 < 40 {
+        return false;
+    }
+    let Some((ip, l4)) = l3.split_at_mut_checked(l4) else {
+        return false;
+    };
+    let Some(ip) = ip.first_chunk_mut::<40>() else {
+        return false;
+    };
+    let ports = (u32::from(to.sport) << 16 | u32::from(to.dport)).to_be_bytes();
+    match to.proto {
+        6 => {
+            let Some(tcp) = l4.first_chunk_mut::<20>() else {
+                return false;
+            };
+            let c = apply_wire([tcp[16], tcp[17]], d.l4);
+            tcp[16..18].copy_from_slice(&c);
+            tcp[..4].copy_from_slice(&ports);
+        }
+        17 => {
+            let Some(udp) = l4.first_chunk_mut::<8>() else {
+                return false;
+            };
+            if udp[6..8] == [0, 0] {
+                return false;
+            }
+            let c = apply_wire([udp[6], udp[7]], d.l4);
+            let c = if c == [0, 0] { [0xff, 0xff] } else { c };
+            udp[6..8].copy_from_slice(&c);
+            udp[..4].copy_from_slice(&ports);
+        }
+        _ => return false,
+    }
+    ip[8..24].copy_from_slice(&to.src.to_be_bytes());
+    ip[24..40].copy_from_slice(&to.dst.to_be_bytes());
+    true
+}
+
 /// Turns a TCP segment (IPv4, header length `ihl`) into the RST its sender
 /// should get (RFC 793 reset generation), in place: addresses and ports
 /// swapped, 40 bytes long. Returns the new length, or `None` if the segment
@@ -456,6 +550,100 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A conntrack hit's rewrite (the flow's precomputed deltas) writes the
+    /// same bytes as the full update, both directions, IPv4 and IPv6, TCP
+    /// and UDP, edge addresses included (all ones to all zeros).
+    #[test]
+    fn precomputed_deltas_give_the_full_update() {
+        use crate::conntrack::{Flow, flow_flags};
+        use rand::{Rng, SeedableRng, rngs::SmallRng};
+        let mut rng = SmallRng::seed_from_u64(9);
+        let edge = |rng: &mut SmallRng| -> u128 {
+            match rng.gen_range(0..8) {
+                0 => 0,
+                1 => u128::MAX,
+                _ => rng.r#gen(),
+            }
+        };
+        let packet = |v6: bool, tcp: bool, k: (u128, u128, u16, u16), payload: &[u8]| {
+            let b = if v6 {
+                PacketBuilder::ipv6(k.0.to_be_bytes(), k.1.to_be_bytes(), 64)
+            } else {
+                PacketBuilder::ipv4((k.0 as u32).to_be_bytes(), (k.1 as u32).to_be_bytes(), 64)
+            };
+            let mut v = Vec::new();
+            if tcp {
+                b.tcp(k.2, k.3, 7, 1000).write(&mut v, payload).unwrap();
+            } else {
+                b.udp(k.2, k.3).write(&mut v, payload).unwrap();
+            }
+            v
+        };
+        for n in 0..4000 {
+            let (v6, tcp) = (n % 4 >= 2, n % 2 == 0);
+            let proto = if tcp { 6 } else { 17 };
+            let payload: Vec<u8> = (0..rng.gen_range(0..30)).map(|_| rng.r#gen()).collect();
+            let [a, b, c, d] = [(); 4].map(|_| edge(&mut rng));
+            let ports: [u16; 4] = rng.r#gen();
+            // Both directions of one flow: the client's packet and the
+            // backend's reply.
+            let dirs = [
+                ((a, b, ports[0], ports[1]), (c, d, ports[2], ports[3])),
+                ((d, c, ports[3], ports[2]), (b, a, ports[1], ports[0])),
+            ];
+            if v6 {
+                let key = |k: (u128, u128, u16, u16)| Key::new(0, proto, k.0, k.1, k.2, k.3);
+                let f = Flow {
+                    fwd: key(dirs[0].0),
+                    rev: key(dirs[1].0),
+                    flags: flow_flags::NAT,
+                    ..Flow::<u128>::default()
+                };
+                let deltas = f.nat_deltas();
+                for (dir, &(from, to)) in dirs.iter().enumerate() {
+                    let v = packet(true, tcp, from, &payload);
+                    let (mut full, mut fast) = (v.clone(), v);
+                    assert!(rewrite6(&mut full, 40, &key(to)));
+                    assert!(rewrite6_delta(&mut fast, 40, &key(to), deltas[dir]));
+                    assert_eq!(fast, full, "IPv6 case {n} direction {dir}");
+                }
+            } else {
+                let key = |k: (u128, u128, u16, u16)| {
+                    Key::new(0, proto, k.0 as u32, k.1 as u32, k.2, k.3)
+                };
+                let f = Flow {
+                    fwd: key(dirs[0].0),
+                    rev: key(dirs[1].0),
+                    flags: flow_flags::NAT,
+                    ..Flow::default()
+                };
+                let deltas = f.nat_deltas();
+                for (dir, &(from, to)) in dirs.iter().enumerate() {
+                    let mut v = packet(false, tcp, from, &payload);
+                    if !tcp && n % 3 == 0 {
+                        v[26..28].copy_from_slice(&[0, 0]); // no UDP checksum
+                    }
+                    let (mut full, mut fast) = (v.clone(), v);
+                    assert!(rewrite(&mut full, 20, &key(to)));
+                    assert!(rewrite_delta(&mut fast, 20, &key(to), deltas[dir]));
+                    assert_eq!(fast, full, "IPv4 case {n} direction {dir}");
+                    let (k, ok) = verify(&fast);
+                    assert_eq!(k, key(to));
+                    assert!(ok || (!tcp && n % 3 == 0), "checksum, case {n}");
+                }
+            }
+        }
+        let mut short = tcp_packet(b"", true);
+        short.truncate(30);
+        let to = Key::new(0, 6, 1, 2, 3, 4);
+        assert!(!rewrite_delta(&mut short, 20, &to, CsumDelta::default()));
+        assert_eq!(
+            short,
+            tcp_packet(b"", true)[..30],
+            "refused before any write"
+        );
     }
 
     #[test]

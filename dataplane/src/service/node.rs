@@ -5,10 +5,14 @@
 //! body serves both families ([`Family`]); each worker has one flow table
 //! per family. Anti-spoofing happened before, in `pod-guard`.
 //!
-//! Per vector: (1) parse each packet's 5-tuple (IPv6: through its extension
-//! headers), hash the key and prefetch its conntrack buckets; (2) prefetch the flows
-//! the buckets point at; (3) look every key up.
-//! A hit advances the flow's state and applies its NAT. A miss is a new
+//! Per vector, a staged lookup (as DPDK's `rte_hash_lookup_bulk`): (1)
+//! parse each packet's 5-tuple (IPv6: through its extension headers), hash
+//! the key and prefetch its primary bucket; (2) compare each bucket's tags
+//! and prefetch the flow they point at; (3) verify each key against that
+//! flow. Packets that are not tracked candidates (fragments, ICMP errors,
+//! other protocols) are dealt with in (1), out of line. A hit advances the
+//! flow's state and applies its NAT with the checksum deltas the flow
+//! keeps (one addition per checksum). A miss is a new
 //! connection: a VIP (or a NodePort on one of our addresses) picks a backend
 //! (ClientIP affinity, else Maglev over the 5-tuple), the policy classifier
 //! decides, and a flow is created — refused when the table is full
@@ -42,7 +46,9 @@ use std::sync::Arc;
 
 use vrouter_wire::{IpProtocol, Ipv6ExtHeaders};
 
-use crate::conntrack::{ConnTrack, Dir, Flow, InsertError, Key, NO_OWNER, flow_flags};
+use crate::conntrack::{
+    ConnTrack, CsumDelta, Dir, Flow, HINT_SEARCH, Hint, InsertError, Key, NO_OWNER, flow_flags,
+};
 use crate::graph::{ARENA, Counter, NodeId, Queues};
 use crate::ip::icmp::icmp6;
 use crate::ip::icmp_error;
@@ -66,13 +72,24 @@ struct Affinity<A> {
     backend: A,
 }
 
+/// One tracked candidate of a vector, from parse to lookup.
+#[derive(Debug, Clone, Copy, Default)]
+struct Slot<A> {
+    key: Key<A>,
+    h: u64,
+    hint: Hint,
+    /// The packet's index in the arena.
+    i: u16,
+    /// L4 header offset from L3.
+    l4: u16,
+    /// TCP flags (0 for other protocols).
+    tf: u8,
+}
+
 /// Per-worker state of one family's node.
 pub struct CtState<A = u32> {
     pub ct: ConnTrack<A>,
-    keys: Box<[Key<A>; ARENA]>,
-    hashes: Box<[u64; ARENA]>,
-    /// Per input position: L4 header offset and TCP flags; 0 offset = skip.
-    l4: Box<[(u16, u8); ARENA]>,
+    slots: Box<[Slot<A>]>,
     affinity: Box<[Affinity<A>]>,
 }
 
@@ -81,12 +98,7 @@ impl<A: Family> CtState<A> {
     pub fn new(ct: ConnTrack<A>) -> CtState<A> {
         CtState {
             ct,
-            keys: vec![Key::default(); ARENA]
-                .into_boxed_slice()
-                .try_into()
-                .unwrap_or_else(|_| unreachable!("ARENA keys")),
-            hashes: Box::new([0; ARENA]),
-            l4: Box::new([(0, 0); ARENA]),
+            slots: vec![Slot::default(); ARENA].into_boxed_slice(),
             affinity: vec![Affinity::default(); AFFINITY_SLOTS].into_boxed_slice(),
         }
     }
@@ -100,6 +112,11 @@ impl<A: Family> Default for CtState<A> {
             crate::conntrack::Timeouts::default(),
         ))
     }
+}
+
+#[inline(always)]
+fn be16(hi: u8, lo: u8) -> u16 {
+    u16::from_be_bytes([hi, lo])
 }
 
 #[inline(always)]
@@ -125,6 +142,13 @@ fn rd128(d: &[u8], at: usize) -> u128 {
 pub enum Parsed<A> {
     /// Tracked candidate: key, L4 offset, TCP flags.
     Flow(Key<A>, usize, u8),
+    /// Anything else (dealt with out of line).
+    Not(Untracked),
+}
+
+/// A packet that is not a tracked candidate.
+#[derive(Debug, Clone, Copy)]
+pub enum Untracked {
     /// An ICMP error (quotes another packet); the ICMP header's offset.
     IcmpError(usize),
     /// A fragment.
@@ -155,6 +179,8 @@ pub trait Family: PolicyAddr {
     /// The address of `rx_if` in `client`'s subnet (hairpin SNAT).
     fn gateway(t: &Tables, rx_if: u16, client: Self) -> Option<Self>;
     fn rewrite(l3: &mut [u8], l4: usize, to: &Key<Self>) -> bool;
+    /// `rewrite` of a conntrack hit, with the flow's checksum deltas.
+    fn rewrite_delta(l3: &mut [u8], l4: usize, to: &Key<Self>, d: CsumDelta) -> bool;
     fn tcp_reset(l3: &mut [u8], l4: usize) -> Option<usize>;
     fn icmp_quoted(l3: &[u8], icmp: usize, zone: u16) -> Option<Key<Self>>;
     fn icmp_translate(l3: &mut [u8], icmp: usize, quoted: &Key<Self>) -> bool;
@@ -167,34 +193,46 @@ impl Family for u32 {
 
     #[inline(always)]
     fn parse(l3: &[u8], zone: u16) -> Parsed<u32> {
-        let ihl = usize::from(l3.first().map_or(0, |b| b & 0x0f)) * 4;
-        if ihl < 20 || l3.len() < ihl {
-            return Parsed::Bad;
+        let Some(h) = l3.first_chunk::<20>() else {
+            return Parsed::Not(Untracked::Bad);
+        };
+        let ihl = usize::from(h[0] & 0x0f) * 4;
+        let Some(l4) = l3.get(ihl..).filter(|_| ihl >= 20) else {
+            return Parsed::Not(Untracked::Bad);
+        };
+        if be16(h[6], h[7]) & 0x3fff != 0 {
+            return Parsed::Not(Untracked::Fragment);
         }
-        if rd16(l3, 6) & 0x3fff != 0 {
-            return Parsed::Fragment;
-        }
-        let (proto, src, dst) = (l3[9], rd32(l3, 12), rd32(l3, 16));
-        let l4 = &l3[ihl..];
-        match proto {
-            6 if l4.len() >= 20 => Parsed::Flow(
-                Key::new(zone, 6, src, dst, rd16(l4, 0), rd16(l4, 2)),
-                ihl,
-                l4[13],
-            ),
-            17 if l4.len() >= 8 => Parsed::Flow(
-                Key::new(zone, 17, src, dst, rd16(l4, 0), rd16(l4, 2)),
-                ihl,
-                0,
-            ),
-            1 if l4.len() >= 8 => match l4[0] {
-                8 => Parsed::Flow(Key::new(zone, 1, src, dst, rd16(l4, 4), 0), ihl, 0),
-                0 => Parsed::Flow(Key::new(zone, 1, src, dst, 0, rd16(l4, 4)), ihl, 0),
-                3 | 11 | 12 => Parsed::IcmpError(ihl),
-                _ => Parsed::Other(1),
+        let src = u32::from_be_bytes([h[12], h[13], h[14], h[15]]);
+        let dst = u32::from_be_bytes([h[16], h[17], h[18], h[19]]);
+        match h[9] {
+            6 => match l4.first_chunk::<20>() {
+                Some(t) => {
+                    let (sp, dp) = (be16(t[0], t[1]), be16(t[2], t[3]));
+                    Parsed::Flow(Key::new(zone, 6, src, dst, sp, dp), ihl, t[13])
+                }
+                None => Parsed::Not(Untracked::Bad),
             },
-            6 | 17 | 1 => Parsed::Bad,
-            p => Parsed::Other(p),
+            17 => match l4.first_chunk::<8>() {
+                Some(u) => {
+                    let (sp, dp) = (be16(u[0], u[1]), be16(u[2], u[3]));
+                    Parsed::Flow(Key::new(zone, 17, src, dst, sp, dp), ihl, 0)
+                }
+                None => Parsed::Not(Untracked::Bad),
+            },
+            1 => match l4.first_chunk::<8>() {
+                Some(c) => {
+                    let id = be16(c[4], c[5]);
+                    match c[0] {
+                        8 => Parsed::Flow(Key::new(zone, 1, src, dst, id, 0), ihl, 0),
+                        0 => Parsed::Flow(Key::new(zone, 1, src, dst, 0, id), ihl, 0),
+                        3 | 11 | 12 => Parsed::Not(Untracked::IcmpError(ihl)),
+                        _ => Parsed::Not(Untracked::Other(1)),
+                    }
+                }
+                None => Parsed::Not(Untracked::Bad),
+            },
+            p => Parsed::Not(Untracked::Other(p)),
         }
     }
     #[inline(always)]
@@ -223,6 +261,10 @@ impl Family for u32 {
     fn rewrite(l3: &mut [u8], l4: usize, to: &Key<u32>) -> bool {
         nat::rewrite(l3, l4, to)
     }
+    #[inline(always)]
+    fn rewrite_delta(l3: &mut [u8], l4: usize, to: &Key<u32>, d: CsumDelta) -> bool {
+        nat::rewrite_delta(l3, l4, to, d)
+    }
     fn tcp_reset(l3: &mut [u8], l4: usize) -> Option<usize> {
         nat::tcp_reset(l3, l4)
     }
@@ -242,16 +284,16 @@ impl Family for u128 {
     #[inline(always)]
     fn parse(l3: &[u8], zone: u16) -> Parsed<u128> {
         if l3.len() < 40 {
-            return Parsed::Bad;
+            return Parsed::Not(Untracked::Bad);
         }
         let (src, dst) = (rd128(l3, 8), rd128(l3, 24));
         let (proto, off) = if matches!(l3[6], 6 | 17 | 58) {
             (l3[6], 40)
         } else {
             match Ipv6ExtHeaders::walk(IpProtocol(l3[6]), &l3[40..]) {
-                Ok(e) if e.fragment.is_some() => return Parsed::Fragment,
+                Ok(e) if e.fragment.is_some() => return Parsed::Not(Untracked::Fragment),
                 Ok(e) => (e.protocol.0, 40 + e.offset),
-                Err(_) => return Parsed::Bad,
+                Err(_) => return Parsed::Not(Untracked::Bad),
             }
         };
         let l4 = l3.get(off..).unwrap_or(&[]);
@@ -269,12 +311,12 @@ impl Family for u128 {
             58 if l4.len() >= 8 => match l4[0] {
                 128 => Parsed::Flow(Key::new(zone, 58, src, dst, rd16(l4, 4), 0), off, 0),
                 129 => Parsed::Flow(Key::new(zone, 58, src, dst, 0, rd16(l4, 4)), off, 0),
-                1..=4 => Parsed::IcmpError(off),
-                130..=143 => Parsed::Control,
-                _ => Parsed::Other(58),
+                1..=4 => Parsed::Not(Untracked::IcmpError(off)),
+                130..=143 => Parsed::Not(Untracked::Control),
+                _ => Parsed::Not(Untracked::Other(58)),
             },
-            6 | 17 | 58 => Parsed::Bad,
-            p => Parsed::Other(p),
+            6 | 17 | 58 => Parsed::Not(Untracked::Bad),
+            p => Parsed::Not(Untracked::Other(p)),
         }
     }
     #[inline(always)]
@@ -305,6 +347,10 @@ impl Family for u128 {
     #[inline(always)]
     fn rewrite(l3: &mut [u8], l4: usize, to: &Key<u128>) -> bool {
         nat::rewrite6(l3, l4, to)
+    }
+    #[inline(always)]
+    fn rewrite_delta(l3: &mut [u8], l4: usize, to: &Key<u128>, d: CsumDelta) -> bool {
+        nat::rewrite6_delta(l3, l4, to, d)
     }
     fn tcp_reset(l3: &mut [u8], l4: usize) -> Option<usize> {
         nat::tcp_reset6(l3, l4)
@@ -344,100 +390,130 @@ fn node_af<F: Family>(
     let t: &crate::tables::Tables = cx.t;
     let svc = &*t.services;
     let now_s = cx.now_s;
-    let before = st.ct.len();
+    let CtState {
+        ct,
+        slots,
+        affinity,
+    } = st;
+    let before = ct.len();
     let mut created = 0u64;
-    // Pass 1: parse, hash and prefetch.
-    for (k, &i) in input.iter().enumerate() {
-        st.l4[k] = (0, 0);
+    // Stage 1: parse, hash and prefetch the primary bucket; the tracked
+    // candidates go to `slots`, the rest is handled here.
+    let mut n = 0;
+    for &i in input {
         let Some(p) = pkts.get_mut(usize::from(i)) else {
             continue;
         };
-        let zone = p.meta.domain;
-        let l3 = p.l3();
-        match F::parse(l3, zone) {
+        match F::parse(p.l3(), p.meta.domain) {
             Parsed::Flow(key, l4, tf) => {
                 let h = key.hash();
-                st.ct.prefetch(h);
-                st.keys[k] = key;
-                st.hashes[k] = h;
-                st.l4[k] = (l4 as u16, tf);
-            }
-            Parsed::Fragment => {
-                let (src, dst) = F::addrs(l3);
-                if F::is_vip_addr(svc, dst) || svc.policy.isolated(src) || svc.policy.isolated(dst)
-                {
-                    crate::ethernet::drop_pkt(p, q, i, Counter::CtFragment);
+                ct.prefetch(h);
+                if let Some(s) = slots.get_mut(n) {
+                    *s = Slot {
+                        key,
+                        h,
+                        hint: HINT_SEARCH,
+                        i,
+                        l4: l4 as u16,
+                        tf,
+                    };
+                    n += 1;
                 } else {
+                    // Never: `slots` holds a whole arena.
                     q.push(F::LOOKUP, i);
                 }
             }
-            Parsed::IcmpError(icmp) => icmp_related(svc, &mut st.ct, p, q, i, icmp, now_s),
-            // Not tracked: each packet is classified (only port-less rules
-            // match), both ways.
-            Parsed::Other(proto) => {
-                let (src, dst) = F::addrs(l3);
-                match svc.policy.allow(src, dst, proto, 0) {
-                    Verdict::DenyEgress | Verdict::DenyIngress => {
-                        crate::ethernet::drop_pkt(p, q, i, Counter::PolicyDenied)
-                    }
-                    _ => q.push(F::LOOKUP, i),
-                }
-            }
-            Parsed::Control => q.push(F::LOOKUP, i),
-            Parsed::Bad => crate::ethernet::drop_pkt(p, q, i, Counter::CtMalformed),
+            Parsed::Not(what) => untracked(svc, ct, p, q, i, what, now_s),
         }
     }
-    // Pass 2: the flows the buckets point at (the second cache miss).
-    for (k, &(l4, _)) in st.l4.iter().enumerate().take(input.len()) {
-        if l4 != 0 {
-            st.ct.prefetch_flows(st.hashes[k]);
-        }
+    let slots = slots.get_mut(..n).unwrap_or_default();
+    // Stage 2: the buckets' tags; prefetch the flows they point at.
+    for s in slots.iter_mut() {
+        s.hint = ct.hint(s.h);
     }
-    // Pass 3: look up; hits translate, misses are new connections.
-    let timeouts = st.ct.timeouts;
-    for (k, &i) in input.iter().enumerate() {
-        let (l4, tf) = st.l4[k];
-        if l4 == 0 {
-            continue;
-        }
-        let Some(p) = pkts.get_mut(usize::from(i)) else {
+    // Stage 3: verify and update; hits translate, misses are new
+    // connections. A hint is stale once the table changed.
+    let generation = ct.generation();
+    let timeouts = ct.timeouts;
+    for s in slots.iter() {
+        let Some(p) = pkts.get_mut(usize::from(s.i)) else {
             continue;
         };
-        let key = st.keys[k];
-        if let Some((id, dir)) = st.ct.lookup(&key, st.hashes[k], now_s) {
-            let Some(f) = st.ct.flow_mut(id) else {
+        let hint = if ct.generation() == generation {
+            s.hint
+        } else {
+            HINT_SEARCH
+        };
+        if let Some((id, dir)) = ct.lookup_hinted(&s.key, s.h, hint, now_s) {
+            let Some(f) = ct.flow_mut(id) else {
                 continue;
             };
-            f.update(dir, tf, now_s, &timeouts);
+            f.update(dir, s.tf, now_s, &timeouts);
             if f.flags & flow_flags::NAT != 0 {
-                let to = match dir {
-                    Dir::Fwd => f.rev.reverse(),
-                    Dir::Rev => f.fwd.reverse(),
-                };
-                if !F::rewrite(p.l3_mut(), usize::from(l4), &to) {
-                    crate::ethernet::drop_pkt(p, q, i, Counter::CtMalformed);
+                let to = f.key(dir.other()).reverse();
+                if !F::rewrite_delta(p.l3_mut(), usize::from(s.l4), &to, f.csum[dir as usize]) {
+                    crate::ethernet::drop_pkt(p, q, s.i, Counter::CtMalformed);
                     continue;
                 }
             }
-            q.push(F::LOOKUP, i);
+            q.push(F::LOOKUP, s.i);
             continue;
         }
-        match new_flow(cx, svc, st, p, &key, usize::from(l4), tf) {
+        match new_flow(cx, svc, ct, affinity, p, &s.key, usize::from(s.l4), s.tf) {
             Ok(c) => {
                 created += c;
-                q.push(F::LOOKUP, i);
+                q.push(F::LOOKUP, s.i);
             }
-            Err(Miss::Drop(c)) => crate::ethernet::drop_pkt(p, q, i, c),
-            Err(Miss::Reject) => reject::<F>(cx, p, q, i, &key, usize::from(l4)),
+            Err(Miss::Drop(c)) => crate::ethernet::drop_pkt(p, q, s.i, c),
+            Err(Miss::Reject) => reject::<F>(cx, p, q, s.i, &s.key, usize::from(s.l4)),
         }
     }
-    st.ct.sweep(now_s, 64);
-    let removed = (before as u64 + created).saturating_sub(st.ct.len() as u64);
+    ct.sweep(now_s, 64);
+    let removed = (before as u64 + created).saturating_sub(ct.len() as u64);
     if created > 0 {
         cx.stats.count(Counter::CtFlowCreated, created);
     }
     if removed > 0 {
         cx.stats.count(Counter::CtFlowRemoved, removed);
+    }
+}
+
+/// A packet that is not a tracked candidate: fragments, ICMP errors,
+/// untracked protocols, neighbour discovery, malformed.
+#[inline(never)]
+fn untracked<F: Family>(
+    svc: &ServiceTables,
+    ct: &mut ConnTrack<F>,
+    p: &mut Pkt,
+    q: &mut Queues,
+    i: u16,
+    what: Untracked,
+    now_s: u32,
+) {
+    let l3 = p.l3();
+    match what {
+        Untracked::Control => q.push(F::LOOKUP, i),
+        Untracked::Fragment => {
+            let (src, dst) = F::addrs(l3);
+            if F::is_vip_addr(svc, dst) || svc.policy.isolated(src) || svc.policy.isolated(dst) {
+                crate::ethernet::drop_pkt(p, q, i, Counter::CtFragment);
+            } else {
+                q.push(F::LOOKUP, i);
+            }
+        }
+        Untracked::IcmpError(icmp) => icmp_related(svc, ct, p, q, i, icmp, now_s),
+        // Not tracked: each packet is classified (only port-less rules
+        // match), both ways.
+        Untracked::Other(proto) => {
+            let (src, dst) = F::addrs(l3);
+            match svc.policy.allow(src, dst, proto, 0) {
+                Verdict::DenyEgress | Verdict::DenyIngress => {
+                    crate::ethernet::drop_pkt(p, q, i, Counter::PolicyDenied)
+                }
+                _ => q.push(F::LOOKUP, i),
+            }
+        }
+        Untracked::Bad => crate::ethernet::drop_pkt(p, q, i, Counter::CtMalformed),
     }
 }
 
@@ -501,10 +577,13 @@ fn pick_backend<F: Family>(
 
 /// A connection's first packet: service choice, policy, flow creation.
 /// Returns the number of flows created (0 = passes untracked).
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
 fn new_flow<F: Family>(
     cx: &Ctx,
     svc: &ServiceTables,
-    st: &mut CtState<F>,
+    ct: &mut ConnTrack<F>,
+    affinity: &mut [Affinity<F>],
     p: &mut Pkt,
     key: &Key<F>,
     l4: usize,
@@ -526,7 +605,7 @@ fn new_flow<F: Family>(
     let mut to = *key;
     let mut nat = false;
     if let Some((s, node_port)) = service {
-        let Some((ip, port, local)) = pick_backend(cx, s, &mut st.affinity, key, node_port) else {
+        let Some((ip, port, local)) = pick_backend(cx, s, affinity, key, node_port) else {
             return Err(Miss::Reject);
         };
         to.dst = ip;
@@ -542,7 +621,7 @@ fn new_flow<F: Family>(
         };
         if let Some(a) = snat {
             to.src = a;
-            to.sport = snat_port(&st.ct, &to, svc.settings.snat_ports, now_s)
+            to.sport = snat_port(ct, &to, svc.settings.snat_ports, now_s)
                 .ok_or(Miss::Drop(Counter::CtTableFull))?;
         }
     }
@@ -566,9 +645,10 @@ fn new_flow<F: Family>(
             Some(Some(_)) => p.meta.rx_if,
             _ => NO_OWNER,
         },
+        ..Flow::default()
     };
-    flow.update(Dir::Fwd, tf, now_s, &st.ct.timeouts);
-    match st.ct.insert(flow, now_s) {
+    flow.update(Dir::Fwd, tf, now_s, &ct.timeouts);
+    match ct.insert(flow, now_s) {
         Ok(_) => {}
         Err(InsertError::Quota) => return Err(Miss::Drop(Counter::CtPodQuota)),
         Err(InsertError::Full | InsertError::Exists) => {
