@@ -244,6 +244,12 @@ async fn main() -> anyhow::Result<()> {
         t.abort();
     }
     engine.stop();
+    // The first vrouterd's busy-polling worker would hold a vCPU against
+    // the second one's: stop it first.
+    // (Its directory goes with it: the kubeconfig is written again in the
+    // second one's.)
+    let kubeconfig = std::fs::read(&kc)?;
+    drop(d);
     // The real agent binary against the same API server, for its memory.
     if let Some(bin) = a.agent_bin {
         let d2 = Daemon::start(
@@ -253,6 +259,9 @@ async fn main() -> anyhow::Result<()> {
             ),
             "",
         );
+        let dir = d2.dir.clone();
+        let kc = dir.join("kubeconfig");
+        std::fs::write(&kc, &kubeconfig)?;
         let log = std::fs::File::create(dir.join("agent.log"))?;
         let mut child = std::process::Command::new(&bin)
             .args(["--node-name", "n1", "--mode", "host-gw", "--kubeconfig"])
