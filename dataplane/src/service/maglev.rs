@@ -34,6 +34,18 @@ pub fn is_prime(n: u32) -> bool {
     true
 }
 
+/// Each backend's preference list as (offset, skip) over `m` slots.
+fn permutations(ids: &[u64], m: usize) -> (Vec<usize>, Vec<usize>) {
+    ids.iter()
+        .map(|&id| {
+            (
+                (h64(id, 0x6d61_676c_6576_3031) % m as u64) as usize,
+                (h64(id, 0x736b_6970_5f5f_3032) % (m as u64 - 1).max(1)) as usize + 1,
+            )
+        })
+        .unzip()
+}
+
 /// Builds a table of `size` slots (a prime) over backends identified by
 /// `ids` with `weights` (0 = no slots). Each slot holds a backend index;
 /// `None` if no backend has a weight.
@@ -43,15 +55,7 @@ pub fn build(ids: &[u64], weights: &[u16], size: u32) -> Option<Box<[u16]>> {
     if m == 0 || (0..n).all(|i| weights[i] == 0) {
         return None;
     }
-    let (offset, skip): (Vec<usize>, Vec<usize>) = ids[..n]
-        .iter()
-        .map(|&id| {
-            (
-                (h64(id, 0x6d61_676c_6576_3031) % m as u64) as usize,
-                (h64(id, 0x736b_6970_5f5f_3032) % (m as u64 - 1).max(1)) as usize + 1,
-            )
-        })
-        .unzip();
+    let (offset, skip) = permutations(&ids[..n], m);
     // Each backend's next candidate slot, `(offset + k * skip) % m` for
     // its k-th preference, advanced by one addition and at most one
     // subtraction (skip < m): no division in the loop, which a build of
@@ -116,15 +120,7 @@ mod tests {
         if m == 0 || (0..n).all(|i| weights[i] == 0) {
             return None;
         }
-        let (offset, skip): (Vec<usize>, Vec<usize>) = ids[..n]
-            .iter()
-            .map(|&id| {
-                (
-                    (h64(id, 0x6d61_676c_6576_3031) % m as u64) as usize,
-                    (h64(id, 0x736b_6970_5f5f_3032) % (m as u64 - 1).max(1)) as usize + 1,
-                )
-            })
-            .unzip();
+        let (offset, skip) = permutations(&ids[..n], m);
         let mut next = vec![0usize; n];
         let mut table = vec![u16::MAX; m];
         let mut filled = 0;
