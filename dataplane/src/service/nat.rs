@@ -248,49 +248,6 @@ fn apply_wire(hc: [u8; 2], d: u16) -> [u8; 2] {
     apply(u16::from_ne_bytes(hc), u32::from(d)).to_ne_bytes()
 }
 
-/// The TCP/UDP part of [`rewrite_delta`] and [`rewrite6_delta`]: the new
-/// ports and the L4 checksum updated by `d`. A UDP datagram without a
-/// checksum keeps none if `udp_zero_ok`, else it is refused. Returns false
-/// if the header is short or the protocol is neither.
-#[inline(always)]
-fn rewrite_l4_delta(
-    l4: &mut [u8],
-    proto: u8,
-    sport: u16,
-    dport: u16,
-    d: u16,
-    udp_zero_ok: bool,
-) -> bool {
-    let ports = (u32::from(sport) << 16 | u32::from(dport)).to_be_bytes();
-    match proto {
-        6 => {
-            let Some(tcp) = l4.first_chunk_mut::<20>() else {
-                return false;
-            };
-            let c = apply_wire([tcp[16], tcp[17]], d);
-            tcp[16..18].copy_from_slice(&c);
-            tcp[..4].copy_from_slice(&ports);
-        }
-        17 => {
-            let Some(udp) = l4.first_chunk_mut::<8>() else {
-                return false;
-            };
-            if udp[6..8] == [0, 0] {
-                if !udp_zero_ok {
-                    return false;
-                }
-            } else {
-                let c = apply_wire([udp[6], udp[7]], d);
-                let c = if c == [0, 0] { [0xff, 0xff] } else { c };
-                udp[6..8].copy_from_slice(&c);
-            }
-            udp[..4].copy_from_slice(&ports);
-        }
-        _ => return false,
-    }
-    true
-}
-
 /// [`rewrite`] for a packet whose tuple is the flow key the checksum deltas
 /// `d` were computed from (a conntrack hit): each checksum takes one
 /// addition. Returns false if the packet is too short or not TCP/UDP.
@@ -305,9 +262,29 @@ pub fn rewrite_delta(l3: &mut [u8], ihl: usize, to: &Key, d: CsumDelta) -> bool 
     let Some(ip) = ip.first_chunk_mut::<20>() else {
         return false;
     };
-    // UDP without a checksum (0) stays without one.
-    if !rewrite_l4_delta(l4, to.proto, to.sport, to.dport, d.l4, true) {
-        return false;
+    let ports = (u32::from(to.sport) << 16 | u32::from(to.dport)).to_be_bytes();
+    match to.proto {
+        6 => {
+            let Some(tcp) = l4.first_chunk_mut::<20>() else {
+                return false;
+            };
+            let c = apply_wire([tcp[16], tcp[17]], d.l4);
+            tcp[16..18].copy_from_slice(&c);
+            tcp[..4].copy_from_slice(&ports);
+        }
+        17 => {
+            let Some(udp) = l4.first_chunk_mut::<8>() else {
+                return false;
+            };
+            // UDP without a checksum (0) stays without one.
+            if udp[6..8] != [0, 0] {
+                let c = apply_wire([udp[6], udp[7]], d.l4);
+                let c = if c == [0, 0] { [0xff, 0xff] } else { c };
+                udp[6..8].copy_from_slice(&c);
+            }
+            udp[..4].copy_from_slice(&ports);
+        }
+        _ => return false,
     }
     let c = apply_wire([ip[10], ip[11]], d.ip);
     ip[10..12].copy_from_slice(&c);
@@ -330,9 +307,29 @@ pub fn rewrite6_delta(l3: &mut [u8], l4: usize, to: &Key6, d: CsumDelta) -> bool
     let Some(ip) = ip.first_chunk_mut::<40>() else {
         return false;
     };
-    // IPv6 UDP must carry a checksum: a zero one is refused.
-    if !rewrite_l4_delta(l4, to.proto, to.sport, to.dport, d.l4, false) {
-        return false;
+    let ports = (u32::from(to.sport) << 16 | u32::from(to.dport)).to_be_bytes();
+    match to.proto {
+        6 => {
+            let Some(tcp) = l4.first_chunk_mut::<20>() else {
+                return false;
+            };
+            let c = apply_wire([tcp[16], tcp[17]], d.l4);
+            tcp[16..18].copy_from_slice(&c);
+            tcp[..4].copy_from_slice(&ports);
+        }
+        17 => {
+            let Some(udp) = l4.first_chunk_mut::<8>() else {
+                return false;
+            };
+            if udp[6..8] == [0, 0] {
+                return false;
+            }
+            let c = apply_wire([udp[6], udp[7]], d.l4);
+            let c = if c == [0, 0] { [0xff, 0xff] } else { c };
+            udp[6..8].copy_from_slice(&c);
+            udp[..4].copy_from_slice(&ports);
+        }
+        _ => return false,
     }
     ip[8..24].copy_from_slice(&to.src.to_be_bytes());
     ip[24..40].copy_from_slice(&to.dst.to_be_bytes());
