@@ -294,7 +294,9 @@ pub fn rewrite_delta(l3: &mut [u8], ihl: usize, to: &Key, d: CsumDelta) -> bool 
 }
 
 /// [`rewrite6`] for a packet whose tuple is the flow key the checksum
-/// delta `d` was computed from (a conntrack hit). Returns false if the
+/// delta `d` was computed from (a conntrack hit). Its L4 half is written out
+/// like [`rewrite_delta`]'s on purpose: a shared helper measured slower on
+/// this hit path (benches/RESULTS.md §7). Returns false if the
 /// packet is too short, not TCP/UDP, or UDP without a checksum.
 #[inline(always)]
 pub fn rewrite6_delta(l3: &mut [u8], l4: usize, to: &Key6, d: CsumDelta) -> bool {
